@@ -1,0 +1,260 @@
+import type { DirectionCounters, FlowRecord, FlowTable, Timestamp } from './flows';
+import { parseIp, formatIp } from './ip';
+
+/**
+ * Queries over a flow table: filters, ordering, aggregation into groups and a summary.
+ * Filters run on the table's columns where they can, so only matching flows become objects.
+ */
+
+export type FlowOrder = 'bytes' | 'packets' | 'recent' | 'oldest';
+
+export interface FlowFilter {
+  /** Matches either endpoint's address. */
+  ip?: string;
+  /** Matches either endpoint's port. */
+  port?: number;
+  protocol?: 'tcp' | 'udp';
+  /** Flows active within [sinceUs, untilUs] (microseconds since the epoch). */
+  sinceUs?: number;
+  untilUs?: number;
+}
+
+/** Thrown for a filter that cannot match anything because it is malformed. */
+export class FlowQueryError extends Error {
+  override readonly name = 'FlowQueryError';
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export function timestampUs(t: Timestamp): number {
+  return t.sec * 1e6 + Math.floor(t.nsec / 1000);
+}
+
+/** Flows matching the filter, in table order. */
+export function selectFlows(table: FlowTable, filter: FlowFilter = {}): FlowRecord[] {
+  let ip: string | undefined;
+  if (filter.ip !== undefined && filter.ip !== '') {
+    const parsed = parseIp(filter.ip);
+    if (!parsed) throw new FlowQueryError('ip', `"${filter.ip}" is not an IPv4 or IPv6 address`);
+    // Compare in canonical text form so "::1" and "0:0::1" match the same flows.
+    ip = formatIp(parsed.version, parsed.w0, parsed.w1, parsed.w2, parsed.w3);
+  }
+  const out: FlowRecord[] = [];
+  for (let i = 0; i < table.size; i++) {
+    if (filter.protocol && table.protocolOf(i) !== filter.protocol) continue;
+    const f = table.get(i);
+    if (ip && f.client.ip !== ip && f.server.ip !== ip) continue;
+    if (filter.port && f.client.port !== filter.port && f.server.port !== filter.port) continue;
+    if (filter.sinceUs && timestampUs(f.lastSeen) < filter.sinceUs) continue;
+    if (filter.untilUs && timestampUs(f.firstSeen) > filter.untilUs) continue;
+    out.push(f);
+  }
+  return out;
+}
+
+interface Counted {
+  clientToServer: DirectionCounters;
+  serverToClient: DirectionCounters;
+  firstSeen: Timestamp;
+  lastSeen: Timestamp;
+}
+const totalBytes = (f: Counted): number => f.clientToServer.bytes + f.serverToClient.bytes;
+const totalPackets = (f: Counted): number => f.clientToServer.packets + f.serverToClient.packets;
+
+/** Comparators for each order; callers break ties by first appearance. */
+const ORDER: Record<FlowOrder, (a: Counted, b: Counted) => number> = {
+  bytes: (a, b) => totalBytes(b) - totalBytes(a),
+  packets: (a, b) => totalPackets(b) - totalPackets(a),
+  recent: (a, b) => timestampUs(b.lastSeen) - timestampUs(a.lastSeen),
+  oldest: (a, b) => timestampUs(a.firstSeen) - timestampUs(b.firstSeen),
+};
+
+/** Sorts flows in place; ties fall back to table order so results are deterministic. */
+export function orderFlows(flows: FlowRecord[], order: FlowOrder = 'bytes'): FlowRecord[] {
+  const c = ORDER[order];
+  return flows.sort((a, b) => c(a, b) || a.index - b.index);
+}
+
+/** Exact percentiles (nearest rank) of handshake times, in microseconds. */
+export interface Percentiles {
+  count: number;
+  p50Us: number;
+  p90Us: number;
+  p99Us: number;
+}
+
+/** Nearest-rank percentiles of values given in nanoseconds, reported in microseconds. */
+export function percentilesNs(valuesNs: number[]): Percentiles {
+  if (valuesNs.length === 0) return { count: 0, p50Us: 0, p90Us: 0, p99Us: 0 };
+  const v = [...valuesNs].sort((a, b) => a - b);
+  const at = (p: number): number => v[Math.max(0, Math.ceil((p / 100) * v.length) - 1)]! / 1000;
+  return { count: v.length, p50Us: at(50), p90Us: at(90), p99Us: at(99) };
+}
+
+export interface FlowGroup {
+  key: string;
+  client: { ip: string };
+  server: { ip: string };
+  flows: number;
+  tcpFlows: number;
+  udpFlows: number;
+  clientToServer: DirectionCounters;
+  serverToClient: DirectionCounters;
+  firstSeen: Timestamp;
+  lastSeen: Timestamp;
+  /** Client view (SYN -> SYN-ACK) and server view (SYN -> ACK) over the group's TCP flows. */
+  handshakeClient: Percentiles;
+  handshakeServer: Percentiles;
+}
+
+const earlier = (a: Timestamp, b: Timestamp): boolean => a.sec < b.sec || (a.sec === b.sec && a.nsec < b.nsec);
+const addCounters = (into: DirectionCounters, c: DirectionCounters): void => {
+  into.packets += c.packets;
+  into.bytes += c.bytes;
+  into.payloadBytes += c.payloadBytes;
+};
+
+/** Groups flows by client IP -> server IP. Groups come out in the order given by `order`. */
+export function aggregateByIpPair(flows: FlowRecord[], order: FlowOrder = 'bytes'): FlowGroup[] {
+  const groups = new Map<string, FlowGroup & { hc: number[]; hs: number[]; firstIndex: number }>();
+  for (const f of flows) {
+    const key = `${f.client.ip} -> ${f.server.ip}`;
+    let g = groups.get(key);
+    if (!g) {
+      g = {
+        key,
+        client: { ip: f.client.ip },
+        server: { ip: f.server.ip },
+        flows: 0,
+        tcpFlows: 0,
+        udpFlows: 0,
+        clientToServer: { packets: 0, bytes: 0, payloadBytes: 0 },
+        serverToClient: { packets: 0, bytes: 0, payloadBytes: 0 },
+        firstSeen: f.firstSeen,
+        lastSeen: f.lastSeen,
+        handshakeClient: percentilesNs([]),
+        handshakeServer: percentilesNs([]),
+        hc: [],
+        hs: [],
+        firstIndex: f.index,
+      };
+      groups.set(key, g);
+    }
+    g.flows++;
+    if (f.protocol === 'tcp') g.tcpFlows++;
+    else g.udpFlows++;
+    addCounters(g.clientToServer, f.clientToServer);
+    addCounters(g.serverToClient, f.serverToClient);
+    if (earlier(f.firstSeen, g.firstSeen)) g.firstSeen = f.firstSeen;
+    if (earlier(g.lastSeen, f.lastSeen)) g.lastSeen = f.lastSeen;
+    if (f.tcpHandshakeClientNs !== undefined) g.hc.push(f.tcpHandshakeClientNs);
+    if (f.tcpHandshakeServerNs !== undefined) g.hs.push(f.tcpHandshakeServerNs);
+  }
+  const list = [...groups.values()].map((g) => {
+    const { hc, hs, ...group } = g;
+    group.handshakeClient = percentilesNs(hc);
+    group.handshakeServer = percentilesNs(hs);
+    return group;
+  });
+  const c = ORDER[order];
+  list.sort((a, b) => c(a, b) || a.firstIndex - b.firstIndex);
+  return list.map(({ firstIndex: _firstIndex, ...g }) => g);
+}
+
+export interface Talker {
+  ip: string;
+  txPackets: number;
+  rxPackets: number;
+  txBytes: number;
+  rxBytes: number;
+  flows: number;
+}
+
+export interface ProtocolTotals {
+  flows: number;
+  packets: number;
+  bytes: number;
+}
+
+export interface FlowSummary {
+  totalFlows: number;
+  totalPackets: number;
+  totalBytes: number;
+  tcp: ProtocolTotals;
+  udp: ProtocolTotals;
+  uniqueClients: number;
+  uniqueServers: number;
+  topByBytes: Talker[];
+  topByPackets: Talker[];
+  handshakeClient: Percentiles;
+  handshakeServer: Percentiles;
+  firstSeen?: Timestamp;
+  lastSeen?: Timestamp;
+}
+
+/** Totals, TCP vs UDP, and the top talkers (addresses by bytes and by packets, sent + received). */
+export function summarizeFlows(flows: FlowRecord[], top = 10): FlowSummary {
+  const talkers = new Map<string, Talker>();
+  const talker = (ip: string): Talker => {
+    let t = talkers.get(ip);
+    if (!t) {
+      t = { ip, txPackets: 0, rxPackets: 0, txBytes: 0, rxBytes: 0, flows: 0 };
+      talkers.set(ip, t);
+    }
+    return t;
+  };
+  const clients = new Set<string>();
+  const servers = new Set<string>();
+  const tcp: ProtocolTotals = { flows: 0, packets: 0, bytes: 0 };
+  const udp: ProtocolTotals = { flows: 0, packets: 0, bytes: 0 };
+  const hc: number[] = [];
+  const hs: number[] = [];
+  let firstSeen: Timestamp | undefined;
+  let lastSeen: Timestamp | undefined;
+  for (const f of flows) {
+    const t = f.protocol === 'tcp' ? tcp : udp;
+    t.flows++;
+    t.packets += totalPackets(f);
+    t.bytes += totalBytes(f);
+    clients.add(f.client.ip);
+    servers.add(f.server.ip);
+    const c = talker(f.client.ip);
+    const s = f.server.ip === f.client.ip ? c : talker(f.server.ip);
+    c.flows++;
+    if (s !== c) s.flows++;
+    c.txPackets += f.clientToServer.packets;
+    c.txBytes += f.clientToServer.bytes;
+    c.rxPackets += f.serverToClient.packets;
+    c.rxBytes += f.serverToClient.bytes;
+    s.txPackets += f.serverToClient.packets;
+    s.txBytes += f.serverToClient.bytes;
+    s.rxPackets += f.clientToServer.packets;
+    s.rxBytes += f.clientToServer.bytes;
+    if (f.tcpHandshakeClientNs !== undefined) hc.push(f.tcpHandshakeClientNs);
+    if (f.tcpHandshakeServerNs !== undefined) hs.push(f.tcpHandshakeServerNs);
+    if (!firstSeen || earlier(f.firstSeen, firstSeen)) firstSeen = f.firstSeen;
+    if (!lastSeen || earlier(lastSeen, f.lastSeen)) lastSeen = f.lastSeen;
+  }
+  const all = [...talkers.values()];
+  const by = (key: (t: Talker) => number): Talker[] =>
+    [...all].sort((a, b) => key(b) - key(a) || (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0)).slice(0, top);
+  return {
+    totalFlows: tcp.flows + udp.flows,
+    totalPackets: tcp.packets + udp.packets,
+    totalBytes: tcp.bytes + udp.bytes,
+    tcp,
+    udp,
+    uniqueClients: clients.size,
+    uniqueServers: servers.size,
+    topByBytes: by((t) => t.txBytes + t.rxBytes),
+    topByPackets: by((t) => t.txPackets + t.rxPackets),
+    handshakeClient: percentilesNs(hc),
+    handshakeServer: percentilesNs(hs),
+    ...(firstSeen ? { firstSeen } : {}),
+    ...(lastSeen ? { lastSeen } : {}),
+  };
+}

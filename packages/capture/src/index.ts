@@ -1,0 +1,14 @@
+export { CaptureReader, CaptureFormatError } from './reader';
+export type { RawPacket, CaptureFormat, CaptureErrorCode } from './reader';
+export { readCaptureFile, readCaptureStream } from './file';
+export type { ReadResult } from './file';
+export { decodePacket, newL4Packet, DECODE_REASONS, LinkType, TcpFlag, IPPROTO_TCP, IPPROTO_UDP } from './decode';
+export type { L4Packet, DecodeReason } from './decode';
+export { FlowTable, Completeness } from './flows';
+export type { FlowRecord, FlowState, FlowTableOptions, DirectionCounters, Timestamp } from './flows';
+export { FlowTracker } from './tracker';
+export type { TrackerStats, DecodeCount } from './tracker';
+export { selectFlows, orderFlows, aggregateByIpPair, summarizeFlows, percentilesNs, timestampUs, FlowQueryError } from './flow-query';
+export type { FlowFilter, FlowOrder, FlowGroup, FlowSummary, Percentiles, Talker, ProtocolTotals } from './flow-query';
+export { parseIp, formatIp, formatIpv4, formatIpv6 } from './ip';
+export type { IpWords } from './ip';

@@ -1,0 +1,125 @@
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+
+/**
+ * Fixture captures (fixtures/captures, third-party, see ATTRIBUTION.md) and tshark's view of
+ * them (fixtures/golden, written by scripts/golden.sh). Tests compare against these files; they
+ * never run tshark.
+ */
+
+export const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
+export const CAPTURES_DIR = path.join(REPO_ROOT, 'fixtures', 'captures');
+export const GOLDEN_DIR = path.join(REPO_ROOT, 'fixtures', 'golden');
+
+/** Absolute path of a fixture capture, e.g. `capturePath('zeek/http_get.pcap')`. */
+export function capturePath(name: string): string {
+  return path.join(CAPTURES_DIR, name);
+}
+
+/** One conversation as tshark reports it: `a` is the sender of its first packet. */
+export interface GoldenStream {
+  stream: number;
+  a: string;
+  b: string;
+  abFrames: number;
+  abBytes: number;
+  abPayload: number;
+  baFrames: number;
+  baBytes: number;
+  baPayload: number;
+  /** Seconds since the epoch, 9 decimals, as tshark prints frame.time_epoch. */
+  firstTs: string;
+  lastTs: string;
+}
+
+export interface GoldenHandshake {
+  stream: number;
+  /** The last pure SYN and the first SYN-ACK of the stream (empty when absent). */
+  synTs: string;
+  synAckTs: string;
+  /** tcp.analysis.initial_rtt in seconds. */
+  irttS: string;
+}
+
+export interface Golden {
+  capture: string;
+  frames: number;
+  tcp: GoldenStream[];
+  udp: GoldenStream[];
+  handshakes: GoldenHandshake[];
+}
+
+function csv(file: string): string[][] {
+  return readFileSync(file, 'utf8')
+    .split('\n')
+    .slice(1)
+    .filter((l) => l.trim() !== '')
+    .map((l) => l.split(','));
+}
+
+function streams(file: string): GoldenStream[] {
+  return csv(file).map((c) => ({
+    stream: Number(c[0]),
+    a: c[1]!,
+    b: c[2]!,
+    abFrames: Number(c[3]),
+    abBytes: Number(c[4]),
+    abPayload: Number(c[5]),
+    baFrames: Number(c[6]),
+    baBytes: Number(c[7]),
+    baPayload: Number(c[8]),
+    firstTs: c[9]!,
+    lastTs: c[10]!,
+  }));
+}
+
+/** tshark's view of a fixture capture. */
+export function loadGolden(capture: string): Golden {
+  const dir = path.join(GOLDEN_DIR, capture);
+  return {
+    capture,
+    frames: Number(readFileSync(path.join(dir, 'frames.txt'), 'utf8').trim()),
+    tcp: streams(path.join(dir, 'tcp_streams.csv')),
+    udp: streams(path.join(dir, 'udp_streams.csv')),
+    handshakes: csv(path.join(dir, 'handshakes.csv')).map((c) => ({ stream: Number(c[0]), synTs: c[1] ?? '', synAckTs: c[2] ?? '', irttS: c[3] ?? '' })),
+  };
+}
+
+/** Every capture that has golden files, relative to fixtures/captures. */
+export function goldenCaptures(): string[] {
+  const out: string[] = [];
+  const walk = (rel: string): void => {
+    const dir = path.join(GOLDEN_DIR, rel);
+    for (const name of readdirSync(dir).sort()) {
+      const child = rel ? `${rel}/${name}` : name;
+      if (!statSync(path.join(GOLDEN_DIR, child)).isDirectory()) continue;
+      if (readdirSync(path.join(GOLDEN_DIR, child)).includes('frames.txt')) out.push(child);
+      else walk(child);
+    }
+  };
+  walk('');
+  return out;
+}
+
+/** tshark's packet count (or error) for each gopacket pcapng conformance file. */
+export function loadPcapngConformance(): { file: string; frames: number; error: string }[] {
+  return readFileSync(path.join(GOLDEN_DIR, 'gopacket-pcapng.tsv'), 'utf8')
+    .split('\n')
+    .slice(1)
+    .filter((l) => l.trim() !== '')
+    .map((l) => {
+      const [file, frames, error] = l.split('\t');
+      return { file: file!, frames: Number(frames), error: error ?? '' };
+    });
+}
+
+/** Parses tshark's "1362692526.939344000" into integer seconds and nanoseconds. */
+export function parseEpoch(ts: string): { sec: number; nsec: number } {
+  const [s, frac = ''] = ts.split('.');
+  return { sec: Number(s), nsec: Number(frac.padEnd(9, '0').slice(0, 9)) };
+}
+
+/** Seconds with 9 decimals, tshark style. */
+export function formatEpoch(t: { sec: number; nsec: number }): string {
+  return `${t.sec}.${String(t.nsec).padStart(9, '0')}`;
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Regenerates the golden files under fixtures/golden from tshark (the independent oracle).
+# Needs tshark (apt-get install tshark) and the shared oracle script; tests never run this.
+# usage: scripts/golden.sh [capture ...]   (default: every capture under fixtures/captures)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+oracle=${ORACLE:-../shared/tools/tshark-oracle.sh}
+captures=("$@")
+if [ ${#captures[@]} -eq 0 ]; then
+  mapfile -t captures < <(cd fixtures/captures && find . -name '*.pcap' -o -name '*.pcapng' -o -name '*.pcap.gz' | sed 's#^\./##' | grep -v '^gopacket/le_test' | sort)
+fi
+for c in "${captures[@]}"; do
+  out=fixtures/golden/$c
+  mkdir -p "$out"
+  bash "$oracle" "fixtures/captures/$c" "$out" >/dev/null
+  # Only the L4 files are compared today; keep the L7 ones that carry data for the dissector issue.
+  for f in http.psv http2.psv dns.psv; do [ "$(wc -l < "$out/$f")" -gt 1 ] || rm -f "$out/$f"; done
+  rm -f "$out/expert.txt"
+  # UDP conversations, same shape as tcp_streams.csv (the shared oracle covers TCP only).
+  # ICMP errors quote a UDP header; they are not UDP traffic.
+  tshark -n -r "fixtures/captures/$c" -Y 'udp && !icmp && !icmpv6' -T fields -E separator=, \
+    -e udp.stream -e ip.src -e ipv6.src -e udp.srcport -e ip.dst -e ipv6.dst -e udp.dstport -e frame.len -e udp.length -e frame.time_epoch 2>/dev/null |
+   awk -F, 'BEGIN{OFS=","}
+    {s=$2$3":"$4; d=$5$6":"$7; k=$1; if(!(k in A)){A[k]=s;B[k]=d;T0[k]=$10} dir=(s==A[k])?1:2; F[k,dir]++; BY[k,dir]+=$8; P[k,dir]+=$9-8; T1[k]=$10}
+    END{for(k in A) print k,A[k],B[k],F[k,1]+0,BY[k,1]+0,P[k,1]+0,F[k,2]+0,BY[k,2]+0,P[k,2]+0,T0[k],T1[k]}' | sort -t, -k1,1n |
+   sed '1i stream,a,b,ab_frames,ab_bytes,ab_payload,ba_frames,ba_bytes,ba_payload,first_ts,last_ts' > "$out/udp_streams.csv"
+  tshark -n -r "fixtures/captures/$c" 2>/dev/null | wc -l | tr -d ' ' > "$out/frames.txt"
+  # sed '1i' writes nothing for an empty input: give every CSV its header even with no rows.
+  for f in tcp_streams.csv udp_streams.csv; do [ -s "$out/$f" ] || echo 'stream,a,b,ab_frames,ab_bytes,ab_payload,ba_frames,ba_bytes,ba_payload,first_ts,last_ts' > "$out/$f"; done
+  [ -s "$out/handshakes.csv" ] || echo 'stream,syn_ts,synack_ts,irtt_s' > "$out/handshakes.csv"
+done
+# pcapng conformance files: the packet count tshark reads, or its error for a broken file.
+{
+  printf 'file\tframes\terror\n'
+  for f in fixtures/captures/gopacket/le_test*.pcapng; do
+    n=$( (tshark -n -r "$f" 2>/tmp/golden.err || true) | wc -l | tr -d ' ')
+    err=$(grep -v 'Running as user' /tmp/golden.err | head -1 | tr '\t' ' ' || true)
+    printf '%s\t%s\t%s\n' "$(basename "$f")" "$n" "$err"
+  done
+} > fixtures/golden/gopacket-pcapng.tsv
