@@ -29,12 +29,15 @@ for c in "${captures[@]}"; do
   for f in tcp_streams.csv udp_streams.csv; do [ -s "$out/$f" ] || echo 'stream,a,b,ab_frames,ab_bytes,ab_payload,ba_frames,ba_bytes,ba_payload,first_ts,last_ts' > "$out/$f"; done
   [ -s "$out/handshakes.csv" ] || echo 'stream,syn_ts,synack_ts,irtt_s' > "$out/handshakes.csv"
 done
-# pcapng conformance files: the packet count tshark reads, or its error for a broken file.
+# pcapng conformance files: the records tshark reads, how many of them are packets (records on
+# an interface; custom blocks show up as interface-less "data" records), and tshark's error.
 {
-  printf 'file\tframes\terror\n'
+  printf 'file\tframes\tpackets\terror\n'
   for f in fixtures/captures/gopacket/le_test*.pcapng; do
-    n=$( (tshark -n -r "$f" 2>/tmp/golden.err || true) | wc -l | tr -d ' ')
-    err=$(grep -v 'Running as user' /tmp/golden.err | head -1 | tr '\t' ' ' || true)
-    printf '%s\t%s\t%s\n' "$(basename "$f")" "$n" "$err"
+    (tshark -n -r "$f" -T fields -e frame.interface_id 2>/tmp/golden.err || true) > /tmp/golden.rows
+    n=$(wc -l < /tmp/golden.rows | tr -d ' ')
+    pk=$(grep -c '[0-9]' /tmp/golden.rows || true)
+    err=$(grep -v 'Running as user' /tmp/golden.err | tr '\t\n' '  ' || true)
+    printf '%s\t%s\t%s\t%s\n' "$(basename "$f")" "$n" "$pk" "$err"
   done
 } > fixtures/golden/gopacket-pcapng.tsv

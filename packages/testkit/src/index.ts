@@ -101,15 +101,18 @@ export function goldenCaptures(): string[] {
   return out;
 }
 
-/** tshark's packet count (or error) for each gopacket pcapng conformance file. */
-export function loadPcapngConformance(): { file: string; frames: number; error: string }[] {
+/**
+ * tshark's view of each gopacket pcapng conformance file: records read, how many of them are
+ * packets (custom blocks appear as interface-less records), and its error for a broken file.
+ */
+export function loadPcapngConformance(): { file: string; frames: number; packets: number; error: string }[] {
   return readFileSync(path.join(GOLDEN_DIR, 'gopacket-pcapng.tsv'), 'utf8')
     .split('\n')
     .slice(1)
     .filter((l) => l.trim() !== '')
     .map((l) => {
-      const [file, frames, error] = l.split('\t');
-      return { file: file!, frames: Number(frames), error: error ?? '' };
+      const [file, frames, packets, error] = l.split('\t');
+      return { file: file!, frames: Number(frames), packets: Number(packets), error: (error ?? '').trim() };
     });
 }
 
