@@ -1,0 +1,176 @@
+#!/usr/bin/env node
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { flowSummaryView, flowView } from '@kubeshark-mcp/mcp-core/model';
+import { WorkerEngine } from './engine';
+import { flowToModel } from './model';
+import { startWorkerServer } from './server';
+import { expandInputs, InputError } from './sources';
+import { VERSION } from './version';
+
+/** The captures `serve` replays when none are given: shipped with the worker. */
+export const DEMO_DIR = path.join(__dirname, '..', 'demo');
+export const DEFAULT_LISTEN = '127.0.0.1:50151';
+
+const USAGE = `kubeshark-worker ${VERSION}
+
+Usage:
+  kubeshark-worker serve [--capture PATH]... [--listen HOST:PORT] [--node NAME]
+      Replay capture files (pcap, pcapng, optionally gzip'd; a directory means every capture
+      in it) into the flow table and serve it over gRPC to the hub.
+      Default capture: the demo captures shipped in ${DEMO_DIR}
+      Default listen address: ${DEFAULT_LISTEN}
+
+  kubeshark-worker analyze CAPTURE... --flows|--summary [--node NAME]
+      Read captures offline, without a cluster, and print one JSON object per line:
+      --flows    one line per L4 flow (the fields list_l4_flows returns)
+      --summary  one line with totals, TCP vs UDP and top talkers (as get_l4_flow_summary)
+      Damaged captures: what was read is printed, the error goes to stderr, exit status 1.
+
+Options:
+  --node NAME   node name stamped on flows and flow ids (default: $NODE_NAME or the hostname)
+  -h, --help    this text
+  --version     print the version
+`;
+
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+function splitHostPort(listen: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d+)$/.exec(listen);
+  if (!m) throw new UsageError(`--listen must be HOST:PORT (got "${listen}")`);
+  const port = Number(m[3]);
+  if (port > 65535) throw new UsageError(`--listen port must be 0..65535 (got ${port})`);
+  return { host: (m[1] ?? m[2])!, port };
+}
+
+async function analyze(inputs: string[], opts: { flows: boolean; summary: boolean; node: string }): Promise<number> {
+  if (inputs.length === 0) throw new UsageError('analyze needs at least one capture file or directory');
+  if (!opts.flows && !opts.summary) throw new UsageError('analyze needs --flows or --summary to say what to print');
+  const files = await expandInputs(inputs);
+  const engine = new WorkerEngine(opts.node, VERSION);
+  let failed = 0;
+  await engine.replay(files, (file, message) => {
+    failed++;
+    process.stderr.write(`kubeshark-worker: ${file}: ${message}\n`);
+  });
+  const out: string[] = [];
+  if (opts.flows) {
+    for (const rec of engine.tracker.flows.all()) out.push(JSON.stringify(flowView(flowToModel(rec, engine.node))));
+  }
+  if (opts.summary) {
+    out.push(JSON.stringify(flowSummaryView({ ...engine.summary({}, 10), nodes: [{ node: engine.node, state: 'ok' }] })));
+  }
+  await writeLines(out);
+  return failed > 0 ? 1 : 0;
+}
+
+/** Writes lines to stdout, honouring back-pressure; a closed pipe (| head) ends quietly. */
+async function writeLines(lines: string[]): Promise<void> {
+  const stdout = process.stdout;
+  await new Promise<void>((resolve) => {
+    stdout.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') resolve();
+    });
+    let i = 0;
+    const pump = (): void => {
+      while (i < lines.length) {
+        if (!stdout.write(`${lines[i++]}\n`)) {
+          stdout.once('drain', pump);
+          return;
+        }
+      }
+      resolve();
+    };
+    pump();
+  });
+}
+
+async function serve(opts: { captures: string[]; listen: string; node: string }): Promise<void> {
+  const { host, port } = splitHostPort(opts.listen);
+  const inputs = opts.captures.length > 0 ? opts.captures : [DEMO_DIR];
+  const files = await expandInputs(inputs);
+  const engine = new WorkerEngine(opts.node, VERSION);
+  const server = await startWorkerServer(engine, host, port);
+  // The address line is parsed by scripts/start.mjs and tests: keep its shape.
+  process.stdout.write(`kubeshark-worker ${VERSION} node=${engine.node} listening on ${server.address}\n`);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    process.stdout.write(`kubeshark-worker: ${signal}, shutting down\n`);
+    void server.close().then(() => process.exit(0));
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  const t0 = Date.now();
+  await engine.replay(files, (file, message) => process.stderr.write(`kubeshark-worker: ${file}: ${message}\n`));
+  const s = engine.stats();
+  process.stdout.write(
+    `kubeshark-worker: replayed ${files.length} capture(s) in ${Date.now() - t0} ms: ${s.packets} packets, ${engine.tracker.flows.size} flows` +
+      (s.errors.length ? `, decode errors: ${s.errors.map((e) => `${e.reason}=${e.count}`).join(' ')}` : '') +
+      '\n',
+  );
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (!command || command === '-h' || command === '--help' || command === 'help') {
+    process.stdout.write(USAGE);
+    return command ? 0 : 2;
+  }
+  if (command === '--version') {
+    process.stdout.write(`${VERSION}\n`);
+    return 0;
+  }
+  const defaultNode = process.env.NODE_NAME || hostname();
+  try {
+    if (command === 'analyze') {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: { flows: { type: 'boolean', default: false }, summary: { type: 'boolean', default: false }, node: { type: 'string', default: defaultNode } },
+      });
+      return await analyze(positionals, { flows: values.flows!, summary: values.summary!, node: values.node! });
+    }
+    if (command === 'serve') {
+      const { values, positionals } = parseArgs({
+        args: rest,
+        allowPositionals: true,
+        options: {
+          capture: { type: 'string', multiple: true, default: [] },
+          listen: { type: 'string', default: process.env.WORKER_LISTEN || DEFAULT_LISTEN },
+          node: { type: 'string', default: defaultNode },
+        },
+      });
+      await serve({ captures: [...values.capture!, ...positionals], listen: values.listen!, node: values.node! });
+      return -1; // keeps running
+    }
+    throw new UsageError(`unknown command "${command}" (expected serve or analyze)`);
+  } catch (err) {
+    const parseError = (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ?? false;
+    if (err instanceof UsageError || parseError) {
+      process.stderr.write(`kubeshark-worker: ${(err as Error).message}\nRun "kubeshark-worker --help" for usage.\n`);
+      return 2;
+    }
+    if (err instanceof InputError) {
+      process.stderr.write(`kubeshark-worker: ${err.message}\n`);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      if (code >= 0) process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`kubeshark-worker: ${(err as Error).stack ?? String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,81 @@
+import {
+  timestampUs,
+  type FlowGroup as CaptureGroup,
+  type FlowRecord,
+  type FlowSummary as CaptureSummary,
+  type Percentiles as CapturePercentiles,
+} from '@kubeshark-mcp/capture';
+import type { Flow, FlowGroup, FlowSummary, Percentiles } from '@kubeshark-mcp/mcp-core/model';
+
+/**
+ * Flow-table records in the shared vocabulary (the mcp-core model), tagged with this worker's
+ * node. Both the gRPC service and `analyze` go through here, so they cannot drift apart.
+ */
+
+const nsToUs = (ns: number): number => ns / 1000;
+
+export function flowToModel(f: FlowRecord, node: string): Flow {
+  const flow: Flow = {
+    id: `${node}/${f.index}`,
+    node,
+    protocol: f.protocol,
+    client: { ip: f.client.ip, port: f.client.port },
+    server: { ip: f.server.ip, port: f.server.port },
+    client_to_server: { packets: f.clientToServer.packets, bytes: f.clientToServer.bytes, payload_bytes: f.clientToServer.payloadBytes },
+    server_to_client: { packets: f.serverToClient.packets, bytes: f.serverToClient.bytes, payload_bytes: f.serverToClient.payloadBytes },
+    first_seen_us: timestampUs(f.firstSeen),
+    last_seen_us: timestampUs(f.lastSeen),
+    state: f.state,
+    syn_count: f.synCount,
+    fin_count: f.finCount,
+    rst_count: f.rstCount,
+  };
+  if (f.tcpHandshakeClientNs !== undefined) flow.tcp_handshake_client_us = nsToUs(f.tcpHandshakeClientNs);
+  if (f.tcpHandshakeServerNs !== undefined) flow.tcp_handshake_server_us = nsToUs(f.tcpHandshakeServerNs);
+  return flow;
+}
+
+const percentiles = (p: CapturePercentiles): Percentiles => ({ count: p.count, p50_us: p.p50Us, p90_us: p.p90Us, p99_us: p.p99Us });
+
+export function groupToModel(g: CaptureGroup): FlowGroup {
+  return {
+    key: g.key,
+    client: { ip: g.client.ip },
+    server: { ip: g.server.ip },
+    flows: g.flows,
+    tcp_flows: g.tcpFlows,
+    udp_flows: g.udpFlows,
+    client_to_server: { packets: g.clientToServer.packets, bytes: g.clientToServer.bytes, payload_bytes: g.clientToServer.payloadBytes },
+    server_to_client: { packets: g.serverToClient.packets, bytes: g.serverToClient.bytes, payload_bytes: g.serverToClient.payloadBytes },
+    first_seen_us: timestampUs(g.firstSeen),
+    last_seen_us: timestampUs(g.lastSeen),
+    tcp_handshake_client: percentiles(g.handshakeClient),
+    tcp_handshake_server: percentiles(g.handshakeServer),
+  };
+}
+
+export function summaryToModel(s: CaptureSummary): Omit<FlowSummary, 'nodes'> {
+  const talker = (t: CaptureSummary['topByBytes'][number]): FlowSummary['top_by_bytes'][number] => ({
+    ip: t.ip,
+    tx_packets: t.txPackets,
+    rx_packets: t.rxPackets,
+    tx_bytes: t.txBytes,
+    rx_bytes: t.rxBytes,
+    flows: t.flows,
+  });
+  return {
+    total_flows: s.totalFlows,
+    total_packets: s.totalPackets,
+    total_bytes: s.totalBytes,
+    tcp: s.tcp,
+    udp: s.udp,
+    unique_clients: s.uniqueClients,
+    unique_servers: s.uniqueServers,
+    top_by_bytes: s.topByBytes.map(talker),
+    top_by_packets: s.topByPackets.map(talker),
+    tcp_handshake_client: percentiles(s.handshakeClient),
+    tcp_handshake_server: percentiles(s.handshakeServer),
+    first_seen_us: s.firstSeen ? timestampUs(s.firstSeen) : 0,
+    last_seen_us: s.lastSeen ? timestampUs(s.lastSeen) : 0,
+  };
+}

@@ -1,0 +1,172 @@
+import { isIP } from 'node:net';
+import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { ERROR_CODES, ToolDefinitionError, TrafficSourceError } from './errors';
+import type { TrafficSource } from './traffic-source';
+
+/** A JSON Schema object, as MCP carries it. */
+export type JsonSchema = Record<string, unknown> & { type: 'object' };
+
+/** What a tool handler receives besides its (validated, defaulted) arguments. */
+export interface ToolContext {
+  source: TrafficSource;
+  /** Fires when the client cancels the request or the session ends. */
+  signal: AbortSignal;
+}
+
+/** What a tool handler returns: the structured result and a short text rendering of it. */
+export interface ToolOutput {
+  structured: Record<string, unknown>;
+  text: string;
+}
+
+export interface ToolDefinition<Args = Record<string, unknown>> {
+  name: string;
+  title: string;
+  description: string;
+  inputSchema: JsonSchema;
+  outputSchema: JsonSchema;
+  annotations: {
+    readOnlyHint: boolean;
+    destructiveHint?: boolean;
+    idempotentHint?: boolean;
+    openWorldHint?: boolean;
+  };
+  handler: (args: Args, ctx: ToolContext) => Promise<ToolOutput>;
+}
+
+interface Registered {
+  def: ToolDefinition<never>;
+  validateInput: ValidateFunction;
+  validateOutput: ValidateFunction;
+}
+
+const NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+
+/**
+ * Tools by name. Schemas are compiled when a tool is registered, so a bad definition fails at
+ * start-up rather than at its first call; arguments are validated (and defaults filled in)
+ * before a handler runs, and results are checked against the output schema.
+ */
+export class ToolRegistry {
+  private readonly tools = new Map<string, Registered>();
+  private readonly ajv: Ajv;
+
+  constructor() {
+    this.ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, useDefaults: true });
+    this.ajv.addFormat('ip', { type: 'string', validate: (s: string) => isIP(s) !== 0 });
+    // RFC 3339 / ISO 8601 date-times as Date.parse accepts them.
+    this.ajv.addFormat('timestamp', { type: 'string', validate: (s: string) => !Number.isNaN(Date.parse(s)) });
+  }
+
+  register<Args>(def: ToolDefinition<Args>): void {
+    if (!NAME.test(def.name)) throw new ToolDefinitionError(`tool name "${def.name}" must match ${NAME}`);
+    if (this.tools.has(def.name)) throw new ToolDefinitionError(`tool "${def.name}" is already registered`);
+    for (const [what, schema] of [
+      ['input', def.inputSchema],
+      ['output', def.outputSchema],
+    ] as const) {
+      if (schema?.type !== 'object') throw new ToolDefinitionError(`tool "${def.name}": the ${what} schema must have type "object"`);
+    }
+    let validateInput: ValidateFunction;
+    let validateOutput: ValidateFunction;
+    try {
+      validateInput = this.ajv.compile(def.inputSchema);
+      validateOutput = this.ajv.compile(def.outputSchema);
+    } catch (err) {
+      throw new ToolDefinitionError(`tool "${def.name}": schema does not compile: ${(err as Error).message}`);
+    }
+    this.tools.set(def.name, { def: def as unknown as ToolDefinition<never>, validateInput, validateOutput });
+  }
+
+  has(name: string): boolean {
+    return this.tools.has(name);
+  }
+
+  /** The tools as MCP `tools/list` describes them, in registration order. */
+  list(): Tool[] {
+    return [...this.tools.values()].map(({ def }) => ({
+      name: def.name,
+      title: def.title,
+      description: def.description,
+      inputSchema: def.inputSchema as Tool['inputSchema'],
+      outputSchema: def.outputSchema as Tool['outputSchema'],
+      annotations: { title: def.title, ...def.annotations },
+    }));
+  }
+
+  /**
+   * Runs a tool. Bad arguments and source failures become `isError` results that name the
+   * problem; an unknown tool name throws (the caller answers with a protocol error).
+   */
+  async call(name: string, rawArgs: unknown, ctx: ToolContext): Promise<CallToolResult> {
+    const tool = this.tools.get(name);
+    if (!tool) throw new UnknownToolError(name);
+    // Validation fills in defaults, so work on a copy of what the client sent.
+    const args = structuredClone(rawArgs ?? {}) as Record<string, unknown>;
+    if (!tool.validateInput(args)) {
+      return errorResult(`Invalid arguments for ${name}: ${describeErrors(tool.validateInput.errors ?? [])}`);
+    }
+    let out: ToolOutput;
+    try {
+      out = await tool.def.handler(args as never, ctx);
+    } catch (err) {
+      if (err instanceof TrafficSourceError) {
+        const where = err.field ? ` (argument "${err.field}")` : '';
+        return errorResult(`${name} failed [${err.code}]${where}: ${err.message}`);
+      }
+      return errorResult(`${name} failed [${ERROR_CODES.INTERNAL}]: ${(err as Error).message ?? String(err)}`);
+    }
+    if (!tool.validateOutput(out.structured)) {
+      // A result that breaks its own schema is our bug; say so rather than send it.
+      return errorResult(
+        `${name} failed [${ERROR_CODES.INTERNAL}]: result does not match the output schema: ${describeErrors(tool.validateOutput.errors ?? [])}`,
+      );
+    }
+    return {
+      content: [
+        { type: 'text', text: out.text },
+        { type: 'text', text: JSON.stringify(out.structured) },
+      ],
+      structuredContent: out.structured,
+    };
+  }
+}
+
+export class UnknownToolError extends Error {
+  override readonly name = 'UnknownToolError';
+  constructor(readonly tool: string) {
+    super(`unknown tool "${tool}"`);
+  }
+}
+
+function errorResult(text: string): CallToolResult {
+  return { isError: true, content: [{ type: 'text', text }] };
+}
+
+/** "limit" must be <= 1000; unknown argument "foo" -- field names first, so a model can fix them. */
+export function describeErrors(errors: ErrorObject[]): string {
+  const parts = errors.map((e) => {
+    const field = e.instancePath.replace(/^\//, '').replace(/\//g, '.');
+    if (e.keyword === 'additionalProperties') {
+      const extra = (e.params as { additionalProperty: string }).additionalProperty;
+      return `unknown argument "${field ? `${field}.` : ''}${extra}"`;
+    }
+    if (e.keyword === 'required') {
+      const missing = (e.params as { missingProperty: string }).missingProperty;
+      return `missing required argument "${field ? `${field}.` : ''}${missing}"`;
+    }
+    if (e.keyword === 'enum') {
+      const allowed = (e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ');
+      return `"${field}" must be one of ${allowed}`;
+    }
+    if (e.keyword === 'format' && (e.params as { format: string }).format === 'ip') {
+      return `"${field}" must be an IPv4 or IPv6 address`;
+    }
+    if (e.keyword === 'format' && (e.params as { format: string }).format === 'timestamp') {
+      return `"${field}" must be an RFC 3339 time such as 2024-05-01T14:15:00Z, or Unix milliseconds`;
+    }
+    return field ? `"${field}" ${e.message ?? 'is invalid'}` : (e.message ?? 'arguments are invalid');
+  });
+  return [...new Set(parts)].join('; ');
+}

@@ -1,0 +1,43 @@
+import { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type Implementation } from '@modelcontextprotocol/sdk/types.js';
+import { UnknownToolError, type ToolRegistry } from './registry';
+import type { TrafficSource } from './traffic-source';
+
+export interface McpServerOptions {
+  registry: ToolRegistry;
+  source: TrafficSource;
+  serverInfo: Implementation;
+  /** Shown to clients at initialisation: how to use the server. */
+  instructions?: string;
+}
+
+export const DEFAULT_INSTRUCTIONS =
+  'Network truth for a Kubernetes cluster, from packets captured on every node. Start with get_l4_flow_summary ' +
+  'for an overview, then list_l4_flows to drill into connections (filter by ip, port, protocol, time). Every answer ' +
+  'lists the nodes it covers; a node marked unavailable means its traffic is missing, not absent.';
+
+/**
+ * One MCP server (protocol endpoint) over the shared tool registry. The low-level SDK `Server`
+ * is used rather than `McpServer` so tools keep plain JSON Schemas validated by ajv.
+ */
+export function createMcpServer(options: McpServerOptions): Server {
+  const server = new Server(options.serverInfo, {
+    capabilities: { tools: { listChanged: false } },
+    instructions: options.instructions ?? DEFAULT_INSTRUCTIONS,
+  });
+  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: options.registry.list() }));
+  server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    try {
+      return await options.registry.call(request.params.name, request.params.arguments, {
+        source: options.source,
+        signal: extra.signal,
+      });
+    } catch (err) {
+      if (err instanceof UnknownToolError) {
+        throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${err.tool}. Available: ${options.registry.list().map((t) => t.name).join(', ')}`);
+      }
+      throw err;
+    }
+  });
+  return server;
+}

@@ -1,0 +1,161 @@
+import type { JsonSchema } from '../registry';
+
+/** JSON Schema fragments shared by tool definitions. */
+
+export const timeArg = (what: string): Record<string, unknown> => ({
+  type: ['string', 'integer'],
+  format: 'timestamp',
+  minimum: 0,
+  description: `${what}: an RFC 3339 time (2024-05-01T14:15:00Z) or Unix milliseconds.`,
+});
+
+export const limitArg = (def: number, max: number, what: string): Record<string, unknown> => ({
+  type: 'integer',
+  minimum: 1,
+  maximum: max,
+  default: def,
+  description: `Maximum number of ${what} to return (default ${def}, at most ${max}).`,
+});
+
+const num = { type: 'number' };
+const int = { type: 'integer', minimum: 0 };
+const str = { type: 'string' };
+
+export const endpointSchema = {
+  type: 'object',
+  properties: {
+    ip: str,
+    port: int,
+    name: str,
+    namespace: str,
+    pod: str,
+    service: str,
+    node: str,
+  },
+  required: ['ip'],
+  additionalProperties: false,
+};
+
+export const ratedDirectionSchema = {
+  type: 'object',
+  properties: { packets: int, bytes: int, payload_bytes: int, pps: num, bps: num },
+  required: ['packets', 'bytes', 'payload_bytes', 'pps', 'bps'],
+  additionalProperties: false,
+};
+
+export const totalsSchema = {
+  type: 'object',
+  properties: { packets: int, bytes: int, pps: num, bps: num },
+  required: ['packets', 'bytes', 'pps', 'bps'],
+  additionalProperties: false,
+};
+
+const handshakePercentiles = {
+  tcp_handshake_p50_us: num,
+  tcp_handshake_p90_us: num,
+  tcp_handshake_p99_us: num,
+};
+
+export const flowSchema = {
+  type: 'object',
+  properties: {
+    id: str,
+    node: str,
+    protocol: { type: 'string', enum: ['tcp', 'udp'] },
+    state: str,
+    client: endpointSchema,
+    server: endpointSchema,
+    client_to_server: ratedDirectionSchema,
+    server_to_client: ratedDirectionSchema,
+    totals: totalsSchema,
+    first_seen: str,
+    last_seen: str,
+    duration_ms: num,
+    tcp_handshake_client_us: num,
+    tcp_handshake_server_us: num,
+    ...handshakePercentiles,
+    syn_count: int,
+    fin_count: int,
+    rst_count: int,
+  },
+  required: ['id', 'node', 'protocol', 'state', 'client', 'server', 'client_to_server', 'server_to_client', 'totals', 'first_seen', 'last_seen', 'duration_ms'],
+  additionalProperties: false,
+};
+
+const partialEndpointSchema = { ...endpointSchema, required: [] };
+
+export const flowGroupSchema = {
+  type: 'object',
+  properties: {
+    key: str,
+    client: partialEndpointSchema,
+    server: partialEndpointSchema,
+    flows: int,
+    tcp_flows: int,
+    udp_flows: int,
+    client_to_server: ratedDirectionSchema,
+    server_to_client: ratedDirectionSchema,
+    totals: totalsSchema,
+    first_seen: str,
+    last_seen: str,
+    tcp_handshakes: int,
+    ...handshakePercentiles,
+    tcp_handshake_client_p50_us: num,
+    tcp_handshake_client_p90_us: num,
+    tcp_handshake_client_p99_us: num,
+  },
+  required: ['key', 'client', 'server', 'flows', 'tcp_flows', 'udp_flows', 'client_to_server', 'server_to_client', 'totals', 'first_seen', 'last_seen', 'tcp_handshakes'],
+  additionalProperties: false,
+};
+
+export const nodesSchema = {
+  type: 'array',
+  description: 'The nodes this answer covers, and any that were unavailable or failed.',
+  items: {
+    type: 'object',
+    properties: {
+      node: str,
+      state: { type: 'string', enum: ['ok', 'unavailable', 'error'] },
+      message: str,
+    },
+    required: ['node', 'state'],
+    additionalProperties: false,
+  },
+};
+
+const protocolTotalsSchema = {
+  type: 'object',
+  properties: { flows: int, packets: int, bytes: int },
+  required: ['flows', 'packets', 'bytes'],
+  additionalProperties: false,
+};
+
+const talkerSchema = {
+  type: 'object',
+  properties: { ip: str, tx_packets: int, rx_packets: int, tx_bytes: int, rx_bytes: int, flows: int },
+  required: ['ip', 'tx_packets', 'rx_packets', 'tx_bytes', 'rx_bytes', 'flows'],
+  additionalProperties: false,
+};
+
+export const summarySchema: JsonSchema = {
+  type: 'object',
+  properties: {
+    total_flows: int,
+    total_packets: int,
+    total_bytes: int,
+    tcp: protocolTotalsSchema,
+    udp: protocolTotalsSchema,
+    unique_clients: int,
+    unique_servers: int,
+    top_by_bytes: { type: 'array', items: talkerSchema },
+    top_by_packets: { type: 'array', items: talkerSchema },
+    tcp_handshakes: int,
+    ...handshakePercentiles,
+    tcp_handshake_band: { type: 'string', enum: ['excellent', 'good', 'elevated', 'high'] },
+    first_seen: str,
+    last_seen: str,
+    nodes: nodesSchema,
+  },
+  required: ['total_flows', 'total_packets', 'total_bytes', 'tcp', 'udp', 'unique_clients', 'unique_servers', 'top_by_bytes', 'top_by_packets', 'tcp_handshakes', 'nodes'],
+  additionalProperties: false,
+};
