@@ -1,0 +1,287 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
+import { capturePath, loadGolden, type Golden } from '@kubeshark-mcp/testkit';
+import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
+
+/**
+ * End to end: the worker bin in its own process replaying its embedded demo captures, the hub
+ * on port 0 talking real gRPC to it, and the official MCP SDK client over real HTTP. Expected
+ * values come from tshark's view of the same captures (fixtures/golden).
+ */
+
+const WORKER_DIR = path.dirname(require.resolve('@kubeshark-mcp/worker/package.json'));
+const WORKER_CLI = path.join(WORKER_DIR, 'dist', 'cli.js');
+const DEMO_DIR = path.join(WORKER_DIR, 'demo');
+
+interface Started {
+  proc: ChildProcess;
+  address: string;
+}
+
+function startWorker(listen = '127.0.0.1:0'): Promise<Started> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, [WORKER_CLI, 'serve', '--listen', listen, '--node', 'node-e2e'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    const timer = setTimeout(() => reject(new Error(`worker did not start: ${out}`)), 10_000);
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = / listening on (\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ proc, address: m[1]! });
+      }
+    });
+    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    proc.on('exit', (code) => reject(new Error(`worker exited with ${code}: ${out}`)));
+  });
+}
+
+function stopWorker(w: Started): Promise<void> {
+  return new Promise((resolve) => {
+    if (w.proc.exitCode !== null) return resolve();
+    w.proc.once('exit', () => resolve());
+    w.proc.kill('SIGKILL');
+  });
+}
+
+async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await fn().catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+const demoFiles = readdirSync(DEMO_DIR).sort();
+/** Demo captures are copies of fixtures named "<origin>_<file>". */
+const goldens: Golden[] = demoFiles.map((f) => loadGolden(f.replace('_', '/')));
+
+let worker: Started;
+let hub: Hub;
+let url: URL;
+let client: Client;
+
+beforeAll(async () => {
+  worker = await startWorker();
+  hub = await buildHub(validateConfig({ ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, workers: [worker.address], workerDeadlineMs: 2000 }), { logger: false });
+  await hub.app.listen({ host: '127.0.0.1', port: 0 });
+  const port = (hub.app.server.address() as { port: number }).port;
+  url = new URL(`http://127.0.0.1:${port}/mcp`);
+  // The worker answers while it replays; wait until every demo capture is in.
+  await waitFor('the worker to finish replaying', async () => {
+    const res = await fetch(new URL('/healthz', url));
+    const body = (await res.json()) as { workers: { sources?: { state: string }[] }[] };
+    const sources = body.workers[0]?.sources ?? [];
+    return sources.length === demoFiles.length && sources.every((s) => s.state === 'done') ? true : undefined;
+  });
+  client = new Client({ name: 'e2e', version: '1.0.0' });
+  await client.connect(new StreamableHTTPClientTransport(url));
+});
+
+afterAll(async () => {
+  await client?.close();
+  await hub?.app.close();
+  if (worker) await stopWorker(worker);
+});
+
+type Dir = { packets: number; bytes: number; payload_bytes: number };
+interface FlowOut {
+  protocol: string;
+  client: { ip: string; port: number };
+  server: { ip: string; port: number };
+  client_to_server: Dir;
+  server_to_client: Dir;
+  tcp_handshake_server_us?: number;
+  tcp_handshake_p50_us?: number;
+  tcp_handshake_p90_us?: number;
+  tcp_handshake_p99_us?: number;
+}
+
+/** tshark's conversations, direction-free: "ip:port <> ip:port" -> what each end sent, and iRTT. */
+function tsharkFlows(): Map<string, { sent: Record<string, Dir>; irttUs?: number }> {
+  const out = new Map<string, { sent: Record<string, Dir>; irttUs?: number }>();
+  for (const g of goldens) {
+    const irtt = new Map(g.handshakes.filter((h) => h.irttS).map((h) => [h.stream, Math.round(Number(h.irttS) * 1e9) / 1000]));
+    for (const [proto, list] of [['tcp', g.tcp], ['udp', g.udp]] as const) {
+      for (const s of list) {
+        const key = `${proto} ${[s.a, s.b].sort().join(' <> ')}`;
+        out.set(key, {
+          sent: { [s.a]: { packets: s.abFrames, bytes: s.abBytes, payload_bytes: s.abPayload }, [s.b]: { packets: s.baFrames, bytes: s.baBytes, payload_bytes: s.baPayload } },
+          ...(proto === 'tcp' && irtt.has(s.stream) ? { irttUs: irtt.get(s.stream)! } : {}),
+        });
+      }
+    }
+  }
+  return out;
+}
+
+function ourFlows(flows: FlowOut[]): Map<string, { sent: Record<string, Dir>; irttUs?: number }> {
+  return new Map(
+    flows.map((f) => {
+      const c = `${f.client.ip}:${f.client.port}`;
+      const s = `${f.server.ip}:${f.server.port}`;
+      return [
+        `${f.protocol} ${[c, s].sort().join(' <> ')}`,
+        { sent: { [c]: f.client_to_server, [s]: f.server_to_client }, ...(f.tcp_handshake_server_us !== undefined ? { irttUs: f.tcp_handshake_server_us } : {}) },
+      ];
+    }),
+  );
+}
+
+const strip = (m: Map<string, { sent: Record<string, Dir>; irttUs?: number }>) =>
+  new Map([...m].map(([k, v]) => [k, { irttUs: v.irttUs, sent: Object.fromEntries(Object.entries(v.sent).map(([e, d]) => [e, { packets: d.packets, bytes: d.bytes, payload_bytes: d.payload_bytes }])) }]));
+
+/** Nearest-rank percentile, the definition the tools document. */
+const nearestRank = (values: number[], p: number): number => {
+  const v = [...values].sort((a, b) => a - b);
+  return v[Math.max(0, Math.ceil((p / 100) * v.length) - 1)]!;
+};
+
+test('the demo captures are the fixture captures the goldens describe', () => {
+  const sha = (f: string): string => createHash('sha256').update(readFileSync(f)).digest('hex');
+  for (const f of demoFiles) expect(sha(path.join(DEMO_DIR, f))).toBe(sha(capturePath(f.replace('_', '/'))));
+});
+
+test('tools/list offers both L4 tools with schemas and read-only annotations', async () => {
+  const { tools } = await client.listTools();
+  const names = tools.map((t) => t.name);
+  expect(names).toEqual(expect.arrayContaining(['list_l4_flows', 'get_l4_flow_summary']));
+  for (const t of tools) {
+    expect(t.outputSchema).toBeDefined();
+    expect(t.annotations?.readOnlyHint).toBe(true);
+  }
+});
+
+test('list_l4_flows returns every flow with the counters and handshake tshark reports', async () => {
+  const res = (await client.callTool({ name: 'list_l4_flows', arguments: { limit: 1000 } })) as CallToolResult;
+  expect(res.isError).toBeFalsy();
+  const sc = res.structuredContent as { flows: FlowOut[]; total: number; returned: number; truncated: boolean; nodes: { node: string; state: string }[] };
+  const expected = tsharkFlows();
+  expect(sc.total).toBe(expected.size);
+  expect(sc.truncated).toBe(false);
+  expect(sc.nodes).toEqual([{ node: 'node-e2e', state: 'ok' }]);
+  expect(strip(ourFlows(sc.flows))).toEqual(strip(expected));
+  for (const f of sc.flows.filter((x) => x.tcp_handshake_server_us !== undefined)) {
+    expect([f.tcp_handshake_p50_us, f.tcp_handshake_p90_us, f.tcp_handshake_p99_us]).toEqual([f.tcp_handshake_server_us, f.tcp_handshake_server_us, f.tcp_handshake_server_us]);
+  }
+  expect(res.content[0]).toMatchObject({ type: 'text', text: expect.stringMatching(/^\d+ of \d+ flows/) });
+});
+
+test('list_l4_flows with a limit says it is truncated and how to narrow', async () => {
+  const res = (await client.callTool({ name: 'list_l4_flows', arguments: { limit: 2, l4proto: 'tcp' } })) as CallToolResult;
+  const sc = res.structuredContent as { flows: FlowOut[]; total: number; returned: number; truncated: boolean };
+  expect(sc.returned).toBe(2);
+  expect(sc.total).toBe(goldens.reduce((n, g) => n + g.tcp.length, 0));
+  expect(sc.truncated).toBe(true);
+  expect((res.content[0] as { text: string }).text).toMatch(/narrow/);
+});
+
+test('aggregate=ip_pair gives per-pair handshake percentiles equal to those of tshark initial RTTs', async () => {
+  const res = (await client.callTool({ name: 'list_l4_flows', arguments: { aggregate: 'ip_pair', limit: 1000 } })) as CallToolResult;
+  const groups = (res.structuredContent as { groups: { client: { ip: string }; server: { ip: string }; flows: number; tcp_handshakes: number; tcp_handshake_p50_us?: number; tcp_handshake_p90_us?: number; tcp_handshake_p99_us?: number }[] }).groups;
+  // tshark's initial RTTs grouped by address pair (the client is the SYN sender: tshark's "a").
+  const irtts = new Map<string, number[]>();
+  const flowsPerPair = new Map<string, number>();
+  for (const g of goldens) {
+    const irtt = new Map(g.handshakes.filter((h) => h.irttS).map((h) => [h.stream, Math.round(Number(h.irttS) * 1e9) / 1000]));
+    for (const s of [...g.tcp, ...g.udp]) {
+      const ip = (e: string): string => e.slice(0, e.lastIndexOf(':'));
+      const pair = [ip(s.a), ip(s.b)].sort().join(' <> ');
+      flowsPerPair.set(pair, (flowsPerPair.get(pair) ?? 0) + 1);
+    }
+    for (const s of g.tcp) {
+      if (!irtt.has(s.stream)) continue;
+      const key = `${s.a.slice(0, s.a.lastIndexOf(':'))} -> ${s.b.slice(0, s.b.lastIndexOf(':'))}`;
+      irtts.set(key, [...(irtts.get(key) ?? []), irtt.get(s.stream)!]);
+    }
+  }
+  expect(groups.reduce((n, g) => n + g.flows, 0)).toBe(tsharkFlows().size);
+  let checked = 0;
+  for (const g of groups) {
+    const values = irtts.get(`${g.client.ip} -> ${g.server.ip}`) ?? [];
+    expect(g.tcp_handshakes).toBe(values.length);
+    if (values.length === 0) continue;
+    expect([g.tcp_handshake_p50_us, g.tcp_handshake_p90_us, g.tcp_handshake_p99_us]).toEqual([nearestRank(values, 50), nearestRank(values, 90), nearestRank(values, 99)]);
+    checked++;
+  }
+  expect(checked).toBeGreaterThanOrEqual(3);
+});
+
+test('get_l4_flow_summary totals and handshake percentiles match tshark', async () => {
+  const res = (await client.callTool({ name: 'get_l4_flow_summary', arguments: {} })) as CallToolResult;
+  expect(res.isError).toBeFalsy();
+  const s = res.structuredContent as {
+    total_flows: number;
+    total_packets: number;
+    total_bytes: number;
+    tcp: { flows: number; packets: number; bytes: number };
+    udp: { flows: number; packets: number; bytes: number };
+    top_by_bytes: { ip: string }[];
+    tcp_handshakes: number;
+    tcp_handshake_p50_us: number;
+    tcp_handshake_p99_us: number;
+    nodes: unknown[];
+  };
+  const sum = (list: Golden['tcp'], f: (x: Golden['tcp'][number]) => number): number => list.reduce((n, x) => n + f(x), 0);
+  const tcp = goldens.flatMap((g) => g.tcp);
+  const udp = goldens.flatMap((g) => g.udp);
+  expect(s.tcp).toEqual({ flows: tcp.length, packets: sum(tcp, (x) => x.abFrames + x.baFrames), bytes: sum(tcp, (x) => x.abBytes + x.baBytes) });
+  expect(s.udp).toEqual({ flows: udp.length, packets: sum(udp, (x) => x.abFrames + x.baFrames), bytes: sum(udp, (x) => x.abBytes + x.baBytes) });
+  expect(s.total_flows).toBe(tcp.length + udp.length);
+  expect(s.total_bytes).toBe(s.tcp.bytes + s.udp.bytes);
+  const all = goldens.flatMap((g) => g.handshakes.filter((h) => h.irttS).map((h) => Math.round(Number(h.irttS) * 1e9) / 1000));
+  expect(s.tcp_handshakes).toBe(all.length);
+  expect(s.tcp_handshake_p50_us).toBe(nearestRank(all, 50));
+  expect(s.tcp_handshake_p99_us).toBe(nearestRank(all, 99));
+  // Top talker by bytes: the address with the most bytes sent + received in tshark's conversations.
+  const perIp = new Map<string, number>();
+  for (const x of [...tcp, ...udp]) {
+    const ip = (e: string): string => e.slice(0, e.lastIndexOf(':'));
+    perIp.set(ip(x.a), (perIp.get(ip(x.a)) ?? 0) + x.abBytes + x.baBytes);
+    if (ip(x.b) !== ip(x.a)) perIp.set(ip(x.b), (perIp.get(ip(x.b)) ?? 0) + x.abBytes + x.baBytes);
+  }
+  const top = [...perIp].sort((a, b) => b[1] - a[1])[0]![0];
+  expect(s.top_by_bytes[0]!.ip).toBe(top);
+});
+
+test('invalid arguments come back as isError naming the field', async () => {
+  const cases: [Record<string, unknown>, RegExp][] = [
+    [{ limit: 0 }, /"limit" must be >= 1/],
+    [{ ip: '10.0.0.300' }, /"ip" must be an IPv4 or IPv6 address/],
+    [{ l4proto: 'icmp' }, /"l4proto" must be one of "tcp", "udp"/],
+    [{ colour: 'red' }, /unknown argument "colour"/],
+    [{ start: 'yesterday' }, /"start" must be an RFC 3339 time/],
+    [{ start: '2024-05-01T15:00:00Z', end: '2024-05-01T14:00:00Z' }, /"end" is before "start"/],
+  ];
+  for (const [args, message] of cases) {
+    const res = (await client.callTool({ name: 'list_l4_flows', arguments: args })) as CallToolResult;
+    expect(res.isError).toBe(true);
+    expect((res.content[0] as { text: string }).text).toMatch(message);
+  }
+});
+
+test('a dead worker gives a clear unavailable error within the deadline; a restarted one is used again', async () => {
+  const port = worker.address.split(':').pop()!;
+  await stopWorker(worker);
+  const t0 = Date.now();
+  const res = (await client.callTool({ name: 'get_l4_flow_summary', arguments: {} })) as CallToolResult;
+  expect(Date.now() - t0).toBeLessThan(5000);
+  expect(res.isError).toBe(true);
+  expect((res.content[0] as { text: string }).text).toMatch(/\[(unavailable|deadline_exceeded)\].*worker/);
+  expect((await fetch(new URL('/readyz', url))).status).toBe(503);
+
+  worker = await startWorker(`127.0.0.1:${port}`);
+  const again = await waitFor('the hub to reach the restarted worker', async () => {
+    const r = (await client.callTool({ name: 'get_l4_flow_summary', arguments: {} })) as CallToolResult;
+    return r.isError ? undefined : r;
+  });
+  expect((again.structuredContent as { nodes: unknown[] }).nodes).toEqual([{ node: 'node-e2e', state: 'ok' }]);
+  expect((await fetch(new URL('/readyz', url))).status).toBe(200);
+});

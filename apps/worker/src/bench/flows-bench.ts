@@ -1,0 +1,418 @@
+/**
+ * Flow-tracking throughput benchmark (not a test: it asserts nothing and fails on nothing).
+ *
+ *   npm run bench                       # from the repo root: builds, then runs this file
+ *   node apps/worker/dist/bench/flows-bench.js [--packets N] [--runs N] [--keep]
+ *
+ * 1. Generates a large headers-only classic pcap (Ethernet, snap length 96, as `tcpdump -s 96`
+ *    writes) in the OS temp dir by repeating the TCP/UDP packets of a few fixture captures.
+ *    Every repetition XORs its number into the IP addresses, so each repetition's flows are
+ *    new flows; repetitions are interleaved (LANES at a time, round robin) so that thousands of
+ *    flows are active at once, as on a busy node, rather than one at a time. Timestamps are a
+ *    synthetic monotonic clock; orig_len keeps each frame's length on the wire.
+ * 2. Reads the file once to warm the page cache, then measures, each in a fresh Node process
+ *    (so that one mode's JIT feedback and garbage do not bias the next) and each RUNS times,
+ *    keeping the best:
+ *      read    readCaptureFile with a callback that only counts packets (the reference)
+ *      decode  + decodePacket into one reused L4Packet (no flow table)
+ *      track   + FlowTracker.onPacket (decode and flow table), as the worker runs it
+ * 3. Prints a table and one `BENCH {json}` line, and deletes the generated file.
+ */
+import { fork } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { CaptureReader, FlowTracker, decodePacket, newL4Packet, readCaptureFile, type RawPacket } from '@kubeshark-mcp/capture';
+
+/** Packets to generate (about; whole repetitions of the template are written). */
+const DEFAULT_PACKETS = 2_000_000;
+/** Snap length of the generated capture: Ethernet + IP + TCP headers with options fit. */
+const SNAP_LEN = 96;
+/**
+ * Packets kept per template flow. Long fixture flows (gRPC streams, a 254-packet retransmission
+ * test) are cut to their first packets so that the mix averages ~20 packets per flow, which with
+ * 2M packets gives ~100k flows.
+ */
+const MAX_PACKETS_PER_TEMPLATE_FLOW = 40;
+/** Repetitions written side by side, round robin: LANES x template flows are active at once. */
+const LANES = 256;
+/** Spacing of the synthetic clock. */
+const TICK_NS = 10_000;
+const START_SEC = 1_700_000_000;
+const DEFAULT_RUNS = 3;
+/** Target for headers-only captures, on one core. */
+const TARGET_PPS = 1_000_000;
+
+/** Fixture captures repeated to make the benchmark file, relative to fixtures/captures. */
+const TEMPLATE_CAPTURES = [
+  'zeek/http_get.pcap', // IPv4 TCP, one HTTP exchange
+  'suricata-verify/syn_retransmit_with_ts.pcap', // IPv4 TCP with timestamps, retransmissions
+  'ndpi/http_ipv6.pcap', // IPv6 TCP, several connections
+  'ndpi/pgsql.pcap', // IPv4 TCP, PostgreSQL
+  'suricata-verify/dns-udp-google.com-a-aaaa-mx.pcap', // IPv4 UDP DNS
+  'grpc-go-book/grpc_Unary.pcapng', // loopback (BSD NULL) TCP, gRPC, pcapng
+];
+
+type Mode = 'read' | 'decode' | 'track';
+const MODES: Mode[] = ['read', 'decode', 'track'];
+
+interface RunResult {
+  packets: number;
+  flows: number;
+  seconds: number;
+  /** Main-thread plus libuv-pool CPU time of the run. */
+  cpuSeconds: number;
+}
+
+interface ChildReport {
+  runs: RunResult[];
+  memory: NodeJS.MemoryUsage;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generating the capture
+
+interface TemplatePacket {
+  /** Frame bytes (Ethernet header + up to SNAP_LEN - 14 bytes of IP) in `Template.bytes`. */
+  off: number;
+  capLen: number;
+  origLen: number;
+  ipVersion: 4 | 6;
+  /** IPv4 header length, for the header checksum. */
+  ihl: number;
+}
+
+interface Template {
+  bytes: Buffer;
+  packets: TemplatePacket[];
+  flows: number;
+  sources: { file: string; packets: number; kept: number; flows: number }[];
+}
+
+function captureDirs(): { fixtures: string; demo: string } {
+  return {
+    fixtures: path.resolve(__dirname, '..', '..', '..', '..', 'fixtures', 'captures'),
+    demo: path.resolve(__dirname, '..', '..', 'demo'),
+  };
+}
+
+/** The template captures: from fixtures/captures, else the worker's demo copies (a/b.pcap -> a_b.pcap). */
+function templateFiles(): string[] {
+  const { fixtures, demo } = captureDirs();
+  const files: string[] = [];
+  for (const rel of TEMPLATE_CAPTURES) {
+    const fromFixtures = path.join(fixtures, rel);
+    const fromDemo = path.join(demo, rel.replace('/', '_'));
+    if (existsSync(fromFixtures)) files.push(fromFixtures);
+    else if (existsSync(fromDemo)) files.push(fromDemo);
+  }
+  return files;
+}
+
+const ETH_HEADER = Buffer.from([0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0, 0]);
+
+/**
+ * Reads the template captures and rewrites each TCP/UDP packet as an Ethernet frame cut to
+ * SNAP_LEN; other packets (none in the chosen fixtures) are left out.
+ */
+function buildTemplate(files: string[]): Template {
+  const chunks: Buffer[] = [];
+  const packets: TemplatePacket[] = [];
+  const sources: Template['sources'] = [];
+  let size = 0;
+  let flows = 0;
+  for (const file of files) {
+    const tracker = new FlowTracker();
+    const perFlow: number[] = [];
+    const l4 = newL4Packet();
+    let total = 0;
+    let kept = 0;
+    const reader = new CaptureReader((p: RawPacket) => {
+      total++;
+      const flow = tracker.onPacket(p);
+      if (flow < 0) return;
+      perFlow[flow] = (perFlow[flow] ?? 0) + 1;
+      if (perFlow[flow]! > MAX_PACKETS_PER_TEMPLATE_FLOW) return;
+      decodePacket(p, l4);
+      const ipStart = l4.srcOff - (l4.ipVersion === 4 ? 12 : 8);
+      const ipBytes = Math.min(p.offset + p.capLen - ipStart, SNAP_LEN - 14);
+      const frame = Buffer.alloc(14 + ipBytes);
+      ETH_HEADER.copy(frame, 0);
+      frame.writeUInt16BE(l4.ipVersion === 4 ? 0x0800 : 0x86dd, 12);
+      p.buf.copy(frame, 14, ipStart, ipStart + ipBytes);
+      packets.push({
+        off: size,
+        capLen: frame.length,
+        // The frame on the wire, with an Ethernet header in place of the original link header.
+        origLen: p.origLen - (ipStart - p.offset) + 14,
+        ipVersion: l4.ipVersion,
+        ihl: (frame[14]! & 0x0f) << 2,
+      });
+      chunks.push(frame);
+      size += frame.length;
+      kept++;
+    });
+    reader.push(readFileSync(file));
+    reader.end();
+    flows += tracker.flows.size;
+    sources.push({ file: path.basename(file), packets: total, kept, flows: tracker.flows.size });
+  }
+  return { bytes: Buffer.concat(chunks, size), packets, flows, sources };
+}
+
+function ipv4Checksum(b: Buffer, off: number, ihl: number): number {
+  let sum = 0;
+  for (let i = 0; i < ihl; i += 2) if (i !== 10) sum += (b[off + i]! << 8) | b[off + i + 1]!;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+/** Writes `reps` repetitions of the template, LANES at a time, round robin. Returns packets written. */
+function writeCapture(file: string, t: Template, reps: number): number {
+  const fd = openSync(file, 'w');
+  const out = Buffer.allocUnsafe(8 << 20);
+  let o = 0;
+  const flush = (): void => {
+    let done = 0;
+    while (done < o) done += writeSync(fd, out, done, o - done);
+    o = 0;
+  };
+  // Classic pcap header: little-endian, microseconds, version 2.4, Ethernet.
+  out.writeUInt32LE(0xa1b2c3d4, 0);
+  out.writeUInt16LE(2, 4);
+  out.writeUInt16LE(4, 6);
+  out.writeInt32LE(0, 8);
+  out.writeUInt32LE(0, 12);
+  out.writeUInt32LE(SNAP_LEN, 16);
+  out.writeUInt32LE(1, 20);
+  o = 24;
+  let n = 0;
+  for (let first = 0; first < reps; first += LANES) {
+    const lanes = Math.min(LANES, reps - first);
+    for (const tp of t.packets) {
+      for (let lane = 0; lane < lanes; lane++) {
+        if (o + 16 + SNAP_LEN > out.length) flush();
+        const rep = first + lane;
+        const ns = n * TICK_NS;
+        out.writeUInt32LE(START_SEC + Math.floor(ns / 1e9), o);
+        out.writeUInt32LE(Math.floor((ns % 1e9) / 1000), o + 4);
+        out.writeUInt32LE(tp.capLen, o + 8);
+        out.writeUInt32LE(tp.origLen, o + 12);
+        o += 16;
+        t.bytes.copy(out, o, tp.off, tp.off + tp.capLen);
+        // Both addresses get the same XOR, so the two directions of a flow still match.
+        if (tp.ipVersion === 4) {
+          const ip = o + 14;
+          out.writeUInt32BE((out.readUInt32BE(ip + 12) ^ rep) >>> 0, ip + 12);
+          out.writeUInt32BE((out.readUInt32BE(ip + 16) ^ rep) >>> 0, ip + 16);
+          out.writeUInt16BE(ipv4Checksum(out, ip, tp.ihl), ip + 10);
+        } else {
+          const ip = o + 14;
+          out.writeUInt32BE((out.readUInt32BE(ip + 8 + 8) ^ rep) >>> 0, ip + 8 + 8);
+          out.writeUInt32BE((out.readUInt32BE(ip + 24 + 8) ^ rep) >>> 0, ip + 24 + 8);
+        }
+        o += tp.capLen;
+        n++;
+      }
+    }
+  }
+  flush();
+  closeSync(fd);
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Measuring (in a child process per mode)
+
+async function runOnce(mode: Mode, file: string, keep: { tracker?: FlowTracker }): Promise<RunResult> {
+  let packets = 0;
+  let flows = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  if (mode === 'read') {
+    await readCaptureFile(file, () => {
+      packets++;
+    });
+  } else if (mode === 'decode') {
+    const l4 = newL4Packet();
+    let decoded = 0;
+    await readCaptureFile(file, (p) => {
+      packets++;
+      if (decodePacket(p, l4) === 0) decoded++;
+    });
+    flows = decoded > 0 ? 0 : 0;
+  } else {
+    const tracker = new FlowTracker();
+    const r = await readCaptureFile(file, tracker.onPacket);
+    packets = r.packets;
+    flows = tracker.flows.size;
+    keep.tracker = tracker;
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { packets, flows, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+}
+
+async function child(mode: Mode, file: string, runs: number): Promise<void> {
+  const keep: { tracker?: FlowTracker } = {};
+  const results: RunResult[] = [];
+  for (let i = 0; i < runs; i++) {
+    delete keep.tracker; // the previous run's table is garbage before the next one starts
+    results.push(await runOnce(mode, file, keep));
+  }
+  // Memory with the last run's flow table still alive, after a full GC when exposed.
+  (globalThis as { gc?: () => void }).gc?.();
+  const memory = process.memoryUsage();
+  if (keep.tracker && keep.tracker.flows.size < 0) process.stdout.write(''); // keeps `keep` live
+  const report: ChildReport = { runs: results, memory };
+  process.send!(report);
+}
+
+function measure(mode: Mode, file: string, runs: number): Promise<ChildReport> {
+  return new Promise((resolve, reject) => {
+    const proc = fork(__filename, ['--child', mode, file, String(runs)], {
+      execArgv: [...process.execArgv, '--expose-gc'],
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    let report: ChildReport | undefined;
+    proc.on('message', (m) => {
+      report = m as ChildReport;
+    });
+    proc.on('error', reject);
+    proc.on('exit', (code) => {
+      if (report && code === 0) resolve(report);
+      else reject(new Error(`benchmark child for ${mode} exited with ${code}`));
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+
+function parseArgs(argv: string[]): { packets: number; runs: number; keep: boolean } {
+  let packets = Number(process.env.FLOWS_BENCH_PACKETS ?? DEFAULT_PACKETS);
+  let runs = DEFAULT_RUNS;
+  let keep = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--packets') packets = Number(argv[++i]);
+    else if (a === '--runs') runs = Number(argv[++i]);
+    else if (a === '--keep') keep = true;
+  }
+  return { packets: Math.max(1, packets), runs: Math.max(1, runs), keep };
+}
+
+const mb = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
+const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
+
+async function main(): Promise<void> {
+  const opts = parseArgs(process.argv.slice(2));
+  const files = templateFiles();
+  if (files.length === 0) {
+    const { fixtures, demo } = captureDirs();
+    process.stderr.write(`flows-bench: no template captures found in ${fixtures} or ${demo}\n`);
+    process.exitCode = 1;
+    return;
+  }
+
+  const tGen = performance.now();
+  const template = buildTemplate(files);
+  const reps = Math.max(1, Math.round(opts.packets / template.packets.length));
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'flows-bench-'));
+  const file = path.join(dir, 'flows-bench.pcap');
+  try {
+    const written = writeCapture(file, template, reps);
+    const fileBytes = statSync(file).size;
+    const genSeconds = (performance.now() - tGen) / 1000;
+
+    process.stdout.write(
+      `flows-bench: node ${process.version}, ${os.cpus()[0]?.model ?? 'unknown cpu'} x${os.availableParallelism()}\n` +
+        `template: ${template.packets.length} packets, ${template.flows} flows from ` +
+        template.sources.map((s) => `${s.file} (${s.kept}/${s.packets} pkts, ${s.flows} flows)`).join(', ') +
+        `\ngenerated ${file}: ${fmtInt(written)} packets, ${reps} repetitions x ${template.flows} flows = ${fmtInt(reps * template.flows)} flows, ` +
+        `${mb(fileBytes)} (avg ${((fileBytes - 24) / written - 16).toFixed(1)} captured bytes/packet, snaplen ${SNAP_LEN}), ${genSeconds.toFixed(1)} s\n`,
+    );
+
+    // Warm the page cache (and check the file reads back whole).
+    const warm = await readCaptureFile(file, () => {});
+    if (warm.error) throw warm.error;
+
+    const results = {} as Record<Mode, { best: RunResult; all: RunResult[]; memory: NodeJS.MemoryUsage }>;
+    for (const mode of MODES) {
+      const report = await measure(mode, file, opts.runs);
+      const best = report.runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
+      results[mode] = { best, all: report.runs, memory: report.memory };
+    }
+
+    const pps = (r: RunResult): number => r.packets / r.seconds;
+    const read = results.read.best;
+    const track = results.track.best;
+    const rows = MODES.map((m) => {
+      const r = results[m].best;
+      return [
+        m === 'read' ? 'read (reference)' : m === 'decode' ? 'read + decode' : 'read + FlowTracker',
+        fmtInt(r.packets),
+        m === 'track' ? fmtInt(r.flows) : '-',
+        r.seconds.toFixed(3),
+        fmtInt(pps(r)),
+        `${(r.seconds / read.seconds).toFixed(2)}x`,
+        fmtInt(r.packets / r.cpuSeconds),
+        results[m].all.map((x) => x.seconds.toFixed(3)).join(' '),
+      ];
+    });
+    const head = ['mode', 'packets', 'flows', 'best s', 'packets/s', 'vs read', 'pkts/cpu-s', `all ${opts.runs} runs (s)`];
+    const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+    const line = (cells: string[]): string => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+    const mem = results.track.memory;
+    const trackPps = pps(track);
+    const met = trackPps >= TARGET_PPS;
+    process.stdout.write(
+      `\n${line(head)}\n${line(head.map((_, i) => '-'.repeat(widths[i]!)))}\n${rows.map(line).join('\n')}\n\n` +
+        `flow tracking costs ${(track.seconds / read.seconds).toFixed(2)}x the plain read ` +
+        `(${((track.seconds - read.seconds) * 1e9 / track.packets).toFixed(0)} ns/packet on top of ${((read.seconds * 1e9) / read.packets).toFixed(0)} ns/packet)\n` +
+        `memory after read + FlowTracker (${fmtInt(track.flows)} flows live, after GC): rss ${mb(mem.rss)}, heap used ${mb(mem.heapUsed)}, ` +
+        `array buffers ${mb(mem.arrayBuffers)}\n` +
+        `target >= ${fmtInt(TARGET_PPS)} packets/s per core (headers-only): ${met ? 'MET' : 'NOT MET'} (${fmtInt(trackPps)} packets/s)\n`,
+    );
+
+    const json = {
+      node: process.version,
+      cpu: os.cpus()[0]?.model ?? 'unknown',
+      cores: os.availableParallelism(),
+      snapLen: SNAP_LEN,
+      fileBytes,
+      packets: written,
+      flows: track.flows,
+      runs: opts.runs,
+      read: { seconds: +read.seconds.toFixed(4), pps: Math.round(pps(read)), ppsCpu: Math.round(read.packets / read.cpuSeconds) },
+      decode: {
+        seconds: +results.decode.best.seconds.toFixed(4),
+        pps: Math.round(pps(results.decode.best)),
+        ppsCpu: Math.round(results.decode.best.packets / results.decode.best.cpuSeconds),
+      },
+      track: { seconds: +track.seconds.toFixed(4), pps: Math.round(trackPps), ppsCpu: Math.round(track.packets / track.cpuSeconds) },
+      trackVsRead: +(track.seconds / read.seconds).toFixed(3),
+      rssBytes: mem.rss,
+      heapUsedBytes: mem.heapUsed,
+      arrayBuffersBytes: mem.arrayBuffers,
+      targetPps: TARGET_PPS,
+      targetMet: met,
+    };
+    process.stdout.write(`BENCH ${JSON.stringify(json)}\n`);
+  } finally {
+    if (opts.keep) process.stdout.write(`kept ${file}\n`);
+    else rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+if (process.argv[2] === '--child') {
+  child(process.argv[3] as Mode, process.argv[4]!, Number(process.argv[5])).catch((err: unknown) => {
+    process.stderr.write(`flows-bench child: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(1);
+  });
+} else {
+  main().catch((err: unknown) => {
+    process.stderr.write(`flows-bench: ${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,101 @@
+import * as grpc from '@grpc/grpc-js';
+import { createWorkerClient, type Flow, type WorkerClient } from '@kubeshark-mcp/proto';
+import { DEMO_DIR, WorkerEngine, expandInputs, startWorkerServer, type RunningWorkerServer } from '../src';
+import { byEnds, demoGoldens, expectedFlows, observed } from './helpers';
+
+/** The worker's gRPC service over real sockets, checked against tshark's view of the demo captures. */
+
+let server: RunningWorkerServer;
+let client: WorkerClient;
+const engine = new WorkerEngine('node-a', 'test');
+
+const unary = <Res>(method: string, req: object): Promise<Res> =>
+  new Promise((resolve, reject) => {
+    (client as unknown as Record<string, (r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Res) => void) => void>)[method]!.call(
+      client,
+      req,
+      { deadline: Date.now() + 5000 },
+      (err, res) => (err ? reject(err) : resolve(res)),
+    );
+  });
+
+beforeAll(async () => {
+  await engine.replay(await expandInputs([DEMO_DIR]));
+  server = await startWorkerServer(engine, '127.0.0.1', 0);
+  client = createWorkerClient(server.address);
+});
+
+afterAll(async () => {
+  client.close();
+  await server.close();
+});
+
+test('ListFlows returns every flow tshark sees, with its counters and initial RTT', async () => {
+  const res = await unary<{ node: string; flows: Flow[]; total: number }>('ListFlows', { limit: 10000 });
+  const expected = expectedFlows(demoGoldens());
+  expect(res.node).toBe('node-a');
+  expect(res.total).toBe(expected.length);
+  const got = res.flows.map((f) => observed({ ...f, protocol: f.protocol.toLowerCase(), client: f.client!, server: f.server!, client_to_server: f.client_to_server!, server_to_client: f.server_to_client! }));
+  expect(got.sort(byEnds)).toEqual(expected.sort(byEnds));
+  expect(new Set(res.flows.map((f) => f.id)).size).toBe(res.flows.length);
+  expect(res.flows.every((f) => f.id.startsWith('node-a/'))).toBe(true);
+});
+
+test('filters are applied on the worker: protocol, port, ip and limit', async () => {
+  const expected = expectedFlows(demoGoldens());
+  const udp = await unary<{ flows: Flow[]; total: number }>('ListFlows', { protocol: 'UDP', limit: 10000 });
+  expect(udp.total).toBe(expected.filter((e) => e.protocol === 'udp').length);
+  expect(udp.flows.every((f) => f.protocol === 'UDP')).toBe(true);
+
+  const port = await unary<{ flows: Flow[]; total: number }>('ListFlows', { port: 443, limit: 10000 });
+  expect(port.total).toBe(expected.filter((e) => e.ends.split(' <> ').some((x) => x.endsWith(':443'))).length);
+
+  const ip = '2a03:b0c0:3:d0::70:1001';
+  const byIp = await unary<{ flows: Flow[]; total: number }>('ListFlows', { ip, limit: 10000 });
+  expect(byIp.total).toBe(expected.filter((e) => e.ends.split(' <> ').some((x) => x.startsWith(`${ip}:`))).length);
+  expect(byIp.total).toBeGreaterThan(0);
+
+  const limited = await unary<{ flows: Flow[]; total: number }>('ListFlows', { limit: 3 });
+  expect(limited.flows).toHaveLength(3);
+  expect(limited.total).toBe(expected.length);
+  const bytes = limited.flows.map((f) => f.client_to_server!.bytes + f.server_to_client!.bytes);
+  expect([...bytes].sort((a, b) => b - a)).toEqual(bytes); // largest first by default
+});
+
+test('a bad filter is INVALID_ARGUMENT naming the field', async () => {
+  const err = await unary('ListFlows', { ip: 'not-an-ip' }).catch((e: grpc.ServiceError) => e);
+  expect((err as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
+  expect((err as grpc.ServiceError).metadata.get('x-argument')).toEqual(['ip']);
+  const order = await unary('ListFlows', { order_by: 'size' }).catch((e: grpc.ServiceError) => e);
+  expect((order as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
+});
+
+test('Kubernetes aggregations and later-milestone calls answer UNIMPLEMENTED, not fake data', async () => {
+  const pod = await unary('ListFlows', { aggregate: 'AGGREGATE_POD' }).catch((e: grpc.ServiceError) => e);
+  expect((pod as grpc.ServiceError).code).toBe(grpc.status.UNIMPLEMENTED);
+  for (const method of ['GetEntry', 'StartCapture', 'ListSnapshots', 'ResolveIps']) {
+    const err = await unary(method, {}).catch((e: grpc.ServiceError) => e);
+    expect((err as grpc.ServiceError).code).toBe(grpc.status.UNIMPLEMENTED);
+  }
+  const stream = client.StreamEntries({});
+  const streamErr = await new Promise<grpc.ServiceError>((resolve) => {
+    stream.on('error', resolve);
+    stream.on('data', () => undefined);
+  });
+  expect(streamErr.code).toBe(grpc.status.UNIMPLEMENTED);
+});
+
+test('GetStatus and GetDataBoundaries report what was replayed', async () => {
+  const goldens = demoGoldens();
+  const status = await unary<{ node: string; packets_seen: number; flows_tracked: number; sources: { state: string }[]; boundaries: { flows: { oldest_us: number; newest_us: number } } }>('GetStatus', {});
+  expect(status.node).toBe('node-a');
+  expect(status.packets_seen).toBe(goldens.reduce((n, g) => n + g.frames, 0));
+  expect(status.flows_tracked).toBe(expectedFlows(goldens).length);
+  expect(status.sources.map((s) => s.state)).toEqual(goldens.map(() => 'done'));
+  const firsts = goldens.flatMap((g) => [...g.tcp, ...g.udp].map((s) => Math.round(Number(s.firstTs) * 1e6)));
+  const lasts = goldens.flatMap((g) => [...g.tcp, ...g.udp].map((s) => Math.round(Number(s.lastTs) * 1e6)));
+  const b = await unary<{ flows: { oldest_us: number; newest_us: number } }>('GetDataBoundaries', {});
+  expect(b.flows.oldest_us).toBe(Math.min(...firsts));
+  expect(b.flows.newest_us).toBe(Math.max(...lasts));
+  expect(status.boundaries.flows).toEqual(b.flows);
+});

@@ -1,0 +1,135 @@
+import type { CallContext, Flow, FlowGroup, FlowList, FlowQuery, FlowSummary, NodeCoverage, SummaryQuery, TrafficSource } from '../src/index';
+
+/**
+ * A TrafficSource over hand-written flows. It answers with what it was given (no filtering:
+ * that is the real source's job) and records every query, so tests can check exactly what
+ * the tools asked for.
+ */
+export class MemorySource implements TrafficSource {
+  readonly flowQueries: FlowQuery[] = [];
+  readonly summaryQueries: SummaryQuery[] = [];
+  readonly signals: AbortSignal[] = [];
+
+  constructor(
+    public flows: Flow[] = [],
+    public groups: FlowGroup[] = [],
+    public summary: FlowSummary = emptySummary(),
+    /** Matches "before the limit"; defaults to the number of flows. */
+    public total?: number,
+    public nodes: NodeCoverage[] = [{ node: 'node-a', state: 'ok' }],
+  ) {}
+
+  async listFlows(query: FlowQuery, ctx: CallContext): Promise<FlowList> {
+    this.flowQueries.push(query);
+    this.signals.push(ctx.signal);
+    const rows = query.aggregate === 'none' ? this.flows : this.groups;
+    return {
+      flows: query.aggregate === 'none' ? this.flows.slice(0, query.limit) : [],
+      groups: query.aggregate === 'none' ? [] : this.groups.slice(0, query.limit),
+      total: this.total ?? rows.length,
+      nodes: this.nodes,
+    };
+  }
+
+  async getFlowSummary(query: SummaryQuery, ctx: CallContext): Promise<FlowSummary> {
+    this.summaryQueries.push(query);
+    this.signals.push(ctx.signal);
+    return this.summary;
+  }
+}
+
+/** 2024-05-01T14:16:00.123456Z in microseconds. */
+export const T0_US = 1_714_572_960_123_456;
+
+/** A TCP flow lasting exactly 3 s, with a measured handshake. */
+export const tcpFlow: Flow = {
+  id: 'node-a/1',
+  node: 'node-a',
+  protocol: 'tcp',
+  client: { ip: '10.0.0.1', port: 51000, pod: 'web-0', namespace: 'shop' },
+  server: { ip: '10.0.0.2', port: 80, service: 'api', namespace: 'shop' },
+  client_to_server: { packets: 10, bytes: 1500, payload_bytes: 900 },
+  server_to_client: { packets: 8, bytes: 12000, payload_bytes: 11000 },
+  first_seen_us: T0_US,
+  last_seen_us: T0_US + 3_000_000,
+  state: 'closed',
+  tcp_handshake_client_us: 120,
+  tcp_handshake_server_us: 450,
+  syn_count: 2,
+  fin_count: 2,
+  rst_count: 0,
+};
+
+/** A UDP exchange seen at a single instant (zero duration). */
+export const udpFlow: Flow = {
+  id: 'node-a/2',
+  node: 'node-a',
+  protocol: 'udp',
+  client: { ip: '10.0.0.3', port: 5353 },
+  server: { ip: '10.0.0.1', port: 53 },
+  client_to_server: { packets: 1, bytes: 80, payload_bytes: 38 },
+  server_to_client: { packets: 0, bytes: 0, payload_bytes: 0 },
+  first_seen_us: T0_US + 500_000,
+  last_seen_us: T0_US + 500_000,
+  state: 'active',
+  syn_count: 0,
+  fin_count: 0,
+  rst_count: 0,
+};
+
+export const ipPairGroup: FlowGroup = {
+  key: '10.0.0.1 -> 10.0.0.2',
+  client: { ip: '10.0.0.1' },
+  server: { ip: '10.0.0.2' },
+  flows: 3,
+  tcp_flows: 3,
+  udp_flows: 0,
+  client_to_server: { packets: 30, bytes: 4500, payload_bytes: 2700 },
+  server_to_client: { packets: 24, bytes: 36000, payload_bytes: 33000 },
+  first_seen_us: T0_US,
+  last_seen_us: T0_US + 10_000_000,
+  tcp_handshake_client: { count: 3, p50_us: 100, p90_us: 130, p99_us: 140 },
+  tcp_handshake_server: { count: 3, p50_us: 400, p90_us: 480, p99_us: 500 },
+};
+
+export function emptySummary(): FlowSummary {
+  return {
+    total_flows: 0,
+    total_packets: 0,
+    total_bytes: 0,
+    tcp: { flows: 0, packets: 0, bytes: 0 },
+    udp: { flows: 0, packets: 0, bytes: 0 },
+    unique_clients: 0,
+    unique_servers: 0,
+    top_by_bytes: [],
+    top_by_packets: [],
+    tcp_handshake_client: { count: 0, p50_us: 0, p90_us: 0, p99_us: 0 },
+    tcp_handshake_server: { count: 0, p50_us: 0, p90_us: 0, p99_us: 0 },
+    first_seen_us: 0,
+    last_seen_us: 0,
+    nodes: [{ node: 'node-a', state: 'ok' }],
+  };
+}
+
+/** A summary whose median server-side handshake is `p50Us`. */
+export function summaryWithHandshake(p50Us: number): FlowSummary {
+  return {
+    total_flows: 2,
+    total_packets: 19,
+    total_bytes: 13580,
+    tcp: { flows: 1, packets: 18, bytes: 13500 },
+    udp: { flows: 1, packets: 1, bytes: 80 },
+    unique_clients: 2,
+    unique_servers: 2,
+    top_by_bytes: [{ ip: '10.0.0.2', tx_packets: 8, rx_packets: 10, tx_bytes: 12000, rx_bytes: 1500, flows: 1 }],
+    top_by_packets: [{ ip: '10.0.0.1', tx_packets: 10, rx_packets: 8, tx_bytes: 1500, rx_bytes: 12000, flows: 2 }],
+    tcp_handshake_client: { count: 1, p50_us: p50Us / 2, p90_us: p50Us / 2, p99_us: p50Us / 2 },
+    tcp_handshake_server: { count: 1, p50_us: p50Us, p90_us: p50Us * 2, p99_us: p50Us * 3 },
+    first_seen_us: T0_US,
+    last_seen_us: T0_US + 3_000_000,
+    nodes: [
+      { node: 'node-a', state: 'ok' },
+      { node: 'node-b', state: 'unavailable', message: 'connection refused' },
+    ],
+  };
+}
