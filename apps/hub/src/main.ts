@@ -24,7 +24,7 @@ async function main(): Promise<void> {
   await app.listen({ host: config.host, port: config.port });
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  app.log.info(`no authentication is configured: listening on loopback (${config.host}) only`);
+  app.log.warn(`no authentication is configured: listening on loopback (${config.host}) only`);
   app.log.info(`workers: ${config.workers.join(', ')}`);
   // Parsed by scripts/start.mjs: keep the shape.
   process.stdout.write(`MCP endpoint: http://localhost:${port}${config.mcpPath}\n`);

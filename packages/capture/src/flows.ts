@@ -135,11 +135,11 @@ export class FlowTable {
    */
   add(p: RawPacket, d: L4Packet): number {
     const b = p.buf;
-    let s0: number, s1 = 0, s2 = 0, s3 = 0, t0: number, t1 = 0, t2 = 0, t3 = 0;
+    let s1 = 0, s2 = 0, s3 = 0, t1 = 0, t2 = 0, t3 = 0;
     let so = d.srcOff;
     let to = d.dstOff;
-    s0 = ((b[so]! << 24) | (b[so + 1]! << 16) | (b[so + 2]! << 8) | b[so + 3]!) >>> 0;
-    t0 = ((b[to]! << 24) | (b[to + 1]! << 16) | (b[to + 2]! << 8) | b[to + 3]!) >>> 0;
+    const s0 = ((b[so]! << 24) | (b[so + 1]! << 16) | (b[so + 2]! << 8) | b[so + 3]!) >>> 0;
+    const t0 = ((b[to]! << 24) | (b[to + 1]! << 16) | (b[to + 2]! << 8) | b[to + 3]!) >>> 0;
     if (d.ipVersion === 6) {
       so += 4;
       to += 4;

@@ -88,7 +88,9 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
   );
   reaper.unref();
 
-  app.addHook('onClose', async () => {
+  // preClose, not onClose: Fastify runs onClose only after in-flight requests finish, and an
+  // open GET stream never finishes on its own, so app.close() would wait for the clients.
+  app.addHook('preClose', async () => {
     clearInterval(reaper);
     await Promise.all([...sessions.keys()].map(closeSession));
   });

@@ -6,10 +6,11 @@
  *
  * 1. Generates a large headers-only classic pcap (Ethernet, snap length 96, as `tcpdump -s 96`
  *    writes) in the OS temp dir by repeating the TCP/UDP packets of a few fixture captures.
- *    Every repetition XORs its number into the IP addresses, so each repetition's flows are
- *    new flows; repetitions are interleaved (LANES at a time, round robin) so that thousands of
- *    flows are active at once, as on a busy node, rather than one at a time. Timestamps are a
- *    synthetic monotonic clock; orig_len keeps each frame's length on the wire.
+ *    Every repetition gets its own IP addresses (10.<rep>.<host> and fd00::<rep>:<host>, one
+ *    <host> per distinct address of the template), so each repetition's flows are new flows;
+ *    repetitions are interleaved (LANES at a time, round robin) so that thousands of flows are
+ *    active at once, as on a busy node, rather than one at a time. Timestamps are a synthetic
+ *    monotonic clock; orig_len keeps each frame's length on the wire.
  * 2. Reads the file once to warm the page cache, then measures, each in a fresh Node process
  *    (so that one mode's JIT feedback and garbage do not bias the next) and each RUNS times,
  *    keeping the best:
@@ -30,11 +31,13 @@ const DEFAULT_PACKETS = 2_000_000;
 /** Snap length of the generated capture: Ethernet + IP + TCP headers with options fit. */
 const SNAP_LEN = 96;
 /**
- * Packets kept per template flow. Long fixture flows (gRPC streams, a 254-packet retransmission
- * test) are cut to their first packets so that the mix averages ~20 packets per flow, which with
- * 2M packets gives ~100k flows.
+ * Packets kept per template flow. The long fixture flows (a 4276-packet gRPC connection, a
+ * 254-packet retransmission test) are cut to their first packets so that the mix averages ~20
+ * packets per flow, which with 2M packets gives ~100k flows.
  */
-const MAX_PACKETS_PER_TEMPLATE_FLOW = 40;
+const MAX_PACKETS_PER_TEMPLATE_FLOW = 200;
+/** Repetitions are numbered in 16 bits of the IPv4 addresses. */
+const MAX_REPETITIONS = 65536;
 /** Repetitions written side by side, round robin: LANES x template flows are active at once. */
 const LANES = 256;
 /** Spacing of the synthetic clock. */
@@ -59,6 +62,8 @@ const MODES: Mode[] = ['read', 'decode', 'track'];
 
 interface RunResult {
   packets: number;
+  /** Packets with a TCP/UDP header (decode and track modes). */
+  decoded: number;
   flows: number;
   seconds: number;
   /** Main-thread plus libuv-pool CPU time of the run. */
@@ -68,6 +73,8 @@ interface RunResult {
 interface ChildReport {
   runs: RunResult[];
   memory: NodeJS.MemoryUsage;
+  /** Flows in the table that was alive when `memory` was taken. */
+  liveFlows: number;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -81,6 +88,9 @@ interface TemplatePacket {
   ipVersion: 4 | 6;
   /** IPv4 header length, for the header checksum. */
   ihl: number;
+  /** Host numbers of the source and destination addresses (one per distinct template address). */
+  srcHost: number;
+  dstHost: number;
 }
 
 interface Template {
@@ -120,6 +130,16 @@ function buildTemplate(files: string[]): Template {
   const chunks: Buffer[] = [];
   const packets: TemplatePacket[] = [];
   const sources: Template['sources'] = [];
+  const hosts = new Map<string, number>();
+  const host = (b: Buffer, off: number, len: number): number => {
+    const key = b.toString('hex', off, off + len);
+    let h = hosts.get(key);
+    if (h === undefined) {
+      h = hosts.size + 1;
+      hosts.set(key, h);
+    }
+    return h;
+  };
   let size = 0;
   let flows = 0;
   for (const file of files) {
@@ -148,6 +168,8 @@ function buildTemplate(files: string[]): Template {
         origLen: p.origLen - (ipStart - p.offset) + 14,
         ipVersion: l4.ipVersion,
         ihl: (frame[14]! & 0x0f) << 2,
+        srcHost: host(p.buf, l4.srcOff, l4.ipVersion === 4 ? 4 : 16),
+        dstHost: host(p.buf, l4.dstOff, l4.ipVersion === 4 ? 4 : 16),
       });
       chunks.push(frame);
       size += frame.length;
@@ -158,6 +180,8 @@ function buildTemplate(files: string[]): Template {
     flows += tracker.flows.size;
     sources.push({ file: path.basename(file), packets: total, kept, flows: tracker.flows.size });
   }
+  // IPv4 hosts are the last octet of 10.<rep>.<host>.
+  if (hosts.size > 255) throw new Error(`template has ${hosts.size} distinct addresses; at most 255 fit`);
   return { bytes: Buffer.concat(chunks, size), packets, flows, sources };
 }
 
@@ -166,6 +190,13 @@ function ipv4Checksum(b: Buffer, off: number, ihl: number): number {
   for (let i = 0; i < ihl; i += 2) if (i !== 10) sum += (b[off + i]! << 8) | b[off + i + 1]!;
   while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;
+}
+
+function writeIpv6(b: Buffer, off: number, rep: number, host: number): void {
+  b.writeUInt32BE(0xfd000000, off);
+  b.writeUInt32BE(0, off + 4);
+  b.writeUInt32BE(rep >>> 16, off + 8);
+  b.writeUInt32BE((((rep & 0xffff) << 16) | host) >>> 0, off + 12);
 }
 
 /** Writes `reps` repetitions of the template, LANES at a time, round robin. Returns packets written. */
@@ -201,16 +232,16 @@ function writeCapture(file: string, t: Template, reps: number): number {
         out.writeUInt32LE(tp.origLen, o + 12);
         o += 16;
         t.bytes.copy(out, o, tp.off, tp.off + tp.capLen);
-        // Both addresses get the same XOR, so the two directions of a flow still match.
+        // Addresses 10.<rep>.<host> / fd00::<rep>:<host>: distinct template addresses stay
+        // distinct within a repetition, and no address is shared between repetitions.
+        const ip = o + 14;
         if (tp.ipVersion === 4) {
-          const ip = o + 14;
-          out.writeUInt32BE((out.readUInt32BE(ip + 12) ^ rep) >>> 0, ip + 12);
-          out.writeUInt32BE((out.readUInt32BE(ip + 16) ^ rep) >>> 0, ip + 16);
+          out.writeUInt32BE((0x0a000000 | (rep << 8) | tp.srcHost) >>> 0, ip + 12);
+          out.writeUInt32BE((0x0a000000 | (rep << 8) | tp.dstHost) >>> 0, ip + 16);
           out.writeUInt16BE(ipv4Checksum(out, ip, tp.ihl), ip + 10);
         } else {
-          const ip = o + 14;
-          out.writeUInt32BE((out.readUInt32BE(ip + 8 + 8) ^ rep) >>> 0, ip + 8 + 8);
-          out.writeUInt32BE((out.readUInt32BE(ip + 24 + 8) ^ rep) >>> 0, ip + 24 + 8);
+          writeIpv6(out, ip + 8, rep, tp.srcHost);
+          writeIpv6(out, ip + 24, rep, tp.dstHost);
         }
         o += tp.capLen;
         n++;
@@ -227,6 +258,7 @@ function writeCapture(file: string, t: Template, reps: number): number {
 
 async function runOnce(mode: Mode, file: string, keep: { tracker?: FlowTracker }): Promise<RunResult> {
   let packets = 0;
+  let decoded = 0;
   let flows = 0;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
@@ -236,22 +268,21 @@ async function runOnce(mode: Mode, file: string, keep: { tracker?: FlowTracker }
     });
   } else if (mode === 'decode') {
     const l4 = newL4Packet();
-    let decoded = 0;
     await readCaptureFile(file, (p) => {
       packets++;
       if (decodePacket(p, l4) === 0) decoded++;
     });
-    flows = decoded > 0 ? 0 : 0;
   } else {
     const tracker = new FlowTracker();
     const r = await readCaptureFile(file, tracker.onPacket);
     packets = r.packets;
+    decoded = tracker.stats().decoded;
     flows = tracker.flows.size;
     keep.tracker = tracker;
   }
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  return { packets, flows, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
+  return { packets, decoded, flows, seconds, cpuSeconds: (cpu.user + cpu.system) / 1e6 };
 }
 
 async function child(mode: Mode, file: string, runs: number): Promise<void> {
@@ -264,8 +295,7 @@ async function child(mode: Mode, file: string, runs: number): Promise<void> {
   // Memory with the last run's flow table still alive, after a full GC when exposed.
   (globalThis as { gc?: () => void }).gc?.();
   const memory = process.memoryUsage();
-  if (keep.tracker && keep.tracker.flows.size < 0) process.stdout.write(''); // keeps `keep` live
-  const report: ChildReport = { runs: results, memory };
+  const report: ChildReport = { runs: results, memory, liveFlows: keep.tracker?.flows.size ?? 0 };
   process.send!(report);
 }
 
@@ -317,7 +347,7 @@ async function main(): Promise<void> {
 
   const tGen = performance.now();
   const template = buildTemplate(files);
-  const reps = Math.max(1, Math.round(opts.packets / template.packets.length));
+  const reps = Math.min(MAX_REPETITIONS, Math.max(1, Math.round(opts.packets / template.packets.length)));
   const dir = mkdtempSync(path.join(os.tmpdir(), 'flows-bench-'));
   const file = path.join(dir, 'flows-bench.pcap');
   try {
@@ -337,11 +367,11 @@ async function main(): Promise<void> {
     const warm = await readCaptureFile(file, () => {});
     if (warm.error) throw warm.error;
 
-    const results = {} as Record<Mode, { best: RunResult; all: RunResult[]; memory: NodeJS.MemoryUsage }>;
+    const results = {} as Record<Mode, { best: RunResult; all: RunResult[]; memory: NodeJS.MemoryUsage; liveFlows: number }>;
     for (const mode of MODES) {
       const report = await measure(mode, file, opts.runs);
       const best = report.runs.reduce((a, b) => (b.seconds < a.seconds ? b : a));
-      results[mode] = { best, all: report.runs, memory: report.memory };
+      results[mode] = { best, all: report.runs, memory: report.memory, liveFlows: report.liveFlows };
     }
 
     const pps = (r: RunResult): number => r.packets / r.seconds;
@@ -352,6 +382,7 @@ async function main(): Promise<void> {
       return [
         m === 'read' ? 'read (reference)' : m === 'decode' ? 'read + decode' : 'read + FlowTracker',
         fmtInt(r.packets),
+        m === 'read' ? '-' : fmtInt(r.decoded),
         m === 'track' ? fmtInt(r.flows) : '-',
         r.seconds.toFixed(3),
         fmtInt(pps(r)),
@@ -360,7 +391,7 @@ async function main(): Promise<void> {
         results[m].all.map((x) => x.seconds.toFixed(3)).join(' '),
       ];
     });
-    const head = ['mode', 'packets', 'flows', 'best s', 'packets/s', 'vs read', 'pkts/cpu-s', `all ${opts.runs} runs (s)`];
+    const head = ['mode', 'packets', 'decoded', 'flows', 'best s', 'packets/s', 'vs read', 'pkts/cpu-s', `all ${opts.runs} runs (s)`];
     const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
     const line = (cells: string[]): string => cells.map((c, i) => (i === 0 || i === cells.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
     const mem = results.track.memory;
@@ -370,7 +401,7 @@ async function main(): Promise<void> {
       `\n${line(head)}\n${line(head.map((_, i) => '-'.repeat(widths[i]!)))}\n${rows.map(line).join('\n')}\n\n` +
         `flow tracking costs ${(track.seconds / read.seconds).toFixed(2)}x the plain read ` +
         `(${((track.seconds - read.seconds) * 1e9 / track.packets).toFixed(0)} ns/packet on top of ${((read.seconds * 1e9) / read.packets).toFixed(0)} ns/packet)\n` +
-        `memory after read + FlowTracker (${fmtInt(track.flows)} flows live, after GC): rss ${mb(mem.rss)}, heap used ${mb(mem.heapUsed)}, ` +
+        `memory after read + FlowTracker (${fmtInt(results.track.liveFlows)} flows live, after GC): rss ${mb(mem.rss)}, heap used ${mb(mem.heapUsed)}, ` +
         `array buffers ${mb(mem.arrayBuffers)}\n` +
         `target >= ${fmtInt(TARGET_PPS)} packets/s per core (headers-only): ${met ? 'MET' : 'NOT MET'} (${fmtInt(trackPps)} packets/s)\n`,
     );
@@ -382,6 +413,7 @@ async function main(): Promise<void> {
       snapLen: SNAP_LEN,
       fileBytes,
       packets: written,
+      decoded: track.decoded,
       flows: track.flows,
       runs: opts.runs,
       read: { seconds: +read.seconds.toFixed(4), pps: Math.round(pps(read)), ppsCpu: Math.round(read.packets / read.cpuSeconds) },

@@ -1,0 +1,73 @@
+#!/usr/bin/env node
+// `npm start`: one worker and the hub, wired together, for a laptop or a demo.
+//
+//   npm start                          the worker replays its embedded demo captures
+//   npm start -- --capture DIR_OR_FILE  replay your own captures instead (repeatable)
+//
+// The worker listens on a free loopback port; the hub on HUB_PORT (default 8898) and prints the
+// MCP URL. Ctrl-C stops both; if either exits, the other is stopped too.
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const workerCli = path.join(root, 'apps/worker/dist/cli.js');
+const hubMain = path.join(root, 'apps/hub/dist/main.js');
+
+for (const f of [workerCli, hubMain]) {
+  if (!existsSync(f)) {
+    console.error(`start: ${path.relative(root, f)} is missing; run "npm ci && npm run build" first.`);
+    process.exit(1);
+  }
+}
+
+const children = new Set();
+let stopping = false;
+
+function stopAll(code) {
+  if (stopping) return;
+  stopping = true;
+  for (const c of children) c.kill('SIGTERM');
+  setTimeout(() => process.exit(code), 3000).unref();
+  const done = () => children.size === 0 && process.exit(code);
+  for (const c of children) c.once('exit', () => (children.delete(c), done()));
+  done();
+}
+
+function run(name, args, env, onLine) {
+  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  children.add(child);
+  let buf = '';
+  child.stdout.on('data', (d) => {
+    process.stdout.write(d);
+    buf += d.toString();
+    let i;
+    while ((i = buf.indexOf('\n')) >= 0) {
+      onLine?.(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+  child.on('exit', (code, signal) => {
+    children.delete(child);
+    if (!stopping) {
+      console.error(`start: ${name} exited (${signal ?? code}); stopping.`);
+      stopAll(code || 1);
+    }
+  });
+  return child;
+}
+
+const passthrough = process.argv.slice(2);
+process.on('SIGINT', () => stopAll(0));
+process.on('SIGTERM', () => stopAll(0));
+
+run('worker', [workerCli, 'serve', '--listen', '127.0.0.1:0', ...passthrough], {}, (line) => {
+  const m = / listening on (\S+)/.exec(line);
+  if (!m) return;
+  run('hub', [hubMain], { HUB_WORKERS: m[1], HUB_LOG_LEVEL: process.env.HUB_LOG_LEVEL ?? 'warn' }, (hubLine) => {
+    if (hubLine.startsWith('MCP endpoint: ')) {
+      console.log(`\nReady. Point your MCP client at ${hubLine.slice('MCP endpoint: '.length)}  (Ctrl-C to stop)\n`);
+    }
+  });
+});
