@@ -230,10 +230,13 @@ export function summarizeFlows(flows: FlowRecord[], top = 10): FlowSummary {
     c.txBytes += f.clientToServer.bytes;
     c.rxPackets += f.serverToClient.packets;
     c.rxBytes += f.serverToClient.bytes;
-    s.txPackets += f.serverToClient.packets;
-    s.txBytes += f.serverToClient.bytes;
-    s.rxPackets += f.clientToServer.packets;
-    s.rxBytes += f.clientToServer.bytes;
+    // An address talking to itself (loopback) counts each packet once, not as sent and received.
+    if (s !== c) {
+      s.txPackets += f.serverToClient.packets;
+      s.txBytes += f.serverToClient.bytes;
+      s.rxPackets += f.clientToServer.packets;
+      s.rxBytes += f.clientToServer.bytes;
+    }
     if (f.tcpHandshakeClientNs !== undefined) hc.push(f.tcpHandshakeClientNs);
     if (f.tcpHandshakeServerNs !== undefined) hs.push(f.tcpHandshakeServerNs);
     if (!firstSeen || earlier(f.firstSeen, firstSeen)) firstSeen = f.firstSeen;
