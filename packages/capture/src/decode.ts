@@ -1,3 +1,4 @@
+import { u16be, u16le, u32be, u32le } from './bytes';
 import type { RawPacket } from './reader';
 
 /** LINKTYPE_* values the decoder understands. */
@@ -115,19 +116,19 @@ export function decodePacket(p: RawPacket, out: L4Packet): number {
       if (end - start < 4) return TRUNC_LINK;
       // The family is in the byte order of the host that captured; values are small, so
       // whichever reading is below 0x10000 is the right one.
-      let fam = b.readUInt32LE(start);
-      if (fam > 0xffff) fam = b.readUInt32BE(start);
+      let fam = u32le(b, start);
+      if (fam > 0xffff) fam = u32be(b, start);
       return decodeBsdFamily(fam, b, start + 4, end, out);
     }
     case LinkType.LOOP:
       if (end - start < 4) return TRUNC_LINK;
-      return decodeBsdFamily(b.readUInt32BE(start), b, start + 4, end, out);
+      return decodeBsdFamily(u32be(b, start), b, start + 4, end, out);
     case LinkType.LINUX_SLL:
       if (end - start < 16) return TRUNC_LINK;
-      return decodeEtherType(b.readUInt16BE(start + 14), b, start + 16, end, out);
+      return decodeEtherType(u16be(b, start + 14), b, start + 16, end, out);
     case LinkType.LINUX_SLL2:
       if (end - start < 20) return TRUNC_LINK;
-      return decodeEtherType(b.readUInt16BE(start), b, start + 20, end, out);
+      return decodeEtherType(u16be(b, start), b, start + 20, end, out);
     case LinkType.RAW:
     case 12: // LINKTYPE_RAW as some BSDs number it
     case 14:
@@ -145,7 +146,7 @@ export function decodePacket(p: RawPacket, out: L4Packet): number {
 
 function decodeEthernet(b: Buffer, start: number, end: number, out: L4Packet): number {
   if (end - start < 14) return TRUNC_LINK;
-  return decodeEtherType(b.readUInt16BE(start + 12), b, start + 14, end, out);
+  return decodeEtherType(u16be(b, start + 12), b, start + 14, end, out);
 }
 
 /** Follows 802.1Q / 802.1ad (QinQ) tags, which may also appear inside cooked captures. */
@@ -154,7 +155,7 @@ function decodeEtherType(type: number, b: Buffer, off: number, end: number, out:
   while (type === ETH_VLAN || type === ETH_QINQ || type === ETH_QINQ_OLD) {
     if (++tags > MAX_VLAN_TAGS) return VLAN_DEPTH;
     if (end - off < 4) return TRUNC_LINK;
-    type = b.readUInt16BE(off + 2);
+    type = u16be(b, off + 2);
     off += 4;
   }
   if (type === ETH_IPV4) return decodeIpv4(b, off, end, out);
@@ -162,7 +163,7 @@ function decodeEtherType(type: number, b: Buffer, off: number, end: number, out:
   if (type === ETH_PPPOE_SESSION) {
     // PPPoE header (6 bytes), then the 2-byte PPP protocol.
     if (end - off < 8) return TRUNC_LINK;
-    const ppp = b.readUInt16BE(off + 6);
+    const ppp = u16be(b, off + 6);
     if (ppp === PPP_IPV4) return decodeIpv4(b, off + 8, end, out);
     if (ppp === PPP_IPV6) return decodeIpv6(b, off + 8, end, out);
     return NON_IP;
@@ -206,8 +207,8 @@ function decodeNflog(b: Buffer, start: number, end: number, out: L4Packet): numb
   // TLVs: 16-bit length and type in the byte order of the capturing host (little-endian on
   // every platform that produces these captures in practice); each padded to 4 bytes.
   while (off + 4 <= end) {
-    const len = b.readUInt16LE(off);
-    const type = b.readUInt16LE(off + 2) & 0x7fff;
+    const len = u16le(b, off);
+    const type = u16le(b, off + 2) & 0x7fff;
     if (len < 4) return BAD_NFLOG;
     if (type === NFULA_PAYLOAD) {
       const pEnd = Math.min(off + len, end);
@@ -227,11 +228,11 @@ function decodeIpv4(b: Buffer, off: number, end: number, out: L4Packet): number 
   const hlen = (vihl & 0x0f) << 2;
   if (hlen < 20) return BAD_IP_HLEN;
   if (end - off < hlen) return TRUNC_IP;
-  let totalLen = b.readUInt16BE(off + 2);
+  let totalLen = u16be(b, off + 2);
   // Segmentation offload leaves a zero total length; the captured bytes are all we know.
   if (totalLen === 0) totalLen = end - off;
   if (totalLen < hlen) return BAD_IP_HLEN;
-  const fragField = b.readUInt16BE(off + 6);
+  const fragField = u16be(b, off + 6);
   if ((fragField & 0x3fff) !== 0) return IP_FRAGMENT; // MF set or a non-zero offset
   out.ipVersion = 4;
   out.srcOff = off + 12;
@@ -242,7 +243,7 @@ function decodeIpv4(b: Buffer, off: number, end: number, out: L4Packet): number 
 function decodeIpv6(b: Buffer, off: number, end: number, out: L4Packet): number {
   if (end - off < 40) return TRUNC_IP;
   if (b[off]! >> 4 !== 6) return BAD_IP_VERSION;
-  let remaining = b.readUInt16BE(off + 4);
+  let remaining = u16be(b, off + 4);
   if (remaining === 0) remaining = end - off - 40; // jumbogram or offload: use what was captured
   let next = b[off + 6]!;
   let h = off + 40;
@@ -269,7 +270,7 @@ function decodeIpv6(b: Buffer, off: number, end: number, out: L4Packet): number 
       case 44: {
         // fragment: only an atomic fragment (offset 0, no more fragments) carries a whole packet
         if (end - h < 8) return TRUNC_IPV6_EXT;
-        const fo = b.readUInt16BE(h + 2);
+        const fo = u16be(b, h + 2);
         if ((fo & 0xfff9) !== 0) return IP_FRAGMENT;
         next = b[h]!;
         h += 8;
@@ -298,12 +299,12 @@ function decodeTransport(proto: number, b: Buffer, off: number, end: number, ipP
     const thl = (b[off + 12]! >> 4) << 2;
     if (thl < 20) return BAD_TCP_HLEN;
     out.protocol = IPPROTO_TCP;
-    out.srcPort = b.readUInt16BE(off);
-    out.dstPort = b.readUInt16BE(off + 2);
-    out.seq = b.readUInt32BE(off + 4);
-    out.ack = b.readUInt32BE(off + 8);
+    out.srcPort = u16be(b, off);
+    out.dstPort = u16be(b, off + 2);
+    out.seq = u32be(b, off + 4);
+    out.ack = u32be(b, off + 8);
     out.tcpFlags = b[off + 13]!;
-    out.window = b.readUInt16BE(off + 14);
+    out.window = u16be(b, off + 14);
     const payload = ipPayloadLen - thl;
     out.payloadLen = payload > 0 ? payload : 0;
     out.payloadOff = off + thl;
@@ -312,13 +313,13 @@ function decodeTransport(proto: number, b: Buffer, off: number, end: number, ipP
   if (proto === IPPROTO_UDP) {
     if (end - off < 8) return TRUNC_UDP;
     out.protocol = IPPROTO_UDP;
-    out.srcPort = b.readUInt16BE(off);
-    out.dstPort = b.readUInt16BE(off + 2);
+    out.srcPort = u16be(b, off);
+    out.dstPort = u16be(b, off + 2);
     out.seq = 0;
     out.ack = 0;
     out.tcpFlags = 0;
     out.window = 0;
-    const udpLen = b.readUInt16BE(off + 4);
+    const udpLen = u16be(b, off + 4);
     out.payloadLen = udpLen >= 8 ? udpLen - 8 : Math.max(0, ipPayloadLen - 8);
     out.payloadOff = off + 8;
     return OK;

@@ -1,3 +1,4 @@
+import { u32be } from './bytes';
 import { IPPROTO_TCP, TcpFlag, type L4Packet } from './decode';
 import { formatIp } from './ip';
 import type { RawPacket } from './reader';
@@ -138,21 +139,21 @@ export class FlowTable {
     let s1 = 0, s2 = 0, s3 = 0, t1 = 0, t2 = 0, t3 = 0;
     let so = d.srcOff;
     let to = d.dstOff;
-    const s0 = ((b[so]! << 24) | (b[so + 1]! << 16) | (b[so + 2]! << 8) | b[so + 3]!) >>> 0;
-    const t0 = ((b[to]! << 24) | (b[to + 1]! << 16) | (b[to + 2]! << 8) | b[to + 3]!) >>> 0;
+    const s0 = u32be(b, so);
+    const t0 = u32be(b, to);
     if (d.ipVersion === 6) {
       so += 4;
       to += 4;
-      s1 = ((b[so]! << 24) | (b[so + 1]! << 16) | (b[so + 2]! << 8) | b[so + 3]!) >>> 0;
-      t1 = ((b[to]! << 24) | (b[to + 1]! << 16) | (b[to + 2]! << 8) | b[to + 3]!) >>> 0;
+      s1 = u32be(b, so);
+      t1 = u32be(b, to);
       so += 4;
       to += 4;
-      s2 = ((b[so]! << 24) | (b[so + 1]! << 16) | (b[so + 2]! << 8) | b[so + 3]!) >>> 0;
-      t2 = ((b[to]! << 24) | (b[to + 1]! << 16) | (b[to + 2]! << 8) | b[to + 3]!) >>> 0;
+      s2 = u32be(b, so);
+      t2 = u32be(b, to);
       so += 4;
       to += 4;
-      s3 = ((b[so]! << 24) | (b[so + 1]! << 16) | (b[so + 2]! << 8) | b[so + 3]!) >>> 0;
-      t3 = ((b[to]! << 24) | (b[to + 1]! << 16) | (b[to + 2]! << 8) | b[to + 3]!) >>> 0;
+      s3 = u32be(b, so);
+      t3 = u32be(b, to);
     }
     const sp = d.srcPort;
     const tp = d.dstPort;

@@ -1,3 +1,5 @@
+import { u16be, u16le, u32be, u32le } from './bytes';
+
 /**
  * Streaming readers for classic pcap (both byte orders, micro- and nanosecond timestamps) and
  * pcapng (section header, interface description, enhanced, simple and obsolete packet blocks;
@@ -191,11 +193,11 @@ export class CaptureReader {
   }
 
   private u16(buf: Buffer, off: number): number {
-    return this.le ? buf.readUInt16LE(off) : buf.readUInt16BE(off);
+    return this.le ? u16le(buf, off) : u16be(buf, off);
   }
 
   private u32(buf: Buffer, off: number): number {
-    return this.le ? buf.readUInt32LE(off) : buf.readUInt32BE(off);
+    return this.le ? u32le(buf, off) : u32be(buf, off);
   }
 
   private parsePcap(buf: Buffer, start: number): number {
@@ -204,10 +206,10 @@ export class CaptureReader {
     const limit = Math.max(MAX_RECORD, this.snapLen);
     const le = this.le;
     while (off + 16 <= buf.length) {
-      const tsSec = le ? buf.readUInt32LE(off) : buf.readUInt32BE(off);
-      const tsFrac = le ? buf.readUInt32LE(off + 4) : buf.readUInt32BE(off + 4);
-      const capLen = le ? buf.readUInt32LE(off + 8) : buf.readUInt32BE(off + 8);
-      const origLen = le ? buf.readUInt32LE(off + 12) : buf.readUInt32BE(off + 12);
+      const tsSec = le ? u32le(buf, off) : u32be(buf, off);
+      const tsFrac = le ? u32le(buf, off + 4) : u32be(buf, off + 4);
+      const capLen = le ? u32le(buf, off + 8) : u32be(buf, off + 8);
+      const origLen = le ? u32le(buf, off + 12) : u32be(buf, off + 12);
       if (capLen > limit) {
         throw new CaptureFormatError(
           'bad-record-length',
@@ -238,7 +240,7 @@ export class CaptureReader {
     while (off + 12 <= buf.length) {
       // The section header block type reads the same in both byte orders; its byte-order
       // magic decides how everything in the section is read.
-      if (buf.readUInt32BE(off) === PCAPNG_SHB) {
+      if (u32be(buf, off) === PCAPNG_SHB) {
         const bom = buf.readUInt32LE(off + 8);
         if (bom === PCAPNG_BOM) this.le = true;
         else if (bom === 0x4d3c2b1a) this.le = false;

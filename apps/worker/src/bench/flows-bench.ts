@@ -3,6 +3,8 @@
  *
  *   npm run bench                       # from the repo root: builds, then runs this file
  *   node apps/worker/dist/bench/flows-bench.js [--packets N] [--runs N] [--keep]
+ *   (FLOWS_BENCH_PACKETS=N also sets the packet count; `node --cpu-prof ...` profiles every
+ *   measuring process too, since they inherit the parent's Node flags.)
  *
  * 1. Generates a large headers-only classic pcap (Ethernet, snap length 96, as `tcpdump -s 96`
  *    writes) in the OS temp dir by repeating the TCP/UDP packets of a few fixture captures.
@@ -350,6 +352,12 @@ async function main(): Promise<void> {
   const reps = Math.min(MAX_REPETITIONS, Math.max(1, Math.round(opts.packets / template.packets.length)));
   const dir = mkdtempSync(path.join(os.tmpdir(), 'flows-bench-'));
   const file = path.join(dir, 'flows-bench.pcap');
+  const onSignal = (): void => {
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(130);
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
   try {
     const written = writeCapture(file, template, reps);
     const fileBytes = statSync(file).size;
@@ -401,7 +409,7 @@ async function main(): Promise<void> {
       `\n${line(head)}\n${line(head.map((_, i) => '-'.repeat(widths[i]!)))}\n${rows.map(line).join('\n')}\n\n` +
         `flow tracking costs ${(track.seconds / read.seconds).toFixed(2)}x the plain read ` +
         `(${((track.seconds - read.seconds) * 1e9 / track.packets).toFixed(0)} ns/packet on top of ${((read.seconds * 1e9) / read.packets).toFixed(0)} ns/packet)\n` +
-        `memory after read + FlowTracker (${fmtInt(results.track.liveFlows)} flows live, after GC): rss ${mb(mem.rss)}, heap used ${mb(mem.heapUsed)}, ` +
+        `memory of the read + FlowTracker process after its runs (${fmtInt(results.track.liveFlows)} flows live, after GC): rss ${mb(mem.rss)}, heap used ${mb(mem.heapUsed)}, ` +
         `array buffers ${mb(mem.arrayBuffers)}\n` +
         `target >= ${fmtInt(TARGET_PPS)} packets/s per core (headers-only): ${met ? 'MET' : 'NOT MET'} (${fmtInt(trackPps)} packets/s)\n`,
     );
@@ -432,6 +440,8 @@ async function main(): Promise<void> {
     };
     process.stdout.write(`BENCH ${JSON.stringify(json)}\n`);
   } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
     if (opts.keep) process.stdout.write(`kept ${file}\n`);
     else rmSync(dir, { recursive: true, force: true });
   }
