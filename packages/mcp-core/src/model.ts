@@ -20,7 +20,7 @@ export function isoMicros(us: number): string {
   return `${base.slice(0, 19)}.${micros}Z`;
 }
 
-const round2 = (x: number): number => Math.round(x * 10) / 10;
+const round2 = (x: number): number => Math.round(x * 100) / 100;
 
 export interface RatedDirection extends DirectionStats {
   /** Packets and bits per second, averaged over first -> last seen (0 for an instant). */

@@ -42,6 +42,7 @@ interface Registered {
 }
 
 const NAME = /^[a-zA-Z0-9_-]{1,64}$/;
+const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})$/;
 
 /**
  * Tools by name. Schemas are compiled when a tool is registered, so a bad definition fails at
@@ -55,8 +56,9 @@ export class ToolRegistry {
   constructor() {
     this.ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, useDefaults: true });
     this.ajv.addFormat('ip', { type: 'string', validate: (s: string) => isIP(s) !== 0 });
-    // RFC 3339 / ISO 8601 date-times as Date.parse accepts them.
-    this.ajv.addFormat('timestamp', { type: 'string', validate: (s: string) => !Number.isNaN(Date.parse(s)) });
+    // RFC 3339 date-times with an explicit zone: "14:15" in an unknown zone is a guess, and
+    // Date.parse alone would accept "12" as December 2001.
+    this.ajv.addFormat('timestamp', { type: 'string', validate: (s: string) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)) });
   }
 
   register<Args>(def: ToolDefinition<Args>): void {
@@ -164,7 +166,7 @@ export function describeErrors(errors: ErrorObject[]): string {
       return `"${field}" must be an IPv4 or IPv6 address`;
     }
     if (e.keyword === 'format' && (e.params as { format: string }).format === 'timestamp') {
-      return `"${field}" must be an RFC 3339 time such as 2024-05-01T14:15:00Z, or Unix milliseconds`;
+      return `"${field}" must be an RFC 3339 time with a zone, such as 2024-05-01T14:15:00Z, or Unix milliseconds`;
     }
     return field ? `"${field}" ${e.message ?? 'is invalid'}` : (e.message ?? 'arguments are invalid');
   });

@@ -60,7 +60,7 @@ export const tcpFlow: Flow = {
   rst_count: 0,
 };
 
-/** A UDP exchange seen at a single instant (zero duration). */
+/** A UDP exchange seen at a single instant (zero duration), 42 us after a whole second. */
 export const udpFlow: Flow = {
   id: 'node-a/2',
   node: 'node-a',
@@ -69,8 +69,8 @@ export const udpFlow: Flow = {
   server: { ip: '10.0.0.1', port: 53 },
   client_to_server: { packets: 1, bytes: 80, payload_bytes: 38 },
   server_to_client: { packets: 0, bytes: 0, payload_bytes: 0 },
-  first_seen_us: T0_US + 500_000,
-  last_seen_us: T0_US + 500_000,
+  first_seen_us: 1_714_572_961_000_042,
+  last_seen_us: 1_714_572_961_000_042,
   state: 'active',
   syn_count: 0,
   fin_count: 0,

@@ -116,6 +116,8 @@ describe('ToolRegistry', () => {
       ['a wrong type', { port: '80' }, '"port" must be integer'],
       ['an address that is not an IP', { ip: '10.0.0.256' }, '"ip" must be an IPv4 or IPv6 address'],
       ['a time that does not parse', { start: 'yesterday' }, '"start" must be an RFC 3339 time'],
+      ['a bare number as a string', { start: '12' }, '"start" must be an RFC 3339 time'],
+      ['a time without a zone', { end: '2024-05-01T14:15:00' }, '"end" must be an RFC 3339 time with a zone'],
     ])('turns %s into an isError result naming the field', async (_what, args, message) => {
       const result = await registry.call('list_l4_flows', args, ctx);
       expect(result.isError).toBe(true);

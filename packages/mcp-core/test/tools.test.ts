@@ -81,8 +81,8 @@ const udpFlowView = {
   client_to_server: { packets: 1, bytes: 80, payload_bytes: 38, pps: 0, bps: 0 },
   server_to_client: { packets: 0, bytes: 0, payload_bytes: 0, pps: 0, bps: 0 },
   totals: { packets: 1, bytes: 80, pps: 0, bps: 0 },
-  first_seen: '2024-05-01T14:16:00.623456Z',
-  last_seen: '2024-05-01T14:16:00.623456Z',
+  first_seen: '2024-05-01T14:16:01.000042Z',
+  last_seen: '2024-05-01T14:16:01.000042Z',
   duration_ms: 0,
 };
 
