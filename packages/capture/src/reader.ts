@@ -286,30 +286,12 @@ export class CaptureReader {
       case 1: // Interface Description Block
         this.interfaces.push(this.readInterface(buf, body, bodyEnd));
         return;
-      case 6: {
-        // Enhanced Packet Block
-        if (bodyEnd - body < 20) throw this.shortBlock('enhanced packet', len);
-        const ifId = this.u32(buf, body);
-        const capLen = this.u32(buf, body + 12);
-        const origLen = this.u32(buf, body + 16);
-        if (body + 20 + capLen > bodyEnd) {
-          throw new CaptureFormatError('bad-block', `enhanced packet block claims ${capLen} captured bytes but holds only ${bodyEnd - body - 20}`, this.bytesRead, this.packets);
-        }
-        this.emit(buf, body + 20, capLen, origLen, ifId, this.u32(buf, body + 4), this.u32(buf, body + 8));
+      case 6: // Enhanced Packet Block: 32-bit interface id
+        this.packetBlock(buf, body, bodyEnd, 'enhanced packet', false, len);
         return;
-      }
-      case 2: {
-        // Obsolete Packet Block: 16-bit interface id and drop count, then as the EPB.
-        if (bodyEnd - body < 20) throw this.shortBlock('packet', len);
-        const ifId = this.u16(buf, body);
-        const capLen = this.u32(buf, body + 12);
-        const origLen = this.u32(buf, body + 16);
-        if (body + 20 + capLen > bodyEnd) {
-          throw new CaptureFormatError('bad-block', `packet block claims ${capLen} captured bytes but holds only ${bodyEnd - body - 20}`, this.bytesRead, this.packets);
-        }
-        this.emit(buf, body + 20, capLen, origLen, ifId, this.u32(buf, body + 4), this.u32(buf, body + 8));
+      case 2: // Obsolete Packet Block: 16-bit interface id and drop count, otherwise the same
+        this.packetBlock(buf, body, bodyEnd, 'packet', true, len);
         return;
-      }
       case 3: {
         // Simple Packet Block: interface 0, no timestamp; captured length is implied.
         if (bodyEnd - body < 4) throw this.shortBlock('simple packet', len);
@@ -324,6 +306,18 @@ export class CaptureReader {
         // Name resolution, statistics, decryption secrets, custom blocks: not packets.
         return;
     }
+  }
+
+  /** Enhanced or obsolete packet block: interface, timestamp, lengths, then the packet. */
+  private packetBlock(buf: Buffer, body: number, bodyEnd: number, what: string, shortIfId: boolean, len: number): void {
+    if (bodyEnd - body < 20) throw this.shortBlock(what, len);
+    const ifId = shortIfId ? this.u16(buf, body) : this.u32(buf, body);
+    const capLen = this.u32(buf, body + 12);
+    const origLen = this.u32(buf, body + 16);
+    if (body + 20 + capLen > bodyEnd) {
+      throw new CaptureFormatError('bad-block', `${what} block claims ${capLen} captured bytes but holds only ${bodyEnd - body - 20}`, this.bytesRead, this.packets);
+    }
+    this.emitWithTime(buf, body + 20, capLen, origLen, ifId, this.iface(ifId), this.u32(buf, body + 4), this.u32(buf, body + 8));
   }
 
   private shortBlock(what: string, len: number): CaptureFormatError {
@@ -377,10 +371,6 @@ export class CaptureReader {
       o += 4 + ((olen + 3) & ~3);
     }
     return iface;
-  }
-
-  private emit(buf: Buffer, dataOff: number, capLen: number, origLen: number, ifId: number, tsHigh: number, tsLow: number): void {
-    this.emitWithTime(buf, dataOff, capLen, origLen, ifId, this.iface(ifId), tsHigh, tsLow);
   }
 
   private emitWithTime(
