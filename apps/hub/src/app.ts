@@ -43,7 +43,16 @@ export async function buildHub(config: Readonly<HubConfig>, options: { logger?: 
               version: status.version,
               packets: status.packets_seen,
               flows: status.flows_tracked,
-              sources: status.sources.map((s) => ({ kind: s.kind, name: s.name, state: s.state, ...(s.error ? { error: s.error } : {}) })),
+              sources: status.sources.map((s) => ({
+                kind: s.kind,
+                name: s.name,
+                state: s.state,
+                packets: s.packets,
+                ...(s.error ? { error: s.error } : {}),
+                ...(s.kind === 'interface'
+                  ? { filter: s.filter, received_by_filter: s.received_by_filter, kernel_drops: s.kernel_drops, restarts: s.restarts, gaps: s.gaps.length }
+                  : {}),
+              })),
             }
           : {}),
       })),

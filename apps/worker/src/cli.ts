@@ -4,6 +4,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { flowSummaryView, flowView } from '@kubeshark-mcp/mcp-core/model';
 import { WorkerEngine } from './engine';
+import { DEFAULT_LIVE_OPTIONS, LiveCaptureError } from './live';
 import { flowToModel } from './model';
 import { startWorkerServer } from './server';
 import { expandInputs, InputError } from './sources';
@@ -16,10 +17,19 @@ export const DEFAULT_LISTEN = '127.0.0.1:50151';
 const USAGE = `kubeshark-worker ${VERSION}
 
 Usage:
-  kubeshark-worker serve [--capture PATH]... [--listen HOST:PORT] [--node NAME]
-      Replay capture files (pcap, pcapng, optionally gzip'd; a directory means every capture
-      in it) into the flow table and serve it over gRPC to the hub.
-      Default capture: the demo captures shipped in ${DEMO_DIR}
+  kubeshark-worker serve [--interface IFACE [--bpf EXPR] [--snaplen N] [--buffer-kib N] [--tcpdump PATH]]
+                         [--capture PATH]... [--listen HOST:PORT] [--node NAME]
+      Capture live traffic and/or replay capture files into the flow table, and serve it over
+      gRPC to the hub.
+      --interface IFACE  capture live with tcpdump on IFACE ("any" for all); needs tcpdump and
+                         root or the NET_RAW/NET_ADMIN capabilities. The worker's own gRPC port
+                         is never captured.
+      --bpf EXPR         capture filter (tcpdump syntax), e.g. "tcp port 80 or udp port 53"
+      --snaplen N        bytes kept per packet (default ${DEFAULT_LIVE_OPTIONS.snaplen})
+      --buffer-kib N     kernel capture buffer (default ${DEFAULT_LIVE_OPTIONS.bufferKiB} KiB)
+      --capture PATH     replay pcap/pcapng files (optionally gzip'd; a directory means every
+                         capture in it). With neither --interface nor --capture, the demo
+                         captures shipped in ${DEMO_DIR} are replayed.
       Default listen address: ${DEFAULT_LISTEN}
 
   kubeshark-worker analyze CAPTURE... --flows|--summary [--node NAME]
@@ -88,23 +98,60 @@ async function writeLines(lines: string[]): Promise<void> {
   });
 }
 
-async function serve(opts: { captures: string[]; listen: string; node: string }): Promise<void> {
+interface ServeOptions {
+  captures: string[];
+  listen: string;
+  node: string;
+  interface?: string;
+  bpf?: string;
+  snaplen: number;
+  bufferKiB: number;
+  tcpdump: string;
+}
+
+function positiveInt(name: string, v: string | undefined, def: number): number {
+  if (v === undefined) return def;
+  if (!/^\d+$/.test(v) || Number(v) <= 0) throw new UsageError(`${name} must be a positive integer (got "${v}")`);
+  return Number(v);
+}
+
+async function serve(opts: ServeOptions): Promise<void> {
   const { host, port } = splitHostPort(opts.listen);
-  const inputs = opts.captures.length > 0 ? opts.captures : [DEMO_DIR];
+  const inputs = opts.captures.length > 0 ? opts.captures : opts.interface ? [] : [DEMO_DIR];
   const files = await expandInputs(inputs);
   const engine = new WorkerEngine(opts.node, VERSION);
   const server = await startWorkerServer(engine, host, port);
-  // The address line is parsed by scripts/start.mjs and tests: keep its shape.
-  process.stdout.write(`kubeshark-worker ${VERSION} node=${engine.node} listening on ${server.address}\n`);
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     process.stdout.write(`kubeshark-worker: ${signal}, shutting down\n`);
-    void server.close().then(() => process.exit(0));
+    void Promise.all([engine.close(), server.close()]).then(() => process.exit(0));
   };
+  if (opts.interface) {
+    try {
+      const live = await engine.startLive({
+        ...DEFAULT_LIVE_OPTIONS,
+        interface: opts.interface,
+        snaplen: opts.snaplen,
+        bufferKiB: opts.bufferKiB,
+        tcpdumpPath: opts.tcpdump,
+        excludeTcpPorts: [server.port],
+        ...(opts.bpf ? { bpf: opts.bpf } : {}),
+      });
+      const st = live.status();
+      process.stdout.write(`kubeshark-worker: capturing on ${opts.interface} (${st.listening ?? 'tcpdump started'}), filter: ${st.filter || '(none)'}\n`);
+    } catch (err) {
+      await server.close();
+      if (err instanceof LiveCaptureError) throw new InputError(err.message);
+      throw new InputError(`live capture on ${opts.interface} did not start: ${(err as Error).message}`);
+    }
+  }
+  // The address line is parsed by scripts/start.mjs and tests: keep its shape.
+  process.stdout.write(`kubeshark-worker ${VERSION} node=${engine.node} listening on ${server.address}\n`);
   process.on('SIGINT', () => stop('SIGINT'));
   process.on('SIGTERM', () => stop('SIGTERM'));
+  if (files.length === 0) return;
   const t0 = Date.now();
   await engine.replay(files, (file, message) => process.stderr.write(`kubeshark-worker: ${file}: ${message}\n`));
   const s = engine.stats();
@@ -143,9 +190,24 @@ export async function main(argv: string[]): Promise<number> {
           capture: { type: 'string', multiple: true, default: [] },
           listen: { type: 'string', default: process.env.WORKER_LISTEN || DEFAULT_LISTEN },
           node: { type: 'string', default: defaultNode },
+          interface: { type: 'string' },
+          bpf: { type: 'string' },
+          snaplen: { type: 'string' },
+          'buffer-kib': { type: 'string' },
+          tcpdump: { type: 'string', default: process.env.TCPDUMP || DEFAULT_LIVE_OPTIONS.tcpdumpPath },
         },
       });
-      await serve({ captures: [...values.capture!, ...positionals], listen: values.listen!, node: values.node! });
+      if (values.bpf !== undefined && !values.interface) throw new UsageError('--bpf applies to live capture: add --interface IFACE');
+      await serve({
+        captures: [...values.capture!, ...positionals],
+        listen: values.listen!,
+        node: values.node!,
+        snaplen: positiveInt('--snaplen', values.snaplen, DEFAULT_LIVE_OPTIONS.snaplen),
+        bufferKiB: positiveInt('--buffer-kib', values['buffer-kib'], DEFAULT_LIVE_OPTIONS.bufferKiB),
+        tcpdump: values.tcpdump!,
+        ...(values.interface ? { interface: values.interface } : {}),
+        ...(values.bpf ? { bpf: values.bpf } : {}),
+      });
       return -1; // keeps running
     }
     throw new UsageError(`unknown command "${command}" (expected serve or analyze)`);

@@ -11,15 +11,18 @@ import {
   type TrackerStats,
 } from '@kubeshark-mcp/capture';
 import type { Flow, FlowGroup, FlowSummary } from '@kubeshark-mcp/mcp-core/model';
+import { LiveCapture, type LiveCaptureOptions, type LiveState, type LiveStatus } from './live';
 import { flowToModel, groupToModel, summaryToModel } from './model';
 
 export interface SourceState {
   kind: 'file' | 'interface';
   name: string;
-  state: 'pending' | 'replaying' | 'done' | 'failed';
+  state: 'pending' | 'replaying' | 'done' | 'failed' | LiveState;
   error?: string;
   packets: number;
   bytes: number;
+  /** Interfaces only. */
+  live?: Omit<LiveStatus, 'interface' | 'state' | 'error' | 'packets' | 'bytes'>;
 }
 
 export interface FlowListQuery extends FlowFilter {
@@ -52,7 +55,8 @@ export class QueryError extends Error {
  */
 export class WorkerEngine {
   readonly tracker = new FlowTracker();
-  readonly sources: SourceState[] = [];
+  private readonly files: SourceState[] = [];
+  private readonly live: LiveCapture[] = [];
   readonly startedAtUs = Date.now() * 1000;
 
   constructor(
@@ -63,7 +67,7 @@ export class WorkerEngine {
   /** Replays capture files one after another. Format errors are recorded, never thrown. */
   async replay(files: string[], onError?: (file: string, message: string) => void): Promise<void> {
     const states = files.map((name): SourceState => ({ kind: 'file', name, state: 'pending', packets: 0, bytes: 0 }));
-    this.sources.push(...states);
+    this.files.push(...states);
     for (const st of states) {
       st.state = 'replaying';
       try {
@@ -85,6 +89,33 @@ export class WorkerEngine {
         onError?.(st.name, st.error);
       }
     }
+  }
+
+  /**
+   * Starts capturing on an interface with tcpdump. Resolves once it listens; rejects with a
+   * message saying how to fix a configuration problem (no tcpdump, no permission, bad filter).
+   */
+  async startLive(options: LiveCaptureOptions): Promise<LiveCapture> {
+    const capture = new LiveCapture(options, this.tracker.onPacket);
+    this.live.push(capture);
+    await capture.start();
+    return capture;
+  }
+
+  /** Stops live captures. */
+  async close(): Promise<void> {
+    await Promise.all(this.live.map((c) => c.stop()));
+  }
+
+  /** Every capture source with its progress: files replayed and interfaces captured. */
+  sources(): SourceState[] {
+    return [
+      ...this.files.map((f) => ({ ...f })),
+      ...this.live.map((c): SourceState => {
+        const { interface: name, state, error, packets, bytes, ...live } = c.status();
+        return { kind: 'interface', name, state, packets, bytes, live, ...(error ? { error } : {}) };
+      }),
+    ];
   }
 
   stats(): TrackerStats {

@@ -1,4 +1,6 @@
 export { WorkerEngine, QueryError } from './engine';
+export { LiveCapture, LiveCaptureError, DEFAULT_LIVE_OPTIONS, buildFilter, diagnoseTcpdump } from './live';
+export type { LiveCaptureOptions, LiveStatus, LiveState, CaptureGap } from './live';
 export type { SourceState, FlowListQuery, FlowListResult } from './engine';
 export { startWorkerServer } from './server';
 export type { RunningWorkerServer } from './server';
