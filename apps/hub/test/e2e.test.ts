@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -23,9 +24,11 @@ interface Started {
   address: string;
 }
 
+const DATA_DIR = mkdtempSync(path.join(tmpdir(), 'hub-e2e-'));
+
 function startWorker(listen = '127.0.0.1:0'): Promise<Started> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [WORKER_CLI, 'serve', '--listen', listen, '--node', 'node-e2e'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [WORKER_CLI, 'serve', '--listen', listen, '--node', 'node-e2e', '--data-dir', DATA_DIR], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`worker did not start: ${out}`)), 10_000);
     proc.stdout!.on('data', (d: Buffer) => {
@@ -89,6 +92,7 @@ afterAll(async () => {
   await client?.close();
   await hub?.app.close();
   if (worker) await stopWorker(worker);
+  rmSync(DATA_DIR, { recursive: true, force: true });
 });
 
 type Dir = { packets: number; bytes: number; payload_bytes: number };

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { hostname } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { flowSummaryView, flowView } from '@kubeshark-mcp/mcp-core/model';
@@ -7,7 +7,9 @@ import { WorkerEngine } from './engine';
 import { DEFAULT_LIVE_OPTIONS, LiveCaptureError } from './live';
 import { flowToModel } from './model';
 import { startWorkerServer } from './server';
+import { SnapshotStore } from './snapshots';
 import { expandInputs, InputError } from './sources';
+import { PacketStore } from './store';
 import { VERSION } from './version';
 
 /** The captures `serve` replays when none are given: shipped with the worker. */
@@ -30,6 +32,11 @@ Usage:
       --capture PATH     replay pcap/pcapng files (optionally gzip'd; a directory means every
                          capture in it). With neither --interface nor --capture, the demo
                          captures shipped in ${DEMO_DIR} are replayed.
+      --data-dir DIR     packet ring (for PCAP export) and snapshots (default: a folder
+                         kubeshark-worker-NODE in the system temp directory). The ring starts
+                         empty at every start; snapshots persist.
+      --store-max-mib N  size of the packet ring (default 1024); the oldest packets go first
+      --store-max-age S  drop packets older than S seconds (default: no age limit)
       Default listen address: ${DEFAULT_LISTEN}
 
   kubeshark-worker analyze CAPTURE... --flows|--summary [--node NAME]
@@ -99,6 +106,9 @@ async function writeLines(lines: string[]): Promise<void> {
 }
 
 interface ServeOptions {
+  dataDir: string;
+  storeMaxMiB: number;
+  storeMaxAgeS?: number;
   captures: string[];
   listen: string;
   node: string;
@@ -119,7 +129,12 @@ async function serve(opts: ServeOptions): Promise<void> {
   const { host, port } = splitHostPort(opts.listen);
   const inputs = opts.captures.length > 0 ? opts.captures : opts.interface ? [] : [DEMO_DIR];
   const files = await expandInputs(inputs);
-  const engine = new WorkerEngine(opts.node, VERSION);
+  const store = PacketStore.open({
+    dir: path.join(opts.dataDir, 'ring'),
+    maxBytes: opts.storeMaxMiB * 1024 * 1024,
+    ...(opts.storeMaxAgeS ? { maxAgeMs: opts.storeMaxAgeS * 1000 } : {}),
+  });
+  const engine = new WorkerEngine(opts.node, VERSION, store, new SnapshotStore(path.join(opts.dataDir, 'snapshots')));
   const server = await startWorkerServer(engine, host, port);
   let stopping = false;
   const stop = (signal: string): void => {
@@ -195,6 +210,9 @@ export async function main(argv: string[]): Promise<number> {
           snaplen: { type: 'string' },
           'buffer-kib': { type: 'string' },
           tcpdump: { type: 'string', default: process.env.TCPDUMP || DEFAULT_LIVE_OPTIONS.tcpdumpPath },
+          'data-dir': { type: 'string' },
+          'store-max-mib': { type: 'string' },
+          'store-max-age': { type: 'string' },
         },
       });
       if (values.bpf !== undefined && !values.interface) throw new UsageError('--bpf applies to live capture: add --interface IFACE');
@@ -205,6 +223,9 @@ export async function main(argv: string[]): Promise<number> {
         snaplen: positiveInt('--snaplen', values.snaplen, DEFAULT_LIVE_OPTIONS.snaplen),
         bufferKiB: positiveInt('--buffer-kib', values['buffer-kib'], DEFAULT_LIVE_OPTIONS.bufferKiB),
         tcpdump: values.tcpdump!,
+        dataDir: values['data-dir'] || process.env.WORKER_DATA_DIR || path.join(tmpdir(), `kubeshark-worker-${values.node!.replace(/[^A-Za-z0-9._-]/g, '_')}`),
+        storeMaxMiB: positiveInt('--store-max-mib', values['store-max-mib'], 1024),
+        ...(values['store-max-age'] ? { storeMaxAgeS: positiveInt('--store-max-age', values['store-max-age'], 0) } : {}),
         ...(values.interface ? { interface: values.interface } : {}),
         ...(values.bpf ? { bpf: values.bpf } : {}),
       });

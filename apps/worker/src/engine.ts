@@ -6,13 +6,20 @@ import {
   readCaptureFile,
   selectFlows,
   summarizeFlows,
+  timestampUs,
   type FlowFilter,
   type FlowOrder,
+  type FlowRecord,
+  type RawPacket,
   type TrackerStats,
 } from '@kubeshark-mcp/capture';
-import type { Flow, FlowGroup, FlowSummary } from '@kubeshark-mcp/mcp-core/model';
+import type { Flow } from '@kubeshark-mcp/mcp-core/model';
+import type { FlowGroup, FlowSummary } from '@kubeshark-mcp/mcp-core/model';
+import { ExportError, exportPackets, type ExportFilter, type ExportFormat, type FlowSelector } from './export';
 import { LiveCapture, type LiveCaptureOptions, type LiveState, type LiveStatus } from './live';
 import { flowToModel, groupToModel, summaryToModel } from './model';
+import type { PacketStore } from './store';
+import { SnapshotStore, type SnapshotInfo } from './snapshots';
 
 export interface SourceState {
   kind: 'file' | 'interface';
@@ -58,11 +65,24 @@ export class WorkerEngine {
   private readonly files: SourceState[] = [];
   private readonly live: LiveCapture[] = [];
   readonly startedAtUs = Date.now() * 1000;
+  /** Every captured or replayed packet goes through here: flows, and the packet store. */
+  private readonly onPacket: (p: RawPacket) => void;
 
   constructor(
     readonly node: string,
     readonly version: string,
-  ) {}
+    /** Raw packets for export and snapshots; without it those calls are refused. */
+    readonly store?: PacketStore,
+    readonly snapshots?: SnapshotStore,
+  ) {
+    const track = this.tracker.onPacket;
+    this.onPacket = store
+      ? (p) => {
+          track(p);
+          store.append(p);
+        }
+      : track;
+  }
 
   /** Replays capture files one after another. Format errors are recorded, never thrown. */
   async replay(files: string[], onError?: (file: string, message: string) => void): Promise<void> {
@@ -73,7 +93,7 @@ export class WorkerEngine {
       try {
         const result = await readCaptureFile(st.name, (p) => {
           st.packets++;
-          this.tracker.onPacket(p);
+          this.onPacket(p);
         });
         st.bytes = result.bytes;
         if (result.error) {
@@ -96,15 +116,75 @@ export class WorkerEngine {
    * message saying how to fix a configuration problem (no tcpdump, no permission, bad filter).
    */
   async startLive(options: LiveCaptureOptions): Promise<LiveCapture> {
-    const capture = new LiveCapture(options, this.tracker.onPacket);
+    const capture = new LiveCapture(options, this.onPacket);
     this.live.push(capture);
     await capture.start();
     return capture;
   }
 
-  /** Stops live captures. */
+  /** Stops live captures and closes the packet store. */
   async close(): Promise<void> {
     await Promise.all(this.live.map((c) => c.stop()));
+    this.store?.close();
+  }
+
+  /**
+   * Streams the packets matching `filter` (from the store, or from a snapshot) as a capture
+   * file. `flowIds` are "<node>/<index>" ids as flows carry them.
+   */
+  async exportPcap(
+    request: { filter: ExportFilter; flowIds: string[]; format: ExportFormat; snapshot?: string },
+    write: (chunk: Buffer, packets: number) => Promise<void> | void,
+    signal?: AbortSignal,
+  ): Promise<{ packets: number; bytes: number }> {
+    let files: string[];
+    let flows: FlowSelector[] = [];
+    if (request.snapshot) {
+      const snaps = this.requireSnapshots();
+      files = [snaps.packetFile(request.snapshot)];
+      if (request.flowIds.length) {
+        const byId = new Map(snaps.flows(request.snapshot).map((f) => [f.id, f]));
+        flows = request.flowIds.map((id) => {
+          const f = byId.get(id);
+          if (!f) throw new QueryError('flow_ids', `flow "${id}" is not in snapshot "${request.snapshot}"`);
+          return selectorOf(f);
+        });
+      }
+    } else {
+      if (!this.store) throw new QueryError('store', 'this worker keeps no packets (started without a data directory), so there is nothing to export');
+      files = this.store.segmentsFor(request.filter.sinceUs, request.filter.untilUs).map((s) => s.file);
+      flows = request.flowIds.map((id) => selectorOf(this.flowById(id)));
+    }
+    try {
+      return await exportPackets(files, { ...request.filter, ...(flows.length ? { flows } : {}) }, request.format, write, signal);
+    } catch (err) {
+      if (err instanceof ExportError) throw new QueryError(err.field, err.message);
+      throw err;
+    }
+  }
+
+  /** Freezes [sinceUs, untilUs] (packets and the flows active in it) under `name`. */
+  async createSnapshot(name: string, sinceUs: number, untilUs: number): Promise<SnapshotInfo> {
+    const snaps = this.requireSnapshots();
+    if (!this.store) throw new QueryError('store', 'this worker keeps no packets (started without a data directory), so it cannot snapshot them');
+    SnapshotStore.validateName(name);
+    if (sinceUs && untilUs && untilUs < sinceUs) throw new QueryError('until_us', 'until_us is before since_us');
+    const flows = selectFlows(this.tracker.flows, { ...(sinceUs ? { sinceUs } : {}), ...(untilUs ? { untilUs } : {}) }).map((f) => flowToModel(f, this.node));
+    const files = this.store.segmentsFor(sinceUs, untilUs).map((s) => s.file);
+    return snaps.create(name, sinceUs, untilUs, (write) => exportPackets(files, { sinceUs, untilUs }, 'pcapng', (chunk) => write(chunk)), flows);
+  }
+
+  requireSnapshots(): SnapshotStore {
+    if (!this.snapshots) throw new QueryError('snapshot', 'this worker has no data directory, so it keeps no snapshots');
+    return this.snapshots;
+  }
+
+  private flowById(id: string): FlowRecord {
+    const m = /^(.*)\/(\d+)$/.exec(id);
+    if (!m || m[1] !== this.node) throw new QueryError('flow_ids', `"${id}" is not a flow of node ${this.node} (ids look like ${this.node}/12)`);
+    const index = Number(m[2]);
+    if (index >= this.tracker.flows.size) throw new QueryError('flow_ids', `no flow "${id}"`);
+    return this.tracker.flows.get(index);
   }
 
   /** Every capture source with its progress: files replayed and interfaces captured. */
@@ -144,4 +224,18 @@ export class WorkerEngine {
       throw err;
     }
   }
+}
+
+/** The packets of a flow: its endpoints and protocol within its first and last packet. */
+function selectorOf(f: FlowRecord | Flow): FlowSelector {
+  if ('index' in f) {
+    return {
+      protocol: f.protocol,
+      a: f.client,
+      b: f.server,
+      sinceUs: timestampUs(f.firstSeen),
+      untilUs: timestampUs(f.lastSeen),
+    };
+  }
+  return { protocol: f.protocol, a: { ip: f.client.ip, port: f.client.port }, b: { ip: f.server.ip, port: f.server.port }, sinceUs: f.first_seen_us, untilUs: f.last_seen_us };
 }

@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { WorkerHandlers } from '@kubeshark-mcp/proto';
 import type { Flow, FlowGroup } from '@kubeshark-mcp/mcp-core/model';
 import { QueryError, type WorkerEngine } from './engine';
+import { SnapshotError, type SnapshotInfo } from './snapshots';
 
 /** Trailing metadata key naming the request field an INVALID_ARGUMENT refers to. */
 export const ARGUMENT_METADATA_KEY = 'x-argument';
@@ -24,6 +25,43 @@ function invalid(field: string, message: string): Partial<grpc.StatusObject> {
   return { code: grpc.status.INVALID_ARGUMENT, details: message, metadata };
 }
 
+class UnimplementedError extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+const unimplementedError = (field: string, message: string): UnimplementedError => new UnimplementedError(field, message);
+
+/** The one place where worker errors become gRPC statuses. */
+function toStatus(err: unknown): Partial<grpc.StatusObject> {
+  if (err instanceof QueryError) {
+    if (err.field === 'store' || err.field === 'snapshot') return { code: grpc.status.FAILED_PRECONDITION, details: err.message };
+    return invalid(err.field, err.message);
+  }
+  if (err instanceof SnapshotError) {
+    const code = err.code === 'not-found' ? grpc.status.NOT_FOUND : err.code === 'exists' ? grpc.status.ALREADY_EXISTS : grpc.status.INVALID_ARGUMENT;
+    const status: Partial<grpc.StatusObject> = { code, details: err.message };
+    if (code === grpc.status.INVALID_ARGUMENT) status.metadata = invalid('name', err.message).metadata!;
+    return status;
+  }
+  if (err instanceof UnimplementedError) return { code: grpc.status.UNIMPLEMENTED, details: err.message };
+  return { code: grpc.status.INTERNAL, details: (err as Error).message ?? String(err) };
+}
+
+const snapshotMessage = (s: SnapshotInfo) => ({
+  name: s.name,
+  since_us: s.sinceUs,
+  until_us: s.untilUs,
+  bytes: s.bytes,
+  packets: s.packets,
+  state: s.state,
+  created_at_us: s.createdAtUs,
+  flows: s.flows,
+});
+
 function unimplemented(what: string): Partial<grpc.StatusObject> {
   return { code: grpc.status.UNIMPLEMENTED, details: `${what} is not implemented by this worker version yet` };
 }
@@ -33,21 +71,22 @@ const toProtoGroup = (g: FlowGroup) => g;
 
 /** gRPC handlers over the engine. Calls of later milestones answer UNIMPLEMENTED, never fake data. */
 export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
-  const guard = <T>(fn: () => T, callback: grpc.sendUnaryData<T>): void => {
-    try {
-      callback(null, fn());
-    } catch (err) {
-      if (err instanceof QueryError) callback(invalid(err.field, err.message));
-      else callback({ code: grpc.status.INTERNAL, details: (err as Error).message });
-    }
+  const guard = <T>(fn: () => T | Promise<T>, callback: grpc.sendUnaryData<T>): void => {
+    Promise.resolve()
+      .then(fn)
+      .then(
+        (res) => callback(null, res),
+        (err: unknown) => callback(toStatus(err)),
+      );
   };
   const boundaries = () => {
     const s = engine.stats();
+    const store = engine.store?.stats();
     return {
       node: engine.node,
       flows: { oldest_us: s.oldestUs, newest_us: s.newestUs },
       entries: { oldest_us: 0, newest_us: 0 },
-      packets: { oldest_us: 0, newest_us: 0 },
+      packets: { oldest_us: store?.oldestUs ?? 0, newest_us: store?.newestUs ?? 0 },
     };
   };
   const unaryUnimplemented = (what: string) => (_call: unknown, callback: grpc.sendUnaryData<never>) => callback(unimplemented(what));
@@ -137,11 +176,65 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
     StartCapture: unaryUnimplemented('StartCapture'),
     StopCapture: unaryUnimplemented('StopCapture'),
     ListCaptures: unaryUnimplemented('ListCaptures'),
-    ExportPcap: streamUnimplemented('ExportPcap'),
-    CreateSnapshot: unaryUnimplemented('CreateSnapshot'),
-    ListSnapshots: unaryUnimplemented('ListSnapshots'),
-    GetSnapshot: unaryUnimplemented('GetSnapshot'),
-    DeleteSnapshot: unaryUnimplemented('DeleteSnapshot'),
+    ExportPcap(call) {
+      const r = call.request;
+      const fail = (err: unknown): void => {
+        call.emit('error', toStatus(err));
+      };
+      if (r.kfl) return fail(unimplementedError('kfl', 'KFL filters on export are not implemented yet; filter by time, ips, ports, protocol or flow_ids'));
+      if (r.bpf) return fail(unimplementedError('bpf', 'BPF filters on export are not implemented yet; filter by time, ips, ports, protocol or flow_ids'));
+      const format = r.format || 'pcapng';
+      if (format !== 'pcapng' && format !== 'pcap') return fail(new QueryError('format', `format must be "pcapng" or "pcap" (got "${format}")`));
+      const abort = new AbortController();
+      call.on('cancelled', () => abort.abort());
+      const protocol = protocolFilter(r.protocol);
+      const write = (chunk: Buffer, packets: number): Promise<void> | void => {
+        if (call.write({ data: chunk, packets })) return;
+        return new Promise((resolve) => call.once('drain', resolve));
+      };
+      engine
+        .exportPcap(
+          {
+            filter: {
+              ...(r.since_us ? { sinceUs: r.since_us } : {}),
+              ...(r.until_us ? { untilUs: r.until_us } : {}),
+              ...(r.ips.length ? { ips: r.ips } : {}),
+              ...(r.ports.length ? { ports: r.ports } : {}),
+              ...(protocol ? { protocol } : {}),
+            },
+            flowIds: r.flow_ids,
+            format,
+            ...(r.snapshot ? { snapshot: r.snapshot } : {}),
+          },
+          write,
+          abort.signal,
+        )
+        .then(
+          (totals) => {
+            call.write({ data: Buffer.alloc(0), packets: 0, done: true, total_packets: totals.packets, total_bytes: totals.bytes });
+            call.end();
+          },
+          (err: unknown) => {
+            if (!abort.signal.aborted) fail(err);
+          },
+        );
+    },
+    CreateSnapshot(call, callback) {
+      const r = call.request;
+      guard(async () => snapshotMessage(await engine.createSnapshot(r.name, r.since_us, r.until_us)), callback);
+    },
+    ListSnapshots(_call, callback) {
+      guard(() => ({ snapshots: engine.requireSnapshots().list().map(snapshotMessage) }), callback);
+    },
+    GetSnapshot(call, callback) {
+      guard(() => snapshotMessage(engine.requireSnapshots().get(call.request.name)), callback);
+    },
+    DeleteSnapshot(call, callback) {
+      guard(() => {
+        engine.requireSnapshots().delete(call.request.name);
+        return {};
+      }, callback);
+    },
     ResolveWorkloads: unaryUnimplemented('ResolveWorkloads (Kubernetes resolver)'),
     ResolveIps: unaryUnimplemented('ResolveIps (Kubernetes resolver)'),
   };

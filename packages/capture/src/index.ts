@@ -12,3 +12,4 @@ export { selectFlows, orderFlows, aggregateByIpPair, summarizeFlows, percentiles
 export type { FlowFilter, FlowOrder, FlowGroup, FlowSummary, Percentiles, Talker, ProtocolTotals } from './flow-query';
 export { parseIp, formatIp, formatIpv4, formatIpv6 } from './ip';
 export type { IpWords } from './ip';
+export { nanosToWords, pcapngSectionHeader, pcapngInterface, pcapngPacketSize, writePcapngPacket, pcapHeader, pcapPacketSize, writePcapPacket } from './writer';

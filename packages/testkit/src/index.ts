@@ -126,3 +126,36 @@ export function parseEpoch(ts: string): { sec: number; nsec: number } {
 export function formatEpoch(t: { sec: number; nsec: number }): string {
   return `${t.sec}.${String(t.nsec).padStart(9, '0')}`;
 }
+
+/** One frame as tshark read it from a capture (fixtures/golden/<capture>/frames.tsv). */
+export interface GoldenFrame {
+  frame: number;
+  /** tshark's frame.time_epoch: seconds with 9 decimals. */
+  timeEpoch: string;
+  len: number;
+  capLen: number;
+  /** MD5 of the captured bytes. */
+  md5: string;
+  tcpStream?: number;
+  udpStream?: number;
+}
+
+/** tshark's per-frame view of a capture, written by scripts/golden-frames.sh. */
+export function loadFrames(capture: string): GoldenFrame[] {
+  return readFileSync(path.join(GOLDEN_DIR, capture, 'frames.tsv'), 'utf8')
+    .split('\n')
+    .slice(1)
+    .filter((l) => l.trim() !== '')
+    .map((l) => {
+      const [frame, timeEpoch, len, capLen, md5, tcp, udp] = l.split('\t');
+      return {
+        frame: Number(frame),
+        timeEpoch: timeEpoch!,
+        len: Number(len),
+        capLen: Number(capLen),
+        md5: md5!,
+        ...(tcp ? { tcpStream: Number(tcp) } : {}),
+        ...(udp ? { udpStream: Number(udp) } : {}),
+      };
+    });
+}
