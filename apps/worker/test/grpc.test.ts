@@ -73,10 +73,14 @@ test('a bad filter is INVALID_ARGUMENT naming the field', async () => {
 test('Kubernetes aggregations and later-milestone calls answer UNIMPLEMENTED, not fake data', async () => {
   const pod = await unary('ListFlows', { aggregate: 'AGGREGATE_POD' }).catch((e: grpc.ServiceError) => e);
   expect((pod as grpc.ServiceError).code).toBe(grpc.status.UNIMPLEMENTED);
-  for (const method of ['GetEntry', 'StartCapture', 'ListSnapshots', 'ResolveIps']) {
+  for (const method of ['GetEntry', 'StartCapture', 'ListCaptures', 'ResolveIps']) {
     const err = await unary(method, {}).catch((e: grpc.ServiceError) => e);
     expect((err as grpc.ServiceError).code).toBe(grpc.status.UNIMPLEMENTED);
   }
+  // This engine has no data directory: snapshots are refused with the reason, not faked.
+  const snap = await unary('ListSnapshots', {}).catch((e: grpc.ServiceError) => e);
+  expect((snap as grpc.ServiceError).code).toBe(grpc.status.FAILED_PRECONDITION);
+  expect((snap as grpc.ServiceError).details).toMatch(/no data directory/);
   const stream = client.StreamEntries({});
   const streamErr = await new Promise<grpc.ServiceError>((resolve) => {
     stream.on('error', resolve);
