@@ -73,11 +73,12 @@ const stats = (d: { packets: number; bytes: number; payload_bytes: number } | nu
   payload_bytes: d?.payload_bytes ?? 0,
 });
 
-const percentiles = (p: { count: number; p50_us: number; p90_us: number; p99_us: number } | null) => ({
+const percentiles = (p: { count: number; p50_us: number; p90_us: number; p99_us: number; sketch?: Uint8Array } | null) => ({
   count: p?.count ?? 0,
   p50_us: p?.p50_us ?? 0,
   p90_us: p?.p90_us ?? 0,
   p99_us: p?.p99_us ?? 0,
+  ...(p?.sketch?.length ? { sketch: p.sketch } : {}),
 });
 
 function fromProtoFlow(f: ProtoFlow): Flow {

@@ -4,6 +4,7 @@ import {
   type FlowRecord,
   type FlowSummary as CaptureSummary,
   type Percentiles as CapturePercentiles,
+  type RttSketch,
 } from '@kubeshark-mcp/capture';
 import type { Flow, FlowGroup, FlowSummary, Percentiles } from '@kubeshark-mcp/mcp-core/model';
 
@@ -35,7 +36,13 @@ export function flowToModel(f: FlowRecord, node: string): Flow {
   return flow;
 }
 
-const percentiles = (p: CapturePercentiles): Percentiles => ({ count: p.count, p50_us: p.p50Us, p90_us: p.p90Us, p99_us: p.p99Us });
+const percentiles = (p: CapturePercentiles, sketch: RttSketch): Percentiles => ({
+  count: p.count,
+  p50_us: p.p50Us,
+  p90_us: p.p90Us,
+  p99_us: p.p99Us,
+  sketch: sketch.toBytes(),
+});
 
 export function groupToModel(g: CaptureGroup): FlowGroup {
   return {
@@ -49,8 +56,8 @@ export function groupToModel(g: CaptureGroup): FlowGroup {
     server_to_client: { packets: g.serverToClient.packets, bytes: g.serverToClient.bytes, payload_bytes: g.serverToClient.payloadBytes },
     first_seen_us: timestampUs(g.firstSeen),
     last_seen_us: timestampUs(g.lastSeen),
-    tcp_handshake_client: percentiles(g.handshakeClient),
-    tcp_handshake_server: percentiles(g.handshakeServer),
+    tcp_handshake_client: percentiles(g.handshakeClient, g.handshakeClientSketch),
+    tcp_handshake_server: percentiles(g.handshakeServer, g.handshakeServerSketch),
   };
 }
 
@@ -73,8 +80,8 @@ export function summaryToModel(s: CaptureSummary): Omit<FlowSummary, 'nodes'> {
     unique_servers: s.uniqueServers,
     top_by_bytes: s.topByBytes.map(talker),
     top_by_packets: s.topByPackets.map(talker),
-    tcp_handshake_client: percentiles(s.handshakeClient),
-    tcp_handshake_server: percentiles(s.handshakeServer),
+    tcp_handshake_client: percentiles(s.handshakeClient, s.handshakeClientSketch),
+    tcp_handshake_server: percentiles(s.handshakeServer, s.handshakeServerSketch),
     first_seen_us: s.firstSeen ? timestampUs(s.firstSeen) : 0,
     last_seen_us: s.lastSeen ? timestampUs(s.lastSeen) : 0,
   };

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { RttSketch } from '@kubeshark-mcp/capture';
 import { createWorkerClient, type Flow, type WorkerClient } from '@kubeshark-mcp/proto';
 import { DEMO_DIR, WorkerEngine, expandInputs, startWorkerServer, type RunningWorkerServer } from '../src';
 import { byEnds, demoGoldens, expectedFlows, observed } from './helpers';
@@ -60,6 +61,31 @@ test('filters are applied on the worker: protocol, port, ip and limit', async ()
   expect(limited.total).toBe(expected.length);
   const bytes = limited.flows.map((f) => f.client_to_server!.bytes + f.server_to_client!.bytes);
   expect([...bytes].sort((a, b) => b - a)).toEqual(bytes); // largest first by default
+});
+
+test('groups carry mergeable handshake sketches that agree with their exact percentiles', async () => {
+  const res = await unary<{ groups: { key: string; tcp_handshake_server: { count: number; p50_us: number; p99_us: number; sketch: Buffer } }[] }>('ListFlows', {
+    aggregate: 'AGGREGATE_IP_PAIR',
+    limit: 1000,
+  });
+  const measured = res.groups.filter((g) => g.tcp_handshake_server.count > 0);
+  expect(measured.length).toBeGreaterThanOrEqual(3);
+  const merged = new RttSketch();
+  let total = 0;
+  for (const g of measured) {
+    const p = g.tcp_handshake_server;
+    const sketch = RttSketch.fromBytes(p.sketch);
+    expect(sketch.count).toBe(p.count);
+    expect(Math.abs(sketch.quantile(0.5)! - p.p50_us)).toBeLessThanOrEqual(0.01 * p.p50_us);
+    expect(Math.abs(sketch.quantile(0.99)! - p.p99_us)).toBeLessThanOrEqual(0.01 * p.p99_us);
+    merged.merge(sketch);
+    total += p.count;
+  }
+  // Merging the groups' sketches gives the summary's distribution (what a hub would do).
+  const summary = await unary<{ tcp_handshake_server: { count: number; p50_us: number } }>('GetFlowSummary', {});
+  expect(merged.count).toBe(total);
+  expect(summary.tcp_handshake_server.count).toBe(total);
+  expect(Math.abs(merged.quantile(0.5)! - summary.tcp_handshake_server.p50_us)).toBeLessThanOrEqual(0.01 * summary.tcp_handshake_server.p50_us);
 });
 
 test('a bad filter is INVALID_ARGUMENT naming the field', async () => {

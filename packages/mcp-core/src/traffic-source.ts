@@ -50,6 +50,8 @@ export interface Percentiles {
   p50_us: number;
   p90_us: number;
   p99_us: number;
+  /** The values as a mergeable sketch, for sources that combine several workers. */
+  sketch?: Uint8Array;
 }
 
 export interface FlowGroup {
