@@ -15,3 +15,5 @@ export type { IpWords } from './ip';
 export { nanosToWords, pcapngSectionHeader, pcapngInterface, pcapngPacketSize, writePcapngPacket, pcapHeader, pcapPacketSize, writePcapPacket } from './writer';
 export { RttSketch, SketchError, DEFAULT_RELATIVE_ACCURACY, DEFAULT_MAX_BUCKETS, MIN_INDEXABLE_US } from './sketch';
 export type { SketchErrorCode } from './sketch';
+export { TcpReassembler, packetSide, TCP_GAP_REASONS, TCP_END_REASONS } from './reassembly';
+export type { TcpChunk, TcpGap, TcpEnd, TcpStreamConsumer, TcpReassemblerOptions, TcpReassemblerStats, TcpDirection, TcpGapReason, TcpEndReason } from './reassembly';
