@@ -1,4 +1,5 @@
-import { DECODE_REASONS, decodePacket, newL4Packet, type DecodeReason, type L4Packet } from './decode';
+import { DECODE_REASONS, IP_FRAGMENT_REASON, LinkType, decodePacket, describeFragment, newL4Packet, type DecodeReason, type L4Packet } from './decode';
+import { IpDefragmenter, type DefragOptions, type DefragStats } from './defrag';
 import { FlowTable, type FlowTableOptions } from './flows';
 import type { RawPacket } from './reader';
 
@@ -7,35 +8,60 @@ export interface DecodeCount {
   count: number;
 }
 
+/** IP fragment reassembly, as the tracker runs it. */
+export interface TrackerDefragStats extends DefragStats {
+  /** Reassembled datagrams whose TCP or UDP header was accounted in a flow. */
+  tracked: number;
+  /** Reassembled datagrams not tracked, by what decoding them gave (ICMP is `other-transport`). */
+  untracked: DecodeCount[];
+}
+
 /** Counters of what the tracker saw; the numbers a status page shows. */
 export interface TrackerStats {
   packets: number;
+  /** Packets decoded whole (fragments are not: see `defrag.tracked`). */
   decoded: number;
-  /** Traffic that is not tracked (ARP, ICMP, fragments), by reason. */
+  /** Traffic that is not tracked (ARP, ICMP), and IP fragments (`ip-fragment`), by reason. */
   skipped: DecodeCount[];
   /** Malformed or unsupported headers, by reason. */
   errors: DecodeCount[];
   /** Oldest and newest packet timestamps, in microseconds since the epoch (0 when none). */
   oldestUs: number;
   newestUs: number;
+  /** Fragments, reassembled datagrams and what reassembly discarded. */
+  defrag: TrackerDefragStats;
+}
+
+export interface FlowTrackerOptions extends FlowTableOptions {
+  /** Bounds of IP fragment reassembly. */
+  defrag?: DefragOptions;
 }
 
 /**
  * Decodes packets and accounts them in a flow table. Bad packets are counted per reason, never
  * thrown. One instance per capture pipeline; `onPacket` is the hot path.
+ *
+ * IP fragments are reassembled. A reassembled datagram is accounted as tshark counts it: as
+ * one packet of the frame whose fragment completed it (that frame's length and timestamp),
+ * with the payload of the whole datagram; the other fragments count in no flow.
  */
 export class FlowTracker {
   readonly flows: FlowTable;
+  readonly defrag: IpDefragmenter;
   private readonly l4: L4Packet = newL4Packet();
   private readonly reasonCounts = new Float64Array(DECODE_REASONS.length);
+  private readonly reassembledCounts = new Float64Array(DECODE_REASONS.length);
+  /** Reused to present a reassembled datagram to the decoder and the flow table. */
+  private readonly reassembled: RawPacket = { buf: Buffer.alloc(0), offset: 0, capLen: 0, origLen: 0, tsSec: 0, tsNsec: 0, linkType: LinkType.RAW, interfaceId: 0, frame: 0 };
   private packets = 0;
   private oldestSec = Infinity;
   private oldestNsec = 0;
   private newestSec = -1;
   private newestNsec = 0;
 
-  constructor(options: FlowTableOptions = {}) {
+  constructor(options: FlowTrackerOptions = {}) {
     this.flows = new FlowTable(options);
+    this.defrag = new IpDefragmenter(options.defrag);
     // Bound once so the method can be passed around as a packet callback.
     this.onPacket = this.onPacket.bind(this);
   }
@@ -55,19 +81,44 @@ export class FlowTracker {
     }
     const reason = decodePacket(p, this.l4);
     this.reasonCounts[reason]! += 1;
-    if (reason !== 0) return -1;
+    if (reason !== 0) return reason === IP_FRAGMENT_REASON ? this.onFragment(p) : -1;
     return this.flows.add(p, this.l4);
   }
 
+  /** Feeds a fragment to reassembly and, when it completes a datagram, accounts the datagram. */
+  private onFragment(p: RawPacket): number {
+    describeFragment(p.buf, this.l4);
+    const datagram = this.defrag.add(p.buf, this.l4, p.tsSec, p.tsNsec);
+    if (datagram === undefined) return -1;
+    const r = this.reassembled;
+    r.buf = datagram;
+    r.capLen = datagram.length;
+    r.origLen = p.origLen;
+    r.tsSec = p.tsSec;
+    r.tsNsec = p.tsNsec;
+    r.interfaceId = p.interfaceId;
+    r.frame = p.frame;
+    const reason = decodePacket(r, this.l4);
+    this.reassembledCounts[reason]! += 1;
+    // A fragment inside a reassembled datagram is not reassembled again.
+    if (reason !== 0) return -1;
+    return this.flows.add(r, this.l4);
+  }
+
+  /** Counters so far. Reassembly timeouts are applied up to the newest timestamp seen first. */
   stats(): TrackerStats {
     const skipped: DecodeCount[] = [];
     const errors: DecodeCount[] = [];
+    const untracked: DecodeCount[] = [];
     DECODE_REASONS.forEach((r, i) => {
       const count = this.reasonCounts[i]!;
+      const reassembled = this.reassembledCounts[i]!;
+      if (r.kind !== 'ok' && reassembled > 0) untracked.push({ reason: r.name, count: reassembled });
       if (count === 0 || r.kind === 'ok') return;
       (r.kind === 'skip' ? skipped : errors).push({ reason: r.name, count });
     });
     const none = this.newestSec < 0;
+    if (!none) this.defrag.expire(this.newestSec, this.newestNsec);
     return {
       packets: this.packets,
       decoded: this.reasonCounts[0]!,
@@ -75,6 +126,7 @@ export class FlowTracker {
       errors,
       oldestUs: none ? 0 : this.oldestSec * 1e6 + Math.floor(this.oldestNsec / 1000),
       newestUs: none ? 0 : this.newestSec * 1e6 + Math.floor(this.newestNsec / 1000),
+      defrag: { ...this.defrag.stats(), tracked: this.reassembledCounts[0]!, untracked },
     };
   }
 }
