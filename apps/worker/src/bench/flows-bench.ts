@@ -1,11 +1,21 @@
 /**
- * Flow-tracking throughput benchmark (not a test: it asserts nothing and fails on nothing).
+ * The worker's benchmarks (not a test: it asserts nothing and fails on nothing). Three sections,
+ * run one after the other, each printing a table and one JSON line the docs quote:
+ *
+ *   flows       flow-tracking throughput on a headers-only capture (this file)    BENCH {...}
+ *   reassembly  TCP reassembly throughput on an HTTP capture with full payloads   BENCH_REASSEMBLY {...}
+ *               (reassembly-bench.ts)
+ *   live        live capture on loopback with tcpdump under a bounded UDP load     BENCH_LIVE {...}
+ *               (live-bench.ts; needs root and tcpdump, else prints why it skipped)
  *
  *   npm run bench                       # from the repo root: builds, then runs this file
- *   node apps/worker/dist/bench/flows-bench.js [--packets N] [--runs N] [--keep]
- *   (FLOWS_BENCH_PACKETS=N also sets the packet count; `node --cpu-prof ...` profiles every
- *   measuring process too, since they inherit the parent's Node flags.)
+ *   node apps/worker/dist/bench/flows-bench.js [--only flows,reassembly,live] [--runs N] [--keep]
+ *        [--packets N] [--reassembly-mib N] [--live-rates 100000,200000] [--live-seconds N]
+ *   (FLOWS_BENCH_PACKETS=N also sets the packet count and REASSEMBLY_BENCH_MIB=N the TCP
+ *   payload of the reassembly capture; `node --cpu-prof ...` profiles every measuring process
+ *   too, since they inherit the parent's Node flags.)
  *
+ * The flows section:
  * 1. Generates a large headers-only classic pcap (Ethernet, snap length 96, as `tcpdump -s 96`
  *    writes) in the OS temp dir by repeating the TCP/UDP packets of a few fixture captures.
  *    Every repetition gets its own IP addresses (10.<rep>.<host> and fd00::<rep>:<host>, one
@@ -27,6 +37,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CaptureReader, FlowTracker, decodePacket, newL4Packet, readCaptureFile, type RawPacket } from '@kubeshark-mcp/capture';
+import { DEFAULT_LIVE_RATES, DEFAULT_LIVE_SECONDS, runLiveBench } from './live-bench';
+import { DEFAULT_PAYLOAD_MIB, runReassemblyBench } from './reassembly-bench';
 
 /** Packets to generate (about; whole repetitions of the template are written). */
 const DEFAULT_PACKETS = 2_000_000;
@@ -321,17 +333,52 @@ function measure(mode: Mode, file: string, runs: number): Promise<ChildReport> {
 
 // ---------------------------------------------------------------------------------------------
 
-function parseArgs(argv: string[]): { packets: number; runs: number; keep: boolean } {
+type Section = 'flows' | 'reassembly' | 'live';
+const SECTIONS: Section[] = ['flows', 'reassembly', 'live'];
+
+interface Options {
+  packets: number;
+  runs: number;
+  keep: boolean;
+  only: Section[];
+  reassemblyMiB: number;
+  liveRates: number[];
+  liveSeconds: number;
+}
+
+function parseArgs(argv: string[]): Options {
   let packets = Number(process.env.FLOWS_BENCH_PACKETS ?? DEFAULT_PACKETS);
+  let reassemblyMiB = Number(process.env.REASSEMBLY_BENCH_MIB ?? DEFAULT_PAYLOAD_MIB);
   let runs = DEFAULT_RUNS;
   let keep = false;
+  let only = SECTIONS;
+  let liveRates = DEFAULT_LIVE_RATES;
+  let liveSeconds = DEFAULT_LIVE_SECONDS;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--packets') packets = Number(argv[++i]);
     else if (a === '--runs') runs = Number(argv[++i]);
     else if (a === '--keep') keep = true;
+    else if (a === '--reassembly-mib') reassemblyMiB = Number(argv[++i]);
+    else if (a === '--live-seconds') liveSeconds = Number(argv[++i]);
+    else if (a === '--live-rates') liveRates = (argv[++i] ?? '').split(',').map(Number).filter((r) => r > 0);
+    else if (a === '--only') {
+      const want = (argv[++i] ?? '').split(',');
+      const bad = want.filter((w) => !SECTIONS.includes(w as Section));
+      if (bad.length) throw new Error(`--only: unknown section ${bad.join(', ')} (sections: ${SECTIONS.join(', ')})`);
+      only = want as Section[];
+    }
   }
-  return { packets: Math.max(1, packets), runs: Math.max(1, runs), keep };
+  return {
+    packets: Math.max(1, packets),
+    runs: Math.max(1, runs),
+    keep,
+    only,
+    reassemblyMiB: Math.max(1, reassemblyMiB),
+    liveRates,
+    // Bounded: the live load never runs for more than a minute per rate.
+    liveSeconds: Math.min(60, Math.max(0.1, liveSeconds)),
+  };
 }
 
 const mb = (n: number): string => `${(n / 1048576).toFixed(1)} MiB`;
@@ -339,6 +386,15 @@ const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 async function main(): Promise<void> {
   const opts = parseArgs(process.argv.slice(2));
+  const t0 = performance.now();
+  if (opts.only.includes('flows')) await runFlowsBench(opts);
+  if (opts.only.includes('reassembly')) await runReassemblyBench({ payloadMiB: opts.reassemblyMiB, runs: opts.runs, keep: opts.keep });
+  if (opts.only.includes('live')) await runLiveBench({ rates: opts.liveRates, seconds: opts.liveSeconds });
+  process.stdout.write(`\nbench done in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+}
+
+async function runFlowsBench(opts: Options): Promise<void> {
+  process.stdout.write(`== Flow tracking throughput (headers-only) ==\n`);
   const files = templateFiles();
   if (files.length === 0) {
     const { fixtures, demo } = captureDirs();
