@@ -12,7 +12,12 @@ fi
 for c in "${captures[@]}"; do
   out=fixtures/golden/$c
   mkdir -p "$out"
-  bash "$oracle" "fixtures/captures/$c" "$out" >/dev/null
+  # The shared oracle ends with `wc -l "$O"/*`, which fails on subfolders (streams/): run it in
+  # a scratch folder and move its files in.
+  scratch=$(mktemp -d)
+  bash "$oracle" "fixtures/captures/$c" "$scratch" >/dev/null
+  mv "$scratch"/* "$out"/
+  rmdir "$scratch"
   # Only the L4 files are compared today; keep the L7 ones that carry data for the dissector issue.
   for f in http.psv http2.psv dns.psv; do [ "$(wc -l < "$out/$f")" -gt 1 ] || rm -f "$out/$f"; done
   rm -f "$out/expert.txt"
@@ -24,6 +29,21 @@ for c in "${captures[@]}"; do
     {s=$2$3":"$4; d=$5$6":"$7; k=$1; if(!(k in A)){A[k]=s;B[k]=d;T0[k]=$10} dir=(s==A[k])?1:2; F[k,dir]++; BY[k,dir]+=$8; P[k,dir]+=$9-8; T1[k]=$10}
     END{for(k in A) print k,A[k],B[k],F[k,1]+0,BY[k,1]+0,P[k,1]+0,F[k,2]+0,BY[k,2]+0,P[k,2]+0,T0[k],T1[k]}' | sort -t, -k1,1n |
    sed '1i stream,a,b,ab_frames,ab_bytes,ab_payload,ba_frames,ba_bytes,ba_payload,first_ts,last_ts' > "$out/udp_streams.csv"
+  # TCP health: per stream and direction (a->b, b->a; a sends the stream's first packet, as in
+  # tcp_streams.csv), how many frames carry each tcp.analysis flag. Single pass, as `tshark -r`
+  # and Wireshark show them (the flags are fixed when a frame is first dissected; -2 gives the
+  # same counts for every capture here). Retransmission counts fast and spurious ones too, as
+  # tshark sets tcp.analysis.retransmission on those. Tab-separated because a duplicate ACK
+  # prints its field twice ("1,1"); the last occurrence is the innermost header.
+  health=(retransmission fast_retransmission spurious_retransmission out_of_order duplicate_ack zero_window keep_alive window_full lost_segment ack_lost_segment)
+  fields=(); for f in "${health[@]}"; do fields+=(-e "tcp.analysis.$f"); done
+  tshark -n -r "fixtures/captures/$c" -Y tcp -T fields -E separator=/t -E occurrence=l \
+    -e tcp.stream -e ip.src -e ipv6.src -e tcp.srcport -e ip.dst -e ipv6.dst -e tcp.dstport \
+    "${fields[@]}" 2>/dev/null |
+   awk -F'\t' -v n=${#health[@]} 'BEGIN{OFS=","}
+    {s=$2$3":"$4; d=$5$6":"$7; k=$1; if(!(k in A)){A[k]=s;B[k]=d} dir=(s==A[k])?1:2; for(i=1;i<=n;i++) if($(7+i)!="") C[k,dir,i]++}
+    END{for(k in A){l=k OFS A[k] OFS B[k]; for(dir=1;dir<=2;dir++) for(i=1;i<=n;i++) l=l OFS (C[k,dir,i]+0); print l}}' | sort -t, -k1,1n |
+   { printf 'stream,a,b'; for p in ab ba; do printf ",${p}_%s" "${health[@]}"; done; echo; cat; } > "$out/tcp_health.csv"
   tshark -n -r "fixtures/captures/$c" 2>/dev/null | wc -l | tr -d ' ' > "$out/frames.txt"
   # sed '1i' writes nothing for an empty input: give every CSV its header even with no rows.
   for f in tcp_streams.csv udp_streams.csv; do [ -s "$out/$f" ] || echo 'stream,a,b,ab_frames,ab_bytes,ab_payload,ba_frames,ba_bytes,ba_payload,first_ts,last_ts' > "$out/$f"; done

@@ -1,4 +1,4 @@
-import { u32be } from './bytes';
+import { u16be, u32be } from './bytes';
 import { IPPROTO_TCP, TcpFlag, type L4Packet } from './decode';
 import { formatIp } from './ip';
 import type { RawPacket } from './reader';
@@ -27,6 +27,58 @@ const COMPLETENESS_MASK = 63;
 
 const KEY_WORDS = 10; // A address (4), B address (4), ports, protocol + IP version
 
+// Per-segment TCP analysis flags (Wireshark's TCP_A_*). The first HEALTH_COUNTERS bits are the
+// ones counted per direction; bit k is counter k (see healthOf).
+const TA_RETRANSMISSION = 1 << 0;
+const TA_FAST_RETRANSMISSION = 1 << 1;
+const TA_SPURIOUS_RETRANSMISSION = 1 << 2;
+const TA_OUT_OF_ORDER = 1 << 3;
+const TA_DUPLICATE_ACK = 1 << 4;
+const TA_ZERO_WINDOW = 1 << 5;
+const TA_KEEP_ALIVE = 1 << 6;
+const TA_WINDOW_FULL = 1 << 7;
+const TA_LOST_SEGMENT = 1 << 8;
+const TA_ACK_LOST_SEGMENT = 1 << 9;
+const TA_ZERO_WINDOW_PROBE = 1 << 10;
+const HEALTH_COUNTERS = 10;
+
+// Sequence-analysis state of one direction: a 32-byte record at u32 word o = (2i + side) *
+// SEQ_STRIDE of one buffer, viewed as Uint32 (`seq`) and Float64 (`seqTime`, index o / 2 + k):
+// a flow's whole analysis state is 64 contiguous bytes, read and written by every packet (the
+// table is bound by memory access, so spreading it over columns would cost a cache miss per
+// column). As in Wireshark's tcp_analyze_seq_info, 0 in NEXT, MAX_TO_ACK and LAST_ACK means
+// "not seen yet".
+const SEQ_STRIDE = 8;
+const SEQ_NEXT = 0; // highest seq + len (+1 for SYN/FIN) sent
+const SEQ_MAX_TO_ACK = 1; // end of the contiguous data sent, for ACKed-unseen segments
+const SEQ_LAST_ACK = 2;
+const SEQ_META = 3; // M_* fields below
+const TIME_NEXT = 2; // seqTime: when NEXT last advanced (words 4-5)
+const TIME_LAST = 3; // seqTime: the direction's last segment (words 6-7)
+// SEQ_META: the last raw window (bits 0-15), duplicate ACKs in a row (bits 16-22, a 7-bit
+// signed count saturating at 63 (only "0", "-1" and ">= 2" matter); -1 after an ACKed-unseen
+// segment), state bits, the window scale code (bits 27-31).
+const M_WINDOW = 0xffff;
+const M_DUP_SHIFT = 16;
+const M_DUP = 0x7f << M_DUP_SHIFT;
+const M_HAVE_WINDOW = 1 << 23; // a segment was seen: Wireshark's window is 0xffffffff before
+const M_LAST_KEEP_ALIVE = 1 << 24; // the direction's last segment was a keep-alive
+const M_FIRST_ACK = 1 << 25; // a SYN was sent and no pure ACK since: its window is not scaled yet
+const M_RTT_DONE = 1 << 26; // side A only: firstRtt is measured
+const M_SCALE_SHIFT = 27;
+const M_SCALE = 0x1f << M_SCALE_SHIFT;
+// Window scale codes: unknown, not used, or the shift (at most 14) + WS_SHIFT.
+const WS_UNKNOWN = 0;
+const WS_NONE = 1;
+const WS_SHIFT = 2;
+/** Duplicate ACKs of a META word. */
+const dupAcksOf = (meta: number): number => (meta << 9) >> 25;
+
+/** Wireshark's out-of-order window when the handshake RTT is not known: 3 ms. */
+const DEFAULT_REORDER_NS = 3e6;
+/** A retransmission within 20 ms of the second duplicate ACK is a fast retransmission. */
+const FAST_RETRANSMISSION_NS = 20e6;
+
 export type FlowState = 'syn_sent' | 'syn_received' | 'established' | 'closing' | 'closed' | 'reset' | 'mid_stream' | 'active';
 
 export interface Timestamp {
@@ -40,6 +92,35 @@ export interface DirectionCounters {
   bytes: number;
   /** Transport payload bytes (tcp.len, or the UDP length minus 8). */
   payloadBytes: number;
+}
+
+/**
+ * TCP health of one direction: how many of its segments Wireshark's expert analysis
+ * (tcp.analysis.*) would flag, with the same rules and in a single pass. A segment can carry
+ * several flags; `retransmissions` includes the fast and the spurious ones, as
+ * tcp.analysis.retransmission does.
+ */
+export interface TcpHealth {
+  /** Data, SYN or FIN below the next expected sequence number (tcp.analysis.retransmission). */
+  retransmissions: number;
+  /** A retransmission of the sequence number the peer duplicate-ACKed at least twice, within 20 ms. */
+  fastRetransmissions: number;
+  /** A retransmission of data the peer had already acknowledged. */
+  spuriousRetransmissions: number;
+  /** Like a retransmission, but within one handshake RTT (3 ms if unknown) of the newest segment. */
+  outOfOrder: number;
+  /** A pure ACK repeating the previous ACK number and window. */
+  duplicateAcks: number;
+  /** Advertised window 0 (without SYN, FIN or RST). */
+  zeroWindows: number;
+  /** 0 or 1 byte one below the next expected sequence number; never counted as a retransmission. */
+  keepAlives: number;
+  /** Data that fills the window the peer advertised (needs the window scale from the handshake). */
+  windowFull: number;
+  /** Sequence number beyond the next expected one: a segment was not captured. */
+  lostSegments: number;
+  /** ACK of data that was not captured in the other direction. */
+  ackedUnseenSegments: number;
 }
 
 /** A flow as read from the table. */
@@ -65,6 +146,8 @@ export interface FlowRecord {
   synCount: number;
   finCount: number;
   rstCount: number;
+  /** TCP only: expert-analysis counters per direction. */
+  tcpHealth?: { clientToServer: TcpHealth; serverToClient: TcpHealth };
 }
 
 export interface FlowTableOptions {
@@ -97,6 +180,17 @@ export class FlowTable {
   private hsServer: Float64Array;
   private baseSeq: Uint32Array; // [2i] side A, [2i+1] side B
   private counts: Uint32Array; // [3i] SYN, [3i+1] FIN, [3i+2] RST
+  // TCP sequence analysis (see SEQ_*). Times are nanoseconds since the table's first packet:
+  // exact in a double for 104 days, then to a few nanoseconds.
+  private seq: Uint32Array;
+  private seqTime: Float64Array; // the same buffer as `seq`
+  private firstRtt: Float64Array; // tcp.analysis.initial_rtt as tshark keeps it: 0 = not yet
+  private epochSec = -1;
+  // Health counters only for flows that had a flagged segment: most never do. healthSlot[i]
+  // is 0 or 1 + the flow's slot; a slot is HEALTH_COUNTERS counters per side.
+  private healthSlot: Uint32Array;
+  private health = new Uint32Array(64 * 2 * HEALTH_COUNTERS);
+  private healthSlots = 0;
 
   constructor(options: FlowTableOptions = {}) {
     this.cap = Math.max(16, options.initialCapacity ?? 1024);
@@ -119,6 +213,10 @@ export class FlowTable {
     this.hsServer = new Float64Array(this.cap);
     this.baseSeq = new Uint32Array(this.cap * 2);
     this.counts = new Uint32Array(this.cap * 3);
+    this.seq = new Uint32Array(this.cap * 2 * SEQ_STRIDE);
+    this.seqTime = new Float64Array(this.seq.buffer);
+    this.firstRtt = new Float64Array(this.cap);
+    this.healthSlot = new Uint32Array(this.cap);
     let slots = 16;
     while (slots < this.cap * 2) slots <<= 1;
     this.slots = new Int32Array(slots);
@@ -244,13 +342,42 @@ export class FlowTable {
       this.lastSec[idx] = sec;
       this.lastNsec[idx] = nsec;
     }
-    if (tcp) this.trackTcp(idx, side, fl, d, sec, nsec);
+    if (tcp) this.trackTcp(idx, side, fl, p, d, sec, nsec);
     return idx;
   }
 
-  private trackTcp(idx: number, side: number, fl: number, d: L4Packet, sec: number, nsec: number): void {
+  private trackTcp(idx: number, side: number, fl: number, p: RawPacket, d: L4Packet, sec: number, nsec: number): void {
     let f = this.flags[idx]!;
     const baseBit = side === 0 ? BASE_A : BASE_B;
+    const j = 2 * idx + side;
+    const o = j * SEQ_STRIDE;
+    const st = this.seq;
+    // A retransmitted SYN (same ISN, same flow) restarts the direction's expected sequence
+    // number from its contiguous end, as Wireshark does (an RST may have moved it, issue 17616).
+    if (f & baseBit && (fl & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.SYN) st[o + SEQ_NEXT] = st[o + SEQ_MAX_TO_ACK]!;
+    if (this.epochSec < 0) this.epochSec = sec;
+    const now = (sec - this.epochSec) * 1e9 + nsec;
+    this.analyzeSequence(idx, j, fl, d, now);
+    if ((fl & (TcpFlag.SYN | TcpFlag.ACK)) === TcpFlag.ACK) {
+      st[o + SEQ_META]! &= ~M_FIRST_ACK;
+      // tshark's initial RTT, which sets the out-of-order window: like hsServer, but zero is
+      // tshark's "not measured" marker, so a zero delta is measured again at the next pure ACK
+      // and a SYN stamped at the epoch itself counts as no SYN.
+      const a = 2 * idx * SEQ_STRIDE + SEQ_META;
+      if (f & Completeness.SYN && !(st[a]! & M_RTT_DONE)) {
+        const synSec = this.synSec[idx]!;
+        const synNsec = this.synNsec[idx]!;
+        if (synSec !== 0 || synNsec !== 0) {
+          const rtt = now - ((synSec - this.epochSec) * 1e9 + synNsec);
+          this.firstRtt[idx] = rtt;
+          if (rtt !== 0) st[a]! |= M_RTT_DONE;
+        }
+      }
+    }
+    if (fl & TcpFlag.SYN) {
+      st[o + SEQ_META]! |= M_FIRST_ACK;
+      this.windowScaling(j, fl, p, d);
+    }
     if (!(f & baseBit)) {
       f |= baseBit;
       this.baseSeq[2 * idx + side] = d.seq;
@@ -300,6 +427,176 @@ export class FlowTable {
     this.flags[idx] = f;
   }
 
+  /**
+   * Wireshark's tcp_analyze_sequence_number for one segment of direction `j` (2i + side; the
+   * peer is j ^ 1), in its order and with its precedence, so the counters equal tshark's
+   * tcp.analysis.* flags (checked against tshark 4.0.17's packet-tcp.c and its output).
+   * Allocation-free: the state is the flow's 64-byte record. Not mirrored: the unacked-segment
+   * list (it only feeds RTT/RTO display and, past 10000 unacked segments, stops a FIN from
+   * counting one sequence number) and MPTCP's tolerance of duplicate ACKs.
+   */
+  private analyzeSequence(idx: number, j: number, fl: number, d: L4Packet, now: number): void {
+    const st = this.seq;
+    const o = j * SEQ_STRIDE; // this direction
+    const q = (j ^ 1) * SEQ_STRIDE; // the peer
+    const seq = d.seq;
+    const ack = d.ack;
+    const len = d.payloadLen;
+    const win = d.window;
+    const next = st[o + SEQ_NEXT]!;
+    const lastAck = st[o + SEQ_LAST_ACK]!;
+    const meta = st[o + SEQ_META]!;
+    const peerMeta = st[q + SEQ_META]!;
+    const synFin = fl & (TcpFlag.SYN | TcpFlag.FIN);
+    const synFinRst = fl & (TcpFlag.SYN | TcpFlag.FIN | TcpFlag.RST);
+    let dup = dupAcksOf(meta);
+    let ta = 0;
+
+    if (len === 1 && seq === next && (peerMeta & (M_HAVE_WINDOW | M_WINDOW)) === M_HAVE_WINDOW) {
+      // Zero-window probe: skips the window and duplicate-ACK checks and does not advance.
+      ta = TA_ZERO_WINDOW_PROBE;
+    } else {
+      if (win === 0 && synFinRst === 0) ta |= TA_ZERO_WINDOW;
+      if (next !== 0 && seqGt(seq, next) && !(fl & TcpFlag.RST)) ta |= TA_LOST_SEGMENT;
+      if (len <= 1 && seq === ((next - 1) >>> 0) && synFinRst === 0) ta |= TA_KEEP_ALIVE;
+      const scale = peerMeta >>> M_SCALE_SHIFT;
+      if (len > 0 && scale !== WS_UNKNOWN && synFinRst === 0) {
+        // The peer's window is unscaled in its SYN (and until its first pure ACK).
+        const shift = scale === WS_NONE || peerMeta & M_FIRST_ACK ? 0 : scale - WS_SHIFT;
+        const peerWindow = peerMeta & M_HAVE_WINDOW ? peerMeta & M_WINDOW : 0xffffffff;
+        if (((seq + len) >>> 0) === ((st[q + SEQ_LAST_ACK]! + ((peerWindow << shift) >>> 0)) >>> 0)) ta |= TA_WINDOW_FULL;
+      }
+      // A repeated ACK is a duplicate unless it answers a keep-alive; with window 0 it is not
+      // one either (zero-window-probe ACKs are such repeats).
+      if (
+        len === 0 &&
+        win !== 0 &&
+        seq === next &&
+        ack === lastAck &&
+        (meta & (M_HAVE_WINDOW | M_WINDOW)) === (M_HAVE_WINDOW | win) &&
+        synFinRst === 0 &&
+        !(peerMeta & M_LAST_KEEP_ALIVE)
+      ) {
+        dup = dup === -1 ? 1 : dup < 63 ? dup + 1 : 63;
+        ta |= TA_DUPLICATE_ACK;
+      }
+    }
+    if (ack !== lastAck) dup = 0;
+
+    // An ACK beyond what the peer was seen to send: the peer's segment was not captured.
+    const peerMax = st[q + SEQ_MAX_TO_ACK]!;
+    if (peerMax !== 0 && fl & TcpFlag.ACK && seqGt(ack, peerMax)) {
+      // Each hole is reported once: the peer's contiguous end jumps to what it sent, and
+      // while the peer sends only pure ACKs (dup ACKs -1 until its ACK number moves) the
+      // same missing data is not reported again.
+      const peerNext = st[q + SEQ_NEXT]!;
+      if (seqLt(peerMax, peerNext)) {
+        st[q + SEQ_MAX_TO_ACK] = peerNext;
+        ta |= TA_ACK_LOST_SEGMENT;
+      } else {
+        if (!(peerMeta & M_DUP)) ta |= TA_ACK_LOST_SEGMENT;
+        st[q + SEQ_META] = peerMeta | M_DUP;
+      }
+    }
+
+    if ((len > 0 || synFin) && !(ta & TA_KEEP_ALIVE)) {
+      // Sequence numbers wrap: compare with serial arithmetic. A segment of 2+ bytes starting
+      // one below `next` follows a zero-window probe and brings new data.
+      const notAdvanced = next !== 0 && seqLt(seq, next) && !(len > 1 && seq === ((next - 1) >>> 0));
+      const peerAck = st[q + SEQ_LAST_ACK]!;
+      if (len > 0 && peerAck !== 0 && seqLe((seq + len) >>> 0, peerAck)) {
+        ta |= TA_SPURIOUS_RETRANSMISSION | TA_RETRANSMISSION;
+      } else if (notAdvanced) {
+        // Time differences compare as tshark's unsigned 64-bit ones: a negative one is huge.
+        const t = this.seqTime;
+        // tshark keeps the count unsigned, so the -1 left by an ACKed-unseen segment is >= 2.
+        const peerDups = dupAcksOf(st[q + SEQ_META]!);
+        if ((peerDups >= 2 || peerDups === -1) && peerAck === seq && u64Less(now - t[(q >> 1) + TIME_LAST]!, FAST_RETRANSMISSION_NS)) {
+          ta |= TA_FAST_RETRANSMISSION | TA_RETRANSMISSION;
+        } else if (
+          u64Less(now - t[(o >> 1) + TIME_NEXT]!, this.firstRtt[idx] !== 0 ? this.firstRtt[idx]! : DEFAULT_REORDER_NS) &&
+          next !== ((seq + len + (synFin ? 1 : 0)) >>> 0)
+        ) {
+          ta |= TA_OUT_OF_ORDER;
+        } else {
+          ta |= TA_RETRANSMISSION;
+        }
+      }
+    }
+
+    if (!(ta & TA_ZERO_WINDOW_PROBE)) {
+      const end = (seq + len + (synFin ? 1 : 0)) >>> 0;
+      let nextNow = next;
+      if (next === 0 || seqGt(end, next)) {
+        nextNow = end;
+        st[o + SEQ_NEXT] = end;
+        this.seqTime[(o >> 1) + TIME_NEXT] = now;
+      }
+      const max = st[o + SEQ_MAX_TO_ACK]!;
+      if (max === 0 || seq === max) st[o + SEQ_MAX_TO_ACK] = nextNow;
+    }
+    st[o + SEQ_LAST_ACK] = ack;
+    this.seqTime[(o >> 1) + TIME_LAST] = now;
+    st[o + SEQ_META] =
+      (meta & ~(M_WINDOW | M_DUP | M_LAST_KEEP_ALIVE)) | win | ((dup & 0x7f) << M_DUP_SHIFT) | M_HAVE_WINDOW | (ta & TA_KEEP_ALIVE ? M_LAST_KEEP_ALIVE : 0);
+    if (ta & ((1 << HEALTH_COUNTERS) - 1)) this.countHealth(idx, j & 1, ta);
+  }
+
+  /** Counts a flagged segment (rare: off the common path). */
+  private countHealth(idx: number, side: number, ta: number): void {
+    let slot = this.healthSlot[idx]!;
+    if (slot === 0) {
+      slot = ++this.healthSlots;
+      this.healthSlot[idx] = slot;
+      if (slot * 2 * HEALTH_COUNTERS > this.health.length) {
+        const next = new Uint32Array(this.health.length * 2);
+        next.set(this.health);
+        this.health = next;
+      }
+    }
+    const h = ((slot - 1) * 2 + side) * HEALTH_COUNTERS;
+    for (let k = 0; k < HEALTH_COUNTERS; k++) if (ta & (1 << k)) this.health[h + k]! += 1;
+  }
+
+  /**
+   * Window scaling of direction `j` from its SYN's options, then Wireshark's check that
+   * both SYNs offered it (otherwise neither side scales). Runs on SYNs only, off the data path.
+   */
+  private windowScaling(j: number, fl: number, p: RawPacket, d: L4Packet): void {
+    const st = this.seq;
+    const o = j * SEQ_STRIDE + SEQ_META;
+    const q = (j ^ 1) * SEQ_STRIDE + SEQ_META;
+    const shift = windowScaleOption(p, d);
+    let scale = st[o]! >>> M_SCALE_SHIFT;
+    if (shift >= 0) scale = (shift > 14 ? 14 : shift) + WS_SHIFT;
+    if (scale === WS_UNKNOWN) {
+      scale = WS_NONE;
+      st[q] = (st[q]! & ~M_SCALE) | (WS_NONE << M_SCALE_SHIFT);
+    } else if (fl & TcpFlag.ACK && st[q]! >>> M_SCALE_SHIFT === WS_NONE) {
+      scale = WS_NONE;
+    }
+    st[o] = (st[o]! & ~M_SCALE) | (scale << M_SCALE_SHIFT);
+  }
+
+  private healthOf(i: number, side: number): TcpHealth {
+    const slot = this.healthSlot[i]!;
+    const c = this.health;
+    const h = slot === 0 ? -1 : ((slot - 1) * 2 + side) * HEALTH_COUNTERS;
+    const n = (k: number): number => (h < 0 ? 0 : c[h + k]!);
+    return {
+      retransmissions: n(0),
+      fastRetransmissions: n(1),
+      spuriousRetransmissions: n(2),
+      outOfOrder: n(3),
+      duplicateAcks: n(4),
+      zeroWindows: n(5),
+      keepAlives: n(6),
+      windowFull: n(7),
+      lostSegments: n(8),
+      ackedUnseenSegments: n(9),
+    };
+  }
+
   private create(h: number, a0: number, a1: number, a2: number, a3: number, b0: number, b1: number, b2: number, b3: number, ports: number, pv: number): number {
     if (this.n === this.cap) this.grow();
     const i = this.n++;
@@ -346,6 +643,10 @@ export class FlowTable {
     this.hsServer = g(this.hsServer, 1);
     this.baseSeq = g(this.baseSeq, 2);
     this.counts = g(this.counts, 3);
+    this.seq = g(this.seq, 2 * SEQ_STRIDE);
+    this.seqTime = new Float64Array(this.seq.buffer);
+    this.firstRtt = g(this.firstRtt, 1);
+    this.healthSlot = g(this.healthSlot, 1);
     this.cap = cap;
   }
 
@@ -420,6 +721,7 @@ export class FlowTable {
     };
     if (f & CLIENT_HS_DONE) rec.tcpHandshakeClientNs = this.hsClient[i]!;
     if (f & SERVER_HS_DONE) rec.tcpHandshakeServerNs = this.hsServer[i]!;
+    if (tcp) rec.tcpHealth = { clientToServer: this.healthOf(i, aIsClient ? 0 : 1), serverToClient: this.healthOf(i, aIsClient ? 1 : 0) };
     return rec;
   }
 
@@ -439,4 +741,65 @@ function tcpState(f: number): FlowState {
   if (syn) return 'syn_sent';
   if (synAck) return 'established';
   return 'mid_stream';
+}
+
+// Serial-number comparisons (RFC 1982): sequence numbers wrap at 2^32.
+const seqGt = (a: number, b: number): boolean => ((b - a) | 0) < 0;
+const seqLt = (a: number, b: number): boolean => ((a - b) | 0) < 0;
+const seqLe = (a: number, b: number): boolean => ((a - b) | 0) <= 0;
+
+/** `a < b` for time differences as Wireshark compares them: unsigned 64-bit, so negatives are huge. */
+const u64Less = (a: number, b: number): boolean => ((a < 0) === (b < 0) ? a < b : b < 0);
+
+/**
+ * The shift of the window-scale option (kind 3) in the TCP header before `d.payloadOff`, or -1
+ * when absent or when the header cannot be located in the captured bytes.
+ */
+function windowScaleOption(p: RawPacket, d: L4Packet): number {
+  const b = p.buf;
+  const end = p.offset + p.capLen;
+  let off: number;
+  if (d.ipVersion === 4) {
+    const ip = d.srcOff - 12;
+    off = ip + ((b[ip]! & 0x0f) << 2);
+  } else {
+    const ip = d.srcOff - 8;
+    let next = b[ip + 6]!;
+    off = ip + 40;
+    // Hop-by-hop, routing, fragment, destination options, authentication header.
+    for (let n = 0; next !== 6 && n < 8 && off + 8 <= end; n++) {
+      if (next === 0 || next === 43 || next === 60) {
+        next = b[off]!;
+        off += (b[off + 1]! + 1) << 3;
+      } else if (next === 44) {
+        next = b[off]!;
+        off += 8;
+      } else if (next === 51) {
+        next = b[off]!;
+        off += (b[off + 1]! + 2) << 2;
+      } else {
+        return -1;
+      }
+    }
+    if (next !== 6) return -1;
+  }
+  if (off + 20 > end || u16be(b, off) !== d.srcPort || u16be(b, off + 2) !== d.dstPort) return -1;
+  const optEnd = off + ((b[off + 12]! >> 4) << 2);
+  if (optEnd !== d.payloadOff) return -1;
+  let o = off + 20;
+  const stop = optEnd < end ? optEnd : end;
+  while (o < stop) {
+    const kind = b[o]!;
+    if (kind === 0) break;
+    if (kind === 1) {
+      o++;
+      continue;
+    }
+    if (o + 1 >= stop) break;
+    const len = b[o + 1]!;
+    if (len < 2) break;
+    if (kind === 3 && len === 3 && o + 2 < stop) return b[o + 2]!;
+    o += len;
+  }
+  return -1;
 }

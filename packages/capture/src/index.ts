@@ -5,7 +5,7 @@ export type { ReadResult } from './file';
 export { decodePacket, describeFragment, newL4Packet, DECODE_REASONS, IP_FRAGMENT_REASON, LinkType, TcpFlag, IPPROTO_TCP, IPPROTO_UDP } from './decode';
 export type { L4Packet, DecodeReason } from './decode';
 export { FlowTable, Completeness } from './flows';
-export type { FlowRecord, FlowState, FlowTableOptions, DirectionCounters, Timestamp } from './flows';
+export type { FlowRecord, FlowState, FlowTableOptions, DirectionCounters, Timestamp, TcpHealth } from './flows';
 export { IpDefragmenter, DEFRAG_DROP_REASONS } from './defrag';
 export type { DefragOptions, DefragStats, DefragCount, DefragDropReason, IpFragment } from './defrag';
 export { FlowTracker } from './tracker';

@@ -1,4 +1,4 @@
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -158,4 +158,50 @@ export function loadFrames(capture: string): GoldenFrame[] {
         ...(udp ? { udpStream: Number(udp) } : {}),
       };
     });
+}
+
+/** The tcp.analysis flags counted in tcp_health.csv, as tshark names them. */
+export const TCP_HEALTH_FLAGS = [
+  'retransmission',
+  'fast_retransmission',
+  'spurious_retransmission',
+  'out_of_order',
+  'duplicate_ack',
+  'zero_window',
+  'keep_alive',
+  'window_full',
+  'lost_segment',
+  'ack_lost_segment',
+] as const;
+
+export type TcpHealthFlag = (typeof TCP_HEALTH_FLAGS)[number];
+
+/** Frames of one TCP stream carrying each tcp.analysis flag, per direction (`a` sent first). */
+export interface GoldenTcpHealth {
+  stream: number;
+  a: string;
+  b: string;
+  ab: Record<TcpHealthFlag, number>;
+  ba: Record<TcpHealthFlag, number>;
+}
+
+/**
+ * tshark's expert analysis of a capture's TCP streams (tcp_health.csv), or undefined when the
+ * capture has no such golden file. Columns are found by name, so their order may change.
+ */
+export function loadTcpHealth(capture: string): GoldenTcpHealth[] | undefined {
+  const file = path.join(GOLDEN_DIR, capture, 'tcp_health.csv');
+  if (!existsSync(file)) return undefined;
+  const header = readFileSync(file, 'utf8').split('\n', 1)[0]!.split(',');
+  const column = (name: string): number => {
+    const i = header.indexOf(name);
+    if (i < 0) throw new Error(`${file}: no column ${name}`);
+    return i;
+  };
+  const counts = (row: string[], dir: 'ab' | 'ba'): Record<TcpHealthFlag, number> => {
+    const out = {} as Record<TcpHealthFlag, number>;
+    for (const flag of TCP_HEALTH_FLAGS) out[flag] = Number(row[column(`${dir}_${flag}`)]);
+    return out;
+  };
+  return csv(file).map((c) => ({ stream: Number(c[column('stream')]), a: c[column('a')]!, b: c[column('b')]!, ab: counts(c, 'ab'), ba: counts(c, 'ba') }));
 }
