@@ -3,6 +3,7 @@ import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { flowSummaryView, flowView } from '@kubeshark-mcp/mcp-core/model';
+import type { FlowTrackerOptions } from '@kubeshark-mcp/capture';
 import { WorkerEngine } from './engine';
 import { DEFAULT_LIVE_OPTIONS, LiveCaptureError } from './live';
 import { flowToModel } from './model';
@@ -37,6 +38,13 @@ Usage:
                          empty at every start; snapshots persist.
       --store-max-mib N  size of the packet ring (default 1024); the oldest packets go first
       --store-max-age S  drop packets older than S seconds (default: no age limit)
+      --max-flows N      flows kept in memory, least recently seen dropped first
+                         (default 1000000, about 250 MB)
+      --flow-max-age S   drop flows not seen for S seconds (default: keep)
+      --udp-idle-timeout S
+                         a UDP conversation silent for S seconds resumes as a new flow
+                         (default 120 with --interface, else 0: replays number UDP
+                         conversations as tshark does)
       Default listen address: ${DEFAULT_LISTEN}
 
   kubeshark-worker analyze CAPTURE... --flows|--summary [--node NAME]
@@ -106,6 +114,7 @@ async function writeLines(lines: string[]): Promise<void> {
 }
 
 interface ServeOptions {
+  flowOptions: FlowTrackerOptions;
   dataDir: string;
   storeMaxMiB: number;
   storeMaxAgeS?: number;
@@ -134,7 +143,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     maxBytes: opts.storeMaxMiB * 1024 * 1024,
     ...(opts.storeMaxAgeS ? { maxAgeMs: opts.storeMaxAgeS * 1000 } : {}),
   });
-  const engine = new WorkerEngine(opts.node, VERSION, store, new SnapshotStore(path.join(opts.dataDir, 'snapshots')));
+  const engine = new WorkerEngine(opts.node, VERSION, store, new SnapshotStore(path.join(opts.dataDir, 'snapshots')), opts.flowOptions);
   const server = await startWorkerServer(engine, host, port);
   let stopping = false;
   const stop = (signal: string): void => {
@@ -213,8 +222,13 @@ export async function main(argv: string[]): Promise<number> {
           'data-dir': { type: 'string' },
           'store-max-mib': { type: 'string' },
           'store-max-age': { type: 'string' },
+          'max-flows': { type: 'string' },
+          'flow-max-age': { type: 'string' },
+          'udp-idle-timeout': { type: 'string' },
         },
       });
+      const udpIdle = values['udp-idle-timeout'];
+      if (udpIdle !== undefined && !/^\d+$/.test(udpIdle)) throw new UsageError(`--udp-idle-timeout must be a whole number of seconds (got "${udpIdle}")`);
       if (values.bpf !== undefined && !values.interface) throw new UsageError('--bpf applies to live capture: add --interface IFACE');
       await serve({
         captures: [...values.capture!, ...positionals],
@@ -225,6 +239,12 @@ export async function main(argv: string[]): Promise<number> {
         tcpdump: values.tcpdump!,
         dataDir: values['data-dir'] || process.env.WORKER_DATA_DIR || path.join(tmpdir(), `kubeshark-worker-${values.node!.replace(/[^A-Za-z0-9._-]/g, '_')}`),
         storeMaxMiB: positiveInt('--store-max-mib', values['store-max-mib'], 1024),
+        flowOptions: {
+          maxFlows: positiveInt('--max-flows', values['max-flows'], 1_000_000),
+          // Live traffic needs the timeout; replays default to tshark's conversation numbering.
+          udpIdleTimeoutSec: udpIdle === undefined ? (values.interface ? 120 : 0) : Number(udpIdle),
+          ...(values['flow-max-age'] ? { flowMaxAgeSec: positiveInt('--flow-max-age', values['flow-max-age'], 0) } : {}),
+        },
         ...(values['store-max-age'] ? { storeMaxAgeS: positiveInt('--store-max-age', values['store-max-age'], 0) } : {}),
         ...(values.interface ? { interface: values.interface } : {}),
         ...(values.bpf ? { bpf: values.bpf } : {}),

@@ -10,6 +10,7 @@ import {
   type FlowFilter,
   type FlowOrder,
   type FlowRecord,
+  type FlowTrackerOptions,
   type RawPacket,
   type TrackerStats,
 } from '@kubeshark-mcp/capture';
@@ -61,7 +62,7 @@ export class QueryError extends Error {
  * consistent table between chunks.
  */
 export class WorkerEngine {
-  readonly tracker = new FlowTracker();
+  readonly tracker: FlowTracker;
   private readonly files: SourceState[] = [];
   private readonly live: LiveCapture[] = [];
   readonly startedAtUs = Date.now() * 1000;
@@ -74,7 +75,10 @@ export class WorkerEngine {
     /** Raw packets for export and snapshots; without it those calls are refused. */
     readonly store?: PacketStore,
     readonly snapshots?: SnapshotStore,
+    /** Flow table limits; the defaults keep every flow, and number UDP conversations as tshark does. */
+    flowOptions: FlowTrackerOptions = {},
   ) {
+    this.tracker = new FlowTracker(flowOptions);
     const track = this.tracker.onPacket;
     this.onPacket = store
       ? (p) => {
@@ -182,9 +186,9 @@ export class WorkerEngine {
   private flowById(id: string): FlowRecord {
     const m = /^(.*)\/(\d+)$/.exec(id);
     if (!m || m[1] !== this.node) throw new QueryError('flow_ids', `"${id}" is not a flow of node ${this.node} (ids look like ${this.node}/12)`);
-    const index = Number(m[2]);
-    if (index >= this.tracker.flows.size) throw new QueryError('flow_ids', `no flow "${id}"`);
-    return this.tracker.flows.get(index);
+    const row = this.tracker.flows.rowOf(Number(m[2]));
+    if (row < 0) throw new QueryError('flow_ids', `no flow "${id}" (it may have been dropped by the flow limits)`);
+    return this.tracker.flows.get(row);
   }
 
   /** Every capture source with its progress: files replayed and interfaces captured. */

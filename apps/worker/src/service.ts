@@ -119,7 +119,8 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
           packets_decoded: s.decoded,
           skipped: s.skipped,
           errors: s.errors,
-          flows_tracked: engine.tracker.flows.size,
+          flows_tracked: s.flows,
+          flows_evicted: s.flowsEvicted,
           boundaries: boundaries(),
         };
       }, callback);

@@ -125,7 +125,7 @@ export interface TcpHealth {
 
 /** A flow as read from the table. */
 export interface FlowRecord {
-  /** Position in the table, stable for the table's lifetime. */
+  /** The flow's id in its table: increasing in order of appearance, never reused. */
   index: number;
   protocol: 'tcp' | 'udp';
   ipVersion: 4 | 6;
@@ -153,11 +153,24 @@ export interface FlowRecord {
 export interface FlowTableOptions {
   /** Initial number of flows the columns hold before growing (default 1024). */
   initialCapacity?: number;
+  /**
+   * A UDP conversation silent for longer than this many seconds starts a new flow when it
+   * resumes (0 = never, as tshark numbers UDP conversations; the worker uses 120 s).
+   */
+  udpIdleTimeoutSec?: number;
 }
+
+/** Typed-array columns, each with its number of elements per flow. */
+type Column = Uint8Array | Uint16Array | Uint32Array | Float64Array;
 
 export class FlowTable {
   private cap: number;
   private n = 0;
+  /** Flow ids: rows move when old flows are evicted, ids do not. Increasing with the row. */
+  private ids: Float64Array;
+  private nextId = 0;
+  private evictedFlows = 0;
+  private readonly udpIdleSec: number;
   private keys: Uint32Array;
   private hashes: Uint32Array;
   private slots: Int32Array;
@@ -194,6 +207,8 @@ export class FlowTable {
 
   constructor(options: FlowTableOptions = {}) {
     this.cap = Math.max(16, options.initialCapacity ?? 1024);
+    this.udpIdleSec = options.udpIdleTimeoutSec ?? 0;
+    this.ids = new Float64Array(this.cap);
     this.keys = new Uint32Array(this.cap * KEY_WORDS);
     this.hashes = new Uint32Array(this.cap);
     this.clientIsA = new Uint8Array(this.cap);
@@ -226,6 +241,100 @@ export class FlowTable {
   /** Number of flows recorded (a reused port pair after a new SYN counts as a new flow). */
   get size(): number {
     return this.n;
+  }
+
+  /** Flows dropped by `evict` since the table was made. */
+  get evicted(): number {
+    return this.evictedFlows;
+  }
+
+  /** The row of the flow with id `id`, or -1 when it was evicted or never existed. */
+  rowOf(id: number): number {
+    let lo = 0;
+    let hi = this.n - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1;
+      const v = this.ids[mid]!;
+      if (v === id) return mid;
+      if (v < id) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    return -1;
+  }
+
+  /** Last-seen time of row `i`, in seconds (for eviction policies). */
+  lastSeenSec(i: number): number {
+    return this.lastSec[i]!;
+  }
+
+  /**
+   * Drops flows last seen before `olderThanSec`, then, while more than `maxFlows` remain, the
+   * least recently seen ones. The others keep their ids and order. Returns how many went.
+   * Costs a pass over the table: callers run it now and then, not per packet.
+   */
+  evict(olderThanSec: number, maxFlows: number): number {
+    const n = this.n;
+    const keep = new Uint8Array(n);
+    let kept = 0;
+    for (let i = 0; i < n; i++) {
+      if (this.lastSec[i]! >= olderThanSec) {
+        keep[i] = 1;
+        kept++;
+      }
+    }
+    if (kept > maxFlows) {
+      // The (kept - maxFlows)-th oldest last-seen time is the cut; ties go oldest row first.
+      const times = new Float64Array(kept);
+      for (let i = 0, k = 0; i < n; i++) if (keep[i]) times[k++] = this.lastSec[i]! + this.lastNsec[i]! / 1e9;
+      times.sort();
+      const cut = times[kept - maxFlows - 1]!;
+      let drop = kept - maxFlows;
+      for (let i = 0; i < n && drop > 0; i++) {
+        if (keep[i] && this.lastSec[i]! + this.lastNsec[i]! / 1e9 < cut) {
+          keep[i] = 0;
+          drop--;
+        }
+      }
+      for (let i = 0; i < n && drop > 0; i++) {
+        if (keep[i] && this.lastSec[i]! + this.lastNsec[i]! / 1e9 === cut) {
+          keep[i] = 0;
+          drop--;
+        }
+      }
+      kept = maxFlows;
+    }
+    if (kept === n) return 0;
+    this.compact(keep, kept);
+    this.evictedFlows += n - kept;
+    return n - kept;
+  }
+
+  /** Moves the kept rows down in order, re-packs the health counters and rebuilds the index. */
+  private compact(keep: Uint8Array, kept: number): void {
+    const n = this.n;
+    this.mapColumns((a, per) => {
+      let w = 0;
+      for (let i = 0; i < n; i++) {
+        if (!keep[i]) continue;
+        if (w !== i) a.copyWithin(w * per, i * per, (i + 1) * per);
+        w++;
+      }
+      a.fill(0, kept * per, n * per); // new rows must start zeroed
+      return a;
+    });
+    const health = new Uint32Array(Math.max(this.health.length, 64 * 2 * HEALTH_COUNTERS));
+    let slots = 0;
+    const stride = 2 * HEALTH_COUNTERS;
+    for (let r = 0; r < kept; r++) {
+      const old = this.healthSlot[r]!;
+      if (old === 0) continue;
+      health.set(this.health.subarray((old - 1) * stride, old * stride), slots * stride);
+      this.healthSlot[r] = ++slots;
+    }
+    this.health = health;
+    this.healthSlots = slots;
+    this.n = kept;
+    this.rebuildIndex(this.slots.length);
   }
 
   /**
@@ -319,7 +428,10 @@ export class FlowTable {
 
     // A SYN with a new initial sequence number on a known port pair is a new connection
     // (as Wireshark starts a new tcp.stream); a retransmitted SYN keeps the same ISN.
-    const reused = idx >= 0 && pureSyn && (this.flags[idx]! & (side === 0 ? BASE_A : BASE_B)) !== 0 && this.baseSeq[2 * idx + side] !== d.seq;
+    const reused =
+      idx >= 0 &&
+      ((pureSyn && (this.flags[idx]! & (side === 0 ? BASE_A : BASE_B)) !== 0 && this.baseSeq[2 * idx + side] !== d.seq) ||
+        (!tcp && this.udpIdleSec > 0 && p.tsSec - this.lastSec[idx]! > this.udpIdleSec));
     if (idx < 0 || reused) {
       idx = this.create(h, a0, a1, a2, a3, b0, b1, b2, b3, ports, pv);
       if (this.n * 2 > this.slots.length) this.rehash();
@@ -613,46 +725,56 @@ export class FlowTable {
     keys[k + 8] = ports;
     keys[k + 9] = pv;
     this.hashes[i] = h;
+    this.ids[i] = this.nextId++;
     this.synSec[i] = -1;
     return i;
   }
 
   private grow(): void {
     const cap = this.cap * 2;
-    const g = <T extends Uint8Array | Uint16Array | Uint32Array | Float64Array>(a: T, per: number): T => {
-      const next = new (a.constructor as new (n: number) => T)(cap * per);
+    this.mapColumns((a, per) => {
+      const next = new (a.constructor as new (n: number) => typeof a)(cap * per);
       next.set(a);
       return next;
-    };
-    this.keys = g(this.keys, KEY_WORDS);
-    this.hashes = g(this.hashes, 1);
-    this.clientIsA = g(this.clientIsA, 1);
-    this.flags = g(this.flags, 1);
-    this.pkts = g(this.pkts, 2);
-    this.bytes = g(this.bytes, 2);
-    this.payload = g(this.payload, 2);
-    this.firstSec = g(this.firstSec, 1);
-    this.firstNsec = g(this.firstNsec, 1);
-    this.lastSec = g(this.lastSec, 1);
-    this.lastNsec = g(this.lastNsec, 1);
-    this.synSec = g(this.synSec, 1);
-    this.synNsec = g(this.synNsec, 1);
-    this.synAckSec = g(this.synAckSec, 1);
-    this.synAckNsec = g(this.synAckNsec, 1);
-    this.hsClient = g(this.hsClient, 1);
-    this.hsServer = g(this.hsServer, 1);
-    this.baseSeq = g(this.baseSeq, 2);
-    this.counts = g(this.counts, 3);
-    this.seq = g(this.seq, 2 * SEQ_STRIDE);
-    this.seqTime = new Float64Array(this.seq.buffer);
-    this.firstRtt = g(this.firstRtt, 1);
-    this.healthSlot = g(this.healthSlot, 1);
+    });
     this.cap = cap;
+  }
+
+  /** Applies `fn` to every per-flow column and stores what it returns. */
+  private mapColumns(fn: <T extends Column>(a: T, per: number) => T): void {
+    this.ids = fn(this.ids, 1);
+    this.keys = fn(this.keys, KEY_WORDS);
+    this.hashes = fn(this.hashes, 1);
+    this.clientIsA = fn(this.clientIsA, 1);
+    this.flags = fn(this.flags, 1);
+    this.pkts = fn(this.pkts, 2);
+    this.bytes = fn(this.bytes, 2);
+    this.payload = fn(this.payload, 2);
+    this.firstSec = fn(this.firstSec, 1);
+    this.firstNsec = fn(this.firstNsec, 1);
+    this.lastSec = fn(this.lastSec, 1);
+    this.lastNsec = fn(this.lastNsec, 1);
+    this.synSec = fn(this.synSec, 1);
+    this.synNsec = fn(this.synNsec, 1);
+    this.synAckSec = fn(this.synAckSec, 1);
+    this.synAckNsec = fn(this.synAckNsec, 1);
+    this.hsClient = fn(this.hsClient, 1);
+    this.hsServer = fn(this.hsServer, 1);
+    this.baseSeq = fn(this.baseSeq, 2);
+    this.counts = fn(this.counts, 3);
+    this.seq = fn(this.seq, 2 * SEQ_STRIDE);
+    this.seqTime = new Float64Array(this.seq.buffer); // a view of the same rows
+    this.firstRtt = fn(this.firstRtt, 1);
+    this.healthSlot = fn(this.healthSlot, 1);
   }
 
   /** Rebuilds the slot index at twice the size. Only the newest flow per key is indexed. */
   private rehash(): void {
-    const size = this.slots.length * 2;
+    this.rebuildIndex(this.slots.length * 2);
+  }
+
+  /** Rebuilds the slot index with `size` slots from the rows' keys. */
+  private rebuildIndex(size: number): void {
     const slots = new Int32Array(size);
     const mask = size - 1;
     // Later flows with the same key (port reuse) overwrite earlier ones, so iterate in order
@@ -704,7 +826,7 @@ export class FlowTable {
     });
     const f = this.flags[i]!;
     const rec: FlowRecord = {
-      index: i,
+      index: this.ids[i]!,
       protocol: tcp ? 'tcp' : 'udp',
       ipVersion: version,
       client: aIsClient ? { ip: ipA, port: portA } : { ip: ipB, port: portB },

@@ -30,11 +30,21 @@ export interface TrackerStats {
   newestUs: number;
   /** Fragments, reassembled datagrams and what reassembly discarded. */
   defrag: TrackerDefragStats;
+  /** Flows in memory, and flows dropped by the age and count limits. */
+  flows: number;
+  flowsEvicted: number;
 }
 
 export interface FlowTrackerOptions extends FlowTableOptions {
   /** Bounds of IP fragment reassembly. */
   defrag?: DefragOptions;
+  /**
+   * Flows kept in memory (default: no limit). Beyond it, plus 1/8 slack so the pass over the
+   * table runs rarely, the least recently seen flows are dropped. About 250 bytes per flow.
+   */
+  maxFlows?: number;
+  /** Flows not seen for this many seconds of capture time are dropped (default: never). */
+  flowMaxAgeSec?: number;
 }
 
 /**
@@ -59,8 +69,15 @@ export class FlowTracker {
   private newestSec = -1;
   private newestNsec = 0;
 
+  private readonly maxFlows: number;
+  private readonly evictAt: number;
+  private readonly maxAgeSec: number;
+
   constructor(options: FlowTrackerOptions = {}) {
     this.flows = new FlowTable(options);
+    this.maxFlows = options.maxFlows ?? Infinity;
+    this.evictAt = this.maxFlows + Math.max(1024, Math.floor(this.maxFlows / 8));
+    this.maxAgeSec = options.flowMaxAgeSec ?? 0;
     this.defrag = new IpDefragmenter(options.defrag);
     // Bound once so the method can be passed around as a packet callback.
     this.onPacket = this.onPacket.bind(this);
@@ -69,6 +86,7 @@ export class FlowTracker {
   /** Accounts one packet; returns its flow index, or -1 when it carried no tracked L4 header. */
   onPacket(p: RawPacket): number {
     this.packets++;
+    if (this.flows.size > this.evictAt || (this.maxAgeSec > 0 && (this.packets & 0xffff) === 0)) this.enforceLimits();
     const sec = p.tsSec;
     const nsec = p.tsNsec;
     if (sec < this.oldestSec || (sec === this.oldestSec && nsec < this.oldestNsec)) {
@@ -83,6 +101,12 @@ export class FlowTracker {
     this.reasonCounts[reason]! += 1;
     if (reason !== 0) return reason === IP_FRAGMENT_REASON ? this.onFragment(p) : -1;
     return this.flows.add(p, this.l4);
+  }
+
+  /** Drops flows beyond the age and count limits (a pass over the table: runs rarely). */
+  enforceLimits(): number {
+    const olderThan = this.maxAgeSec > 0 && this.newestSec >= 0 ? this.newestSec - this.maxAgeSec : -Infinity;
+    return this.flows.evict(olderThan, this.maxFlows);
   }
 
   /** Feeds a fragment to reassembly and, when it completes a datagram, accounts the datagram. */
@@ -127,6 +151,8 @@ export class FlowTracker {
       oldestUs: none ? 0 : this.oldestSec * 1e6 + Math.floor(this.oldestNsec / 1000),
       newestUs: none ? 0 : this.newestSec * 1e6 + Math.floor(this.newestNsec / 1000),
       defrag: { ...this.defrag.stats(), tracked: this.reassembledCounts[0]!, untracked },
+      flows: this.flows.size,
+      flowsEvicted: this.flows.evicted,
     };
   }
 }
