@@ -1,12 +1,24 @@
+import { tmpdir } from 'node:os';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { mcpFastifyPlugin } from '@kubeshark-mcp/mcp-core';
 import type { HubConfig } from './config';
+import { DownloadStore, downloadRoutes } from './downloads';
 import { GrpcTrafficSource } from './grpc-source';
 import { VERSION } from './version';
 
 export interface Hub {
   app: FastifyInstance;
   source: GrpcTrafficSource;
+  /** PCAP exports waiting to be downloaded. */
+  downloads: DownloadStore;
+}
+
+/** http://<host>:<port> of the listening hub (the configured port until it listens, e.g. on port 0). */
+function listeningBaseUrl(app: FastifyInstance, config: Readonly<HubConfig>): string {
+  const address = app.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const host = config.host.includes(':') && !config.host.startsWith('[') ? `[${config.host}]` : config.host;
+  return `http://${host}:${port}`;
 }
 
 /**
@@ -18,8 +30,18 @@ export async function buildHub(config: Readonly<HubConfig>, options: { logger?: 
     logger: options.logger === false ? false : { level: config.logLevel },
     bodyLimit: 1024 * 1024,
   });
-  const source = new GrpcTrafficSource(config.workers, config.workerDeadlineMs);
-  app.addHook('onClose', async () => source.close());
+  const downloads = new DownloadStore({
+    parentDir: config.exportDir ?? tmpdir(),
+    maxBytes: config.exportMaxBytes,
+    ttlMs: config.exportTtlMs,
+    baseUrl: () => config.publicUrl ?? listeningBaseUrl(app, config),
+  });
+  const source = new GrpcTrafficSource(config.workers, config.workerDeadlineMs, downloads);
+  app.addHook('onClose', async () => {
+    source.close();
+    downloads.close();
+  });
+  await app.register(downloadRoutes, { store: downloads });
 
   await app.register(mcpFastifyPlugin, {
     source,
@@ -36,6 +58,7 @@ export async function buildHub(config: Readonly<HubConfig>, options: { logger?: 
       status: reachable > 0 ? 'ok' : 'degraded',
       version: VERSION,
       mcp: { path: config.mcpPath, sessions: app.mcp.sessionCount() },
+      downloads: downloads.count(),
       workers: workers.map(({ status, ...w }) => ({
         ...w,
         ...(status
@@ -66,5 +89,5 @@ export async function buildHub(config: Readonly<HubConfig>, options: { logger?: 
     return reply.code(ready ? 200 : 503).send({ ready, workers: workers.map(({ status: _s, ...w }) => w) });
   });
 
-  return { app, source };
+  return { app, source, downloads };
 }

@@ -1,4 +1,7 @@
+import { statSync } from 'node:fs';
 import Ajv from 'ajv';
+
+const isDirectory = (dir: string): boolean => statSync(dir, { throwIfNoEntry: false })?.isDirectory() ?? false;
 
 /** The hub's configuration, validated once at start-up and frozen. */
 export interface HubConfig {
@@ -14,6 +17,20 @@ export interface HubConfig {
   /** MCP sessions idle for longer are closed. */
   sessionIdleTimeoutMs: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /**
+   * Where PCAP exports are written before download: the hub makes a private folder in it and
+   * removes it on close. Default: the system temporary directory.
+   */
+  exportDir?: string;
+  /** Largest PCAP export the hub accepts, in bytes; bigger ones are refused. */
+  exportMaxBytes: number;
+  /** How long a download link works; the file is deleted then. */
+  exportTtlMs: number;
+  /**
+   * Base URL clients reach the hub at, for download links (e.g. behind a port-forward or a
+   * proxy). Default: http://<host>:<port> of the listening hub.
+   */
+  publicUrl?: string;
 }
 
 export const DEFAULT_CONFIG: HubConfig = {
@@ -24,6 +41,8 @@ export const DEFAULT_CONFIG: HubConfig = {
   workerDeadlineMs: 10_000,
   sessionIdleTimeoutMs: 30 * 60 * 1000,
   logLevel: 'info',
+  exportMaxBytes: 512 * 1024 * 1024,
+  exportTtlMs: 60 * 60 * 1000,
 };
 
 const schema = {
@@ -43,8 +62,14 @@ const schema = {
     workerDeadlineMs: { type: 'integer', minimum: 100, maximum: 600_000 },
     sessionIdleTimeoutMs: { type: 'integer', minimum: 1000 },
     logLevel: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
+    exportDir: { type: 'string', minLength: 1 },
+    exportMaxBytes: { type: 'integer', minimum: 1 },
+    // At most 7 days: timers hold 32-bit milliseconds.
+    exportTtlMs: { type: 'integer', minimum: 1000, maximum: 7 * 24 * 3600 * 1000 },
+    // http(s)://host[:port][/prefix], no query, no fragment, no trailing slash.
+    publicUrl: { type: 'string', pattern: '^https?://[^/?#\\s]+(/[^?#\\s]*[^/?#\\s])?$' },
   },
-  required: ['host', 'port', 'mcpPath', 'workers', 'workerDeadlineMs', 'sessionIdleTimeoutMs', 'logLevel'],
+  required: ['host', 'port', 'mcpPath', 'workers', 'workerDeadlineMs', 'sessionIdleTimeoutMs', 'logLevel', 'exportMaxBytes', 'exportTtlMs'],
   additionalProperties: false,
 } as const;
 
@@ -66,12 +91,16 @@ export function validateConfig(input: unknown): Readonly<HubConfig> {
     for (const e of validate.errors ?? []) {
       const field = e.instancePath.replace(/^\//, '').replace(/\//g, '.') || (e.params as { additionalProperty?: string }).additionalProperty || 'config';
       if (e.keyword === 'maxItems' && field === 'workers') problems.push('workers: this version serves one worker; multi-worker fan-out is not implemented yet');
+      else if (e.keyword === 'pattern' && field === 'publicUrl') problems.push('publicUrl: must be an http:// or https:// URL without a trailing slash, query or fragment');
       else problems.push(`${field}: ${e.message}`);
     }
   }
   const cfg = input as HubConfig;
   if (typeof cfg?.host === 'string' && !LOOPBACK.test(cfg.host)) {
     problems.push(`host: "${cfg.host}" is not a loopback address; without authentication (not available yet) the hub only listens on loopback`);
+  }
+  if (typeof cfg?.exportDir === 'string' && cfg.exportDir !== '' && !isDirectory(cfg.exportDir)) {
+    problems.push(`exportDir: "${cfg.exportDir}" is not an existing directory`);
   }
   if (problems.length) throw new ConfigError(problems);
   return Object.freeze({ ...cfg, workers: Object.freeze([...cfg.workers]) as string[] });
@@ -92,6 +121,13 @@ export function configFromEnv(env: NodeJS.ProcessEnv, argv: string[] = []): Read
   int('HUB_WORKER_DEADLINE_MS', 'workerDeadlineMs');
   int('HUB_SESSION_IDLE_TIMEOUT_MS', 'sessionIdleTimeoutMs');
   if (env.HUB_LOG_LEVEL) raw.logLevel = env.HUB_LOG_LEVEL;
+  if (env.HUB_EXPORT_DIR) raw.exportDir = env.HUB_EXPORT_DIR;
+  if (env.HUB_EXPORT_MAX_MIB) {
+    const v = env.HUB_EXPORT_MAX_MIB;
+    raw.exportMaxBytes = /^\d+$/.test(v) ? Number(v) * 1024 * 1024 : v;
+  }
+  int('HUB_EXPORT_TTL_MS', 'exportTtlMs');
+  if (env.HUB_PUBLIC_URL) raw.publicUrl = env.HUB_PUBLIC_URL.replace(/\/+$/, '');
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
     const value = (): string => {

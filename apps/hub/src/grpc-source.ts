@@ -1,27 +1,50 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   ERROR_CODES,
+  PCAP_MEDIA_TYPES,
   TrafficSourceError,
+  type BoundariesReport,
   type CallContext,
   type Flow,
   type FlowGroup,
   type FlowList,
   type FlowQuery,
   type FlowSummary,
+  type NodeBoundaries,
   type NodeCoverage,
+  type PcapExport,
+  type PcapProgress,
+  type PcapQuery,
+  type Snapshot,
+  type SnapshotList,
+  type SnapshotRequest,
+  type SnapshotResult,
+  type StatusReport,
   type SummaryQuery,
+  type TcpHealth,
+  type TimeRange,
   type TrafficSource,
+  type WorkerState,
 } from '@kubeshark-mcp/mcp-core';
 import {
   createWorkerClient,
+  type DataBoundaries as ProtoBoundaries,
   type Endpoint as ProtoEndpoint,
   type Flow as ProtoFlow,
   type FlowGroup as ProtoGroup,
   type FlowSummary as ProtoSummary,
   type Talker as ProtoTalker,
+  type TimeWindow as ProtoWindow,
   type WorkerClient,
   type WorkerStatus,
 } from '@kubeshark-mcp/proto';
+import type { DownloadStore, PendingDownload } from './downloads';
+
+// Message types the proto package does not re-export, taken from the client's signatures.
+type StreamMessage<F> = F extends (...args: never[]) => grpc.ClientReadableStream<infer T> ? T : never;
+type UnaryResult<F> = F extends (arg: never, callback: grpc.requestCallback<infer T>) => grpc.ClientUnaryCall ? T : never;
+type PcapChunk = StreamMessage<WorkerClient['ExportPcap']>;
+type SnapshotInfo = UnaryResult<WorkerClient['GetSnapshot']>;
 
 /** Trailing metadata key in which a worker names the request field an error refers to. */
 const ARGUMENT_METADATA_KEY = 'x-argument';
@@ -31,6 +54,12 @@ export interface WorkerConnection {
   client: WorkerClient;
   /** The worker's node name once it has answered. */
   node?: string;
+}
+
+/** The request field a worker named in its trailing metadata, if any. */
+function argument(e: Partial<grpc.ServiceError>): { field?: string } {
+  const field = e.metadata?.get(ARGUMENT_METADATA_KEY)[0];
+  return field ? { field: String(field) } : {};
 }
 
 /**
@@ -46,14 +75,18 @@ export function toSourceError(err: unknown, worker: WorkerConnection): TrafficSo
       return new TrafficSourceError(ERROR_CODES.UNAVAILABLE, `${who} is unavailable: ${details}`, { cause: err });
     case grpc.status.DEADLINE_EXCEEDED:
       return new TrafficSourceError(ERROR_CODES.DEADLINE_EXCEEDED, `${who} did not answer within the deadline`, { cause: err });
-    case grpc.status.INVALID_ARGUMENT: {
-      const field = e.metadata?.get(ARGUMENT_METADATA_KEY)[0];
-      return new TrafficSourceError(ERROR_CODES.INVALID_ARGUMENT, details, { cause: err, ...(field ? { field: String(field) } : {}) });
-    }
+    case grpc.status.INVALID_ARGUMENT:
+      return new TrafficSourceError(ERROR_CODES.INVALID_ARGUMENT, details, { cause: err, ...argument(e) });
     case grpc.status.UNIMPLEMENTED:
       return new TrafficSourceError(ERROR_CODES.UNIMPLEMENTED, `${who}: ${details}`, { cause: err });
     case grpc.status.NOT_FOUND:
-      return new TrafficSourceError(ERROR_CODES.NOT_FOUND, details, { cause: err });
+      return new TrafficSourceError(ERROR_CODES.NOT_FOUND, details, { cause: err, ...argument(e) });
+    case grpc.status.ALREADY_EXISTS:
+      return new TrafficSourceError(ERROR_CODES.ALREADY_EXISTS, details, { cause: err, ...argument(e) });
+    case grpc.status.FAILED_PRECONDITION:
+      return new TrafficSourceError(ERROR_CODES.FAILED_PRECONDITION, `${who}: ${details}`, { cause: err });
+    case grpc.status.RESOURCE_EXHAUSTED:
+      return new TrafficSourceError(ERROR_CODES.RESOURCE_EXHAUSTED, `${who}: ${details}`, { cause: err });
     case grpc.status.CANCELLED:
       return new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled', { cause: err });
     default:
@@ -67,10 +100,11 @@ const endpoint = (e: ProtoEndpoint | null): Flow['client'] => {
   return out;
 };
 
-const stats = (d: { packets: number; bytes: number; payload_bytes: number } | null) => ({
+const stats = (d: { packets: number; bytes: number; payload_bytes: number; tcp?: TcpHealth | null } | null) => ({
   packets: d?.packets ?? 0,
   bytes: d?.bytes ?? 0,
   payload_bytes: d?.payload_bytes ?? 0,
+  ...(d?.tcp ? { tcp: { ...d.tcp } } : {}),
 });
 
 const percentiles = (p: { count: number; p50_us: number; p90_us: number; p99_us: number; sketch?: Uint8Array } | null) => ({
@@ -125,15 +159,58 @@ const PROTOCOL = { tcp: 'TCP', udp: 'UDP' } as const;
 const AGGREGATE = { none: 'AGGREGATE_NONE', ip_pair: 'AGGREGATE_IP_PAIR' } as const;
 
 /**
+ * Creating a snapshot copies packets on the worker's disk, which takes longer than a query:
+ * it gets this many worker deadlines.
+ */
+export const SNAPSHOT_DEADLINE_FACTOR = 10;
+
+const window = (w: ProtoWindow | null | undefined): TimeRange | undefined =>
+  w && (w.oldest_us || w.newest_us) ? { oldest_us: w.oldest_us, newest_us: w.newest_us } : undefined;
+
+function fromProtoBoundaries(b: ProtoBoundaries, node: string): NodeBoundaries {
+  const out: NodeBoundaries = { node: b.node || node };
+  const flows = window(b.flows);
+  const packets = window(b.packets);
+  const entries = window(b.entries);
+  if (flows) out.flows = flows;
+  if (packets) out.packets = packets;
+  if (entries) out.entries = entries;
+  return out;
+}
+
+const fromProtoSnapshot = (s: SnapshotInfo, node: string): Snapshot => ({
+  name: s.name,
+  node,
+  since_us: s.since_us,
+  until_us: s.until_us,
+  created_at_us: s.created_at_us,
+  packets: s.packets,
+  bytes: s.bytes,
+  flows: s.flows,
+  state: s.state,
+});
+
+const evicted = (s: WorkerStatus): number => Number((s as { flows_evicted?: number }).flows_evicted ?? 0);
+
+/** 2024-05-01T14:15:00.123Z -> 20240501T141500Z, for file names. */
+const compactTime = (ms: number): string => new Date(ms).toISOString().replace(/\.\d+/, '').replace(/[-:]/g, '');
+
+/**
  * TrafficSource over the worker gRPC API. Every call carries a deadline and is cancelled when
  * the MCP request is. This version talks to one worker (see HubConfig.workers).
+ *
+ * With a download store it also exports PCAP: the worker's stream is written into a file on the
+ * hub, served by the download routes. Without one, `exportPcap` is absent and the tool is not
+ * offered.
  */
 export class GrpcTrafficSource implements TrafficSource {
   readonly workers: WorkerConnection[];
+  readonly exportPcap?: (query: PcapQuery, ctx: CallContext, onProgress?: (progress: PcapProgress) => void) => Promise<PcapExport>;
 
   constructor(
     addresses: readonly string[],
     private readonly deadlineMs: number,
+    downloads?: DownloadStore,
   ) {
     this.workers = addresses.map((address) => ({
       address,
@@ -143,6 +220,7 @@ export class GrpcTrafficSource implements TrafficSource {
         'grpc.max_reconnect_backoff_ms': 5000,
       }),
     }));
+    if (downloads) this.exportPcap = (query, ctx, onProgress) => this.exportToDownload(downloads, query, ctx, onProgress);
   }
 
   private get worker(): WorkerConnection {
@@ -239,12 +317,15 @@ export class GrpcTrafficSource implements TrafficSource {
     };
   }
 
-  /** Each worker's status, or why it could not be read; for /healthz and /readyz. */
-  async workerStatuses(deadlineMs = 2000): Promise<{ address: string; node?: string; state: 'connected' | 'unavailable' | 'error'; error?: string; status?: WorkerStatus }[]> {
+  /** Each worker's status, or why it could not be read; for /healthz, /readyz and get_status. */
+  async workerStatuses(
+    deadlineMs = 2000,
+    signal?: AbortSignal,
+  ): Promise<{ address: string; node?: string; state: 'connected' | 'unavailable' | 'error'; error?: string; status?: WorkerStatus }[]> {
     return Promise.all(
       this.workers.map(async (w) => {
         try {
-          const status = (await this.unary(w, w.client.GetStatus as never, {}, undefined, deadlineMs)) as WorkerStatus;
+          const status = (await this.unary(w, w.client.GetStatus as never, {}, signal, deadlineMs)) as WorkerStatus;
           w.node = status.node;
           return { address: w.address, node: status.node, state: 'connected' as const, status };
         } catch (err) {
@@ -253,6 +334,206 @@ export class GrpcTrafficSource implements TrafficSource {
         }
       }),
     );
+  }
+
+  async getStatus(ctx: CallContext): Promise<StatusReport> {
+    const statuses = await this.workerStatuses(this.deadlineMs, ctx.signal);
+    if (ctx.signal.aborted) throw new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled');
+    return {
+      workers: statuses.map(({ address, node, state, error, status }): WorkerState => {
+        if (!status) return { node: node ?? address, address, state, ...(error ? { message: error } : {}) };
+        return {
+          node: status.node,
+          address,
+          state,
+          version: status.version,
+          started_at_us: status.started_at_us,
+          sources: status.sources.map((src) => ({
+            kind: src.kind === 'interface' ? 'interface' : 'file',
+            name: src.name,
+            state: src.state,
+            packets: src.packets,
+            bytes: src.bytes,
+            ...(src.error ? { error: src.error } : {}),
+            ...(src.kind === 'interface'
+              ? {
+                  filter: src.filter,
+                  received_by_filter: src.received_by_filter,
+                  kernel_drops: src.kernel_drops,
+                  restarts: src.restarts,
+                  gaps: src.gaps.map((g) => ({ from_us: g.from_us, to_us: g.to_us, reason: g.reason })),
+                }
+              : {}),
+          })),
+          packets_seen: status.packets_seen,
+          packets_decoded: status.packets_decoded,
+          skipped: status.skipped.map((c) => ({ reason: c.reason, count: c.count })),
+          errors: status.errors.map((c) => ({ reason: c.reason, count: c.count })),
+          flows_tracked: status.flows_tracked,
+          // Newer workers report flows dropped by their limits; older ones leave it out.
+          ...(evicted(status) ? { flows_evicted: evicted(status) } : {}),
+          ...(status.boundaries ? { boundaries: fromProtoBoundaries(status.boundaries, status.node) } : {}),
+        };
+      }),
+    };
+  }
+
+  /** Per node, its data windows; a worker that does not answer is reported, not thrown. */
+  async getDataBoundaries(ctx: CallContext): Promise<BoundariesReport> {
+    const report: BoundariesReport = { boundaries: [], nodes: [] };
+    for (const w of this.workers) {
+      try {
+        const b = (await this.unary(w, w.client.GetDataBoundaries as never, {}, ctx.signal)) as ProtoBoundaries;
+        w.node = b.node || w.node;
+        report.boundaries.push(fromProtoBoundaries(b, w.node ?? w.address));
+        report.nodes.push({ node: w.node ?? w.address, state: 'ok' });
+      } catch (err) {
+        const e = err as TrafficSourceError;
+        if (e.code === ERROR_CODES.CANCELLED) throw e;
+        const state = e.code === ERROR_CODES.UNAVAILABLE || e.code === ERROR_CODES.DEADLINE_EXCEEDED ? 'unavailable' : 'error';
+        report.nodes.push({ node: w.node ?? w.address, state, message: e.message });
+      }
+    }
+    return report;
+  }
+
+  /** The worker's node name, asking it once if no answer has told us yet. */
+  private async nodeOf(w: WorkerConnection, signal: AbortSignal): Promise<string> {
+    if (!w.node) {
+      const b = (await this.unary(w, w.client.GetDataBoundaries as never, {}, signal)) as ProtoBoundaries;
+      w.node = b.node;
+    }
+    return w.node ?? w.address;
+  }
+
+  async createSnapshot(r: SnapshotRequest, ctx: CallContext): Promise<SnapshotResult> {
+    const w = this.worker;
+    const node = await this.nodeOf(w, ctx.signal);
+    const req = { name: r.name, since_us: r.since_us ?? 0, until_us: r.until_us ?? 0 };
+    const s = (await this.unary(w, w.client.CreateSnapshot as never, req, ctx.signal, this.deadlineMs * SNAPSHOT_DEADLINE_FACTOR)) as SnapshotInfo;
+    return { snapshot: fromProtoSnapshot(s, node), nodes: this.coverage(node) };
+  }
+
+  async listSnapshots(ctx: CallContext): Promise<SnapshotList> {
+    const w = this.worker;
+    const node = await this.nodeOf(w, ctx.signal);
+    const res = (await this.unary(w, w.client.ListSnapshots as never, {}, ctx.signal)) as { snapshots: SnapshotInfo[] };
+    return { snapshots: res.snapshots.map((s) => fromProtoSnapshot(s, node)), nodes: this.coverage(node) };
+  }
+
+  async getSnapshot(name: string, ctx: CallContext): Promise<SnapshotResult> {
+    const w = this.worker;
+    const node = await this.nodeOf(w, ctx.signal);
+    const s = (await this.unary(w, w.client.GetSnapshot as never, { name }, ctx.signal)) as SnapshotInfo;
+    return { snapshot: fromProtoSnapshot(s, node), nodes: this.coverage(node) };
+  }
+
+  async deleteSnapshot(name: string, ctx: CallContext): Promise<{ nodes: NodeCoverage[] }> {
+    const w = this.worker;
+    const node = await this.nodeOf(w, ctx.signal);
+    await this.unary(w, w.client.DeleteSnapshot as never, { name }, ctx.signal);
+    return { nodes: this.coverage(node) };
+  }
+
+  /**
+   * Streams ExportPcap into a download file. The stream has no overall deadline (a large export
+   * takes as long as it takes) but the worker must send something within every deadline
+   * period; the hub's size limit, a cancelled request or any failure ends the call and deletes
+   * the partial file.
+   */
+  private async exportToDownload(downloads: DownloadStore, q: PcapQuery, ctx: CallContext, onProgress?: (p: PcapProgress) => void): Promise<PcapExport> {
+    const w = this.worker;
+    const node = await this.nodeOf(w, ctx.signal);
+    const stem = q.snapshot ? `${node}-${q.snapshot}` : `${node}-${compactTime(q.since_us !== undefined ? q.since_us / 1000 : Date.now())}`;
+    const file = downloads.begin(`kubeshark-${stem}.${q.format}`, PCAP_MEDIA_TYPES[q.format]);
+    const request = {
+      since_us: q.since_us ?? 0,
+      until_us: q.until_us ?? 0,
+      flow_ids: q.flow_ids ?? [],
+      format: q.format,
+      ips: q.ips ?? [],
+      ports: q.ports ?? [],
+      protocol: q.protocol ? PROTOCOL[q.protocol] : 'L4_PROTOCOL_UNSPECIFIED',
+      snapshot: q.snapshot ?? '',
+    };
+    try {
+      const totals = await this.streamExport(w, request, file, ctx.signal, onProgress);
+      if (totals.bytes !== file.bytes) {
+        throw new TrafficSourceError(ERROR_CODES.INTERNAL, `worker ${node} announced ${totals.bytes} bytes but sent ${file.bytes}`);
+      }
+      const d = await file.finish();
+      return { url: d.url, name: d.name, bytes: d.bytes, packets: totals.packets, format: q.format, expires_at_ms: d.expiresAtMs, nodes: this.coverage(node) };
+    } catch (err) {
+      file.abort();
+      throw err;
+    }
+  }
+
+  private streamExport(
+    w: WorkerConnection,
+    request: object,
+    file: PendingDownload,
+    signal: AbortSignal,
+    onProgress?: (p: PcapProgress) => void,
+  ): Promise<{ packets: number; bytes: number }> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) {
+        reject(new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled'));
+        return;
+      }
+      const call = w.client.ExportPcap(request);
+      let packets = 0;
+      let done: { packets: number; bytes: number } | undefined;
+      let settled = false;
+      let idle: NodeJS.Timeout | undefined;
+      const finish = (err?: unknown): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(idle);
+        signal.removeEventListener('abort', onAbort);
+        if (err === undefined && done) {
+          resolve(done);
+          return;
+        }
+        call.cancel();
+        reject(err ?? new TrafficSourceError(ERROR_CODES.INTERNAL, `worker at ${w.address} ended the export without its final chunk`));
+      };
+      const armIdle = (): void => {
+        clearTimeout(idle);
+        idle = setTimeout(
+          () => finish(new TrafficSourceError(ERROR_CODES.DEADLINE_EXCEEDED, `worker ${w.node ?? w.address} sent nothing for ${this.deadlineMs} ms during the export`)),
+          this.deadlineMs,
+        );
+      };
+      const onAbort = (): void => finish(new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      armIdle();
+      call.on('data', (chunk: PcapChunk) => {
+        if (settled) return;
+        armIdle();
+        try {
+          if (chunk.data.length > 0 && !file.write(chunk.data)) {
+            // Back-pressure: let the file catch up before reading more from the worker. The
+            // worker is not to blame for the wait, so the idle clock stops meanwhile.
+            call.pause();
+            clearTimeout(idle);
+            file.onDrain(() => {
+              if (settled) return;
+              armIdle();
+              call.resume();
+            });
+          }
+        } catch (err) {
+          finish(err);
+          return;
+        }
+        packets += chunk.packets;
+        if (chunk.done) done = { packets: chunk.total_packets, bytes: chunk.total_bytes };
+        onProgress?.({ bytes: file.bytes, packets });
+      });
+      call.on('error', (err) => finish(toSourceError(err, w)));
+      call.on('end', () => finish());
+    });
   }
 
   close(): void {

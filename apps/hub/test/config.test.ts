@@ -1,3 +1,4 @@
+import { tmpdir } from 'node:os';
 import { ConfigError, DEFAULT_CONFIG, configFromEnv, validateConfig } from '../src';
 
 test('defaults: loopback on 8898, MCP at /mcp, one local worker', () => {
@@ -37,4 +38,30 @@ test('several workers are refused with the reason', () => {
 
 test('unknown flags are refused', () => {
   expect(() => configFromEnv({}, ['--prot', '1'])).toThrow(/unknown option --prot/);
+});
+
+test('PCAP export settings: 512 MiB and 1 hour by default, overridable from the environment', () => {
+  const d = configFromEnv({});
+  expect(d).toMatchObject({ exportMaxBytes: 512 * 1024 * 1024, exportTtlMs: 3_600_000 });
+  expect(d.exportDir).toBeUndefined();
+  expect(d.publicUrl).toBeUndefined();
+  const c = configFromEnv({ HUB_EXPORT_DIR: tmpdir(), HUB_EXPORT_MAX_MIB: '64', HUB_EXPORT_TTL_MS: '60000', HUB_PUBLIC_URL: 'https://hub.example.com/kubeshark/' });
+  expect(c).toMatchObject({ exportDir: tmpdir(), exportMaxBytes: 64 * 1024 * 1024, exportTtlMs: 60_000, publicUrl: 'https://hub.example.com/kubeshark' });
+});
+
+test('bad PCAP export settings are all listed', () => {
+  let err: unknown;
+  try {
+    configFromEnv({ HUB_EXPORT_DIR: '/no/such/dir', HUB_EXPORT_MAX_MIB: 'lots', HUB_EXPORT_TTL_MS: '10', HUB_PUBLIC_URL: 'ftp://hub' });
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(ConfigError);
+  const problems = (err as ConfigError).problems.join('\n');
+  expect(problems).toMatch(/exportDir: "\/no\/such\/dir" is not an existing directory/);
+  expect(problems).toMatch(/exportMaxBytes/);
+  expect(problems).toMatch(/exportTtlMs: must be >= 1000/);
+  expect(problems).toMatch(/publicUrl: must be an http/);
+  expect(() => validateConfig({ ...DEFAULT_CONFIG, publicUrl: 'http://localhost:8898?x=1' })).toThrow(/publicUrl/);
+  expect(validateConfig({ ...DEFAULT_CONFIG, publicUrl: 'http://[::1]:8898' }).publicUrl).toBe('http://[::1]:8898');
 });

@@ -5,8 +5,9 @@ import {
   type FlowSummary as CaptureSummary,
   type Percentiles as CapturePercentiles,
   type RttSketch,
+  type TcpHealth as CaptureTcpHealth,
 } from '@kubeshark-mcp/capture';
-import type { Flow, FlowGroup, FlowSummary, Percentiles } from '@kubeshark-mcp/mcp-core/model';
+import type { Flow, FlowGroup, FlowSummary, Percentiles, TcpHealth } from '@kubeshark-mcp/mcp-core/model';
 
 /**
  * Flow-table records in the shared vocabulary (the mcp-core model), tagged with this worker's
@@ -14,6 +15,19 @@ import type { Flow, FlowGroup, FlowSummary, Percentiles } from '@kubeshark-mcp/m
  */
 
 const nsToUs = (ns: number): number => ns / 1000;
+
+const health = (h: CaptureTcpHealth): TcpHealth => ({
+  retransmissions: h.retransmissions,
+  fast_retransmissions: h.fastRetransmissions,
+  spurious_retransmissions: h.spuriousRetransmissions,
+  out_of_order: h.outOfOrder,
+  duplicate_acks: h.duplicateAcks,
+  zero_windows: h.zeroWindows,
+  keep_alives: h.keepAlives,
+  window_full: h.windowFull,
+  lost_segments: h.lostSegments,
+  acked_unseen_segments: h.ackedUnseenSegments,
+});
 
 export function flowToModel(f: FlowRecord, node: string): Flow {
   const flow: Flow = {
@@ -31,6 +45,10 @@ export function flowToModel(f: FlowRecord, node: string): Flow {
     fin_count: f.finCount,
     rst_count: f.rstCount,
   };
+  if (f.tcpHealth) {
+    flow.client_to_server.tcp = health(f.tcpHealth.clientToServer);
+    flow.server_to_client.tcp = health(f.tcpHealth.serverToClient);
+  }
   if (f.tcpHandshakeClientNs !== undefined) flow.tcp_handshake_client_us = nsToUs(f.tcpHandshakeClientNs);
   if (f.tcpHandshakeServerNs !== undefined) flow.tcp_handshake_server_us = nsToUs(f.tcpHandshakeServerNs);
   return flow;

@@ -1,7 +1,7 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { capturePath, loadGolden } from '@kubeshark-mcp/testkit';
+import { TCP_HEALTH_FLAGS, capturePath, loadGolden, loadTcpHealth, type TcpHealthFlag } from '@kubeshark-mcp/testkit';
 import { byEnds, expectedFlows, observed } from './helpers';
 
 /**
@@ -78,3 +78,37 @@ test('usage errors exit 2 and say what is wrong', async () => {
   expect(missing.code).toBe(1);
   expect(missing.stderr).toMatch(/capture not found: \/nonexistent\.pcap/);
 });
+
+test.each(['zeek/tcp_retransmit-fast009.pcap', 'zeek/http_1000-requests-one-dropped-response.pcap.gz', 'suricata-verify/http-gap-simple.pcap'])(
+  'analyze %s --flows carries the TCP health tshark reports',
+  async (capture) => {
+    const { code, stdout } = await cli(['analyze', capturePath(capture), '--flows']);
+    expect(code).toBe(0);
+    const flows = lines(stdout) as unknown as { client: { ip: string; port: number }; client_to_server: { tcp: Record<string, number> }; server_to_client: { tcp: Record<string, number> } }[];
+    const golden = loadTcpHealth(capture)!;
+    // Our field names for tshark's tcp.analysis flags.
+    const names: Record<TcpHealthFlag, string> = {
+      retransmission: 'retransmissions',
+      fast_retransmission: 'fast_retransmissions',
+      spurious_retransmission: 'spurious_retransmissions',
+      out_of_order: 'out_of_order',
+      duplicate_ack: 'duplicate_acks',
+      zero_window: 'zero_windows',
+      keep_alive: 'keep_alives',
+      window_full: 'window_full',
+      lost_segment: 'lost_segments',
+      ack_lost_segment: 'acked_unseen_segments',
+    };
+    const rename = (c: Record<TcpHealthFlag, number>): Record<string, number> => Object.fromEntries(TCP_HEALTH_FLAGS.map((f) => [names[f], c[f]]));
+    expect(flows).toHaveLength(golden.length);
+    let nonZero = 0;
+    golden.forEach((g, i) => {
+      const f = flows[i]!;
+      const aIsClient = g.a === `${f.client.ip}:${f.client.port}`;
+      expect(f.client_to_server.tcp).toEqual(rename(aIsClient ? g.ab : g.ba));
+      expect(f.server_to_client.tcp).toEqual(rename(aIsClient ? g.ba : g.ab));
+      nonZero += Object.values(f.client_to_server.tcp).concat(Object.values(f.server_to_client.tcp)).filter((n) => n > 0).length;
+    });
+    expect(nonZero).toBeGreaterThan(0);
+  },
+);

@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { createWorkerClient, type Flow, type WorkerClient, type WorkerStatus } from '@kubeshark-mcp/proto';
 import { DEFAULT_LIVE_OPTIONS, WorkerEngine, startWorkerServer, type LiveCapture, type RunningWorkerServer } from '../src';
 

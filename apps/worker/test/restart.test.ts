@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
 import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
 import { capturePath } from '@kubeshark-mcp/testkit';
 import { PacketStore } from '../src';

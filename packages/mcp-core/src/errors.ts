@@ -13,6 +13,12 @@ export const ERROR_CODES = {
   /** The capability exists in the contract but this deployment does not provide it yet. */
   UNIMPLEMENTED: 'unimplemented',
   NOT_FOUND: 'not_found',
+  /** Something with that name exists already (a snapshot); `field` names the argument. */
+  ALREADY_EXISTS: 'already_exists',
+  /** The deployment cannot do this as configured (e.g. a worker that keeps no packets). */
+  FAILED_PRECONDITION: 'failed_precondition',
+  /** The answer would exceed a configured limit (e.g. the hub's maximum export size). */
+  RESOURCE_EXHAUSTED: 'resource_exhausted',
   CANCELLED: 'cancelled',
   INTERNAL: 'internal',
 } as const;

@@ -1,12 +1,17 @@
 export { mcpFastifyPlugin, BUILTIN_TOOLS } from './plugin';
 export type { McpPluginOptions, McpHandle } from './plugin';
 export { ToolRegistry, UnknownToolError, describeErrors } from './registry';
-export type { ToolDefinition, ToolContext, ToolOutput, JsonSchema } from './registry';
+export type { ToolDefinition, ToolContext, ToolOutput, ToolLink, ProgressUpdate, JsonSchema } from './registry';
 export { createMcpServer, DEFAULT_INSTRUCTIONS } from './server';
 export type { McpServerOptions } from './server';
 export { TrafficSourceError, ToolDefinitionError, ERROR_CODES } from './errors';
 export type { ErrorCode } from './errors';
 export { listL4Flows, getL4FlowSummary, timeWindow } from './tools/l4';
+export { getStatus, getDataBoundaries } from './tools/status';
+export { exportPcap, PCAP_MEDIA_TYPES } from './tools/export';
+export { createSnapshot, listSnapshots, getSnapshot, deleteSnapshot } from './tools/snapshots';
+export { TOOL_CATALOGUE, toolsFor } from './tools/catalogue';
+export type { CatalogueEntry } from './tools/catalogue';
 export { flowView, flowGroupView, flowSummaryView, isoMicros, rttBand } from './model';
 export type { FlowView, FlowGroupView, FlowSummaryView, RatedDirection, Totals } from './model';
 export type {
@@ -27,4 +32,21 @@ export type {
   L4Protocol,
   ProtocolTotals,
   Talker,
+  TcpHealth,
+  TimeRange,
+  NodeBoundaries,
+  BoundariesReport,
+  CaptureGap,
+  CaptureSourceStatus,
+  DecodeCount,
+  WorkerState,
+  StatusReport,
+  PcapFormat,
+  PcapQuery,
+  PcapProgress,
+  PcapExport,
+  Snapshot,
+  SnapshotRequest,
+  SnapshotResult,
+  SnapshotList,
 } from './traffic-source';

@@ -1,6 +1,6 @@
 import type { DirectionStats, Flow, FlowGroup, FlowSummary, Percentiles } from './traffic-source';
 
-export type { DirectionStats, Endpoint, Flow, FlowGroup, FlowSummary, Percentiles, Talker, ProtocolTotals, NodeCoverage } from './traffic-source';
+export type { DirectionStats, Endpoint, Flow, FlowGroup, FlowSummary, Percentiles, Talker, ProtocolTotals, NodeCoverage, TcpHealth } from './traffic-source';
 
 /**
  * The JSON that tools return and that `kubeshark-worker analyze` prints: one vocabulary for
@@ -42,6 +42,7 @@ function rated(d: DirectionStats, seconds: number): RatedDirection {
     payload_bytes: d.payload_bytes,
     pps: seconds > 0 ? round2(d.packets / seconds) : 0,
     bps: seconds > 0 ? round2((d.bytes * 8) / seconds) : 0,
+    ...(d.tcp ? { tcp: d.tcp } : {}),
   };
 }
 

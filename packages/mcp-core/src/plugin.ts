@@ -6,7 +6,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { isInitializeRequest, type Implementation } from '@modelcontextprotocol/sdk/types.js';
 import { ToolRegistry, type ToolDefinition } from './registry';
 import { createMcpServer } from './server';
-import { getL4FlowSummary, listL4Flows } from './tools/l4';
+import { TOOL_CATALOGUE, toolsFor } from './tools/catalogue';
 import type { TrafficSource } from './traffic-source';
 
 export interface McpPluginOptions {
@@ -45,8 +45,8 @@ interface Session {
   inflight: number;
 }
 
-/** The tools every deployment has. */
-export const BUILTIN_TOOLS: readonly ToolDefinition<never>[] = [listL4Flows, getL4FlowSummary] as unknown as ToolDefinition<never>[];
+/** Every built-in tool; the plugin registers those its source has the capabilities for (`toolsFor`). */
+export const BUILTIN_TOOLS: readonly ToolDefinition<never>[] = TOOL_CATALOGUE.map((e) => e.tool);
 
 const jsonRpcError = (reply: FastifyReply, status: number, code: number, message: string): FastifyReply =>
   reply.code(status).send({ jsonrpc: '2.0', error: { code, message }, id: null });
@@ -57,7 +57,7 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
   const maxSessions = opts.maxSessions ?? 1000;
   const serverInfo = opts.serverInfo ?? { name: 'kubeshark-mcp', version: '0.1.0' };
   const registry = new ToolRegistry();
-  for (const tool of BUILTIN_TOOLS) registry.register(tool);
+  for (const tool of toolsFor(opts.source)) registry.register(tool);
   const sessions = new Map<string, Session>();
 
   app.decorate('mcp', {

@@ -12,12 +12,36 @@ export interface ToolContext {
   source: TrafficSource;
   /** Fires when the client cancels the request or the session ends. */
   signal: AbortSignal;
+  /**
+   * Present only when the client asked for progress (sent a progress token): reports how far
+   * long work has come. `progress` must increase from one call to the next.
+   */
+  progress?: (update: ProgressUpdate) => Promise<void>;
+}
+
+export interface ProgressUpdate {
+  progress: number;
+  total?: number;
+  message?: string;
+}
+
+/** A link to something the client can fetch (an MCP `resource_link` content item). */
+export interface ToolLink {
+  uri: string;
+  name: string;
+  title?: string;
+  description?: string;
+  mimeType?: string;
+  /** Bytes. */
+  size?: number;
 }
 
 /** What a tool handler returns: the structured result and a short text rendering of it. */
 export interface ToolOutput {
   structured: Record<string, unknown>;
   text: string;
+  /** Sent as `resource_link` content items after the text. */
+  links?: ToolLink[];
 }
 
 export interface ToolDefinition<Args = Record<string, unknown>> {
@@ -128,6 +152,7 @@ export class ToolRegistry {
     return {
       content: [
         { type: 'text', text: out.text },
+        ...(out.links ?? []).map((link) => ({ type: 'resource_link' as const, ...link })),
         { type: 'text', text: JSON.stringify(out.structured) },
       ],
       structuredContent: out.structured,

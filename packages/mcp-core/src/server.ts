@@ -1,6 +1,6 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { CallToolRequestSchema, ErrorCode, ListToolsRequestSchema, McpError, type Implementation } from '@modelcontextprotocol/sdk/types.js';
-import { UnknownToolError, type ToolRegistry } from './registry';
+import { UnknownToolError, type ProgressUpdate, type ToolRegistry } from './registry';
 import type { TrafficSource } from './traffic-source';
 
 export interface McpServerOptions {
@@ -14,7 +14,8 @@ export interface McpServerOptions {
 export const DEFAULT_INSTRUCTIONS =
   'Network truth for a Kubernetes cluster, from packets captured on every node. Start with get_l4_flow_summary ' +
   'for an overview, then list_l4_flows to drill into connections (filter by ip, port, protocol, time). Every answer ' +
-  'lists the nodes it covers; a node marked unavailable means its traffic is missing, not absent.';
+  'lists the nodes it covers; a node marked unavailable means its traffic is missing, not absent. When an answer is ' +
+  'empty, get_status and get_data_boundaries (where offered) tell whether that traffic was captured at all.';
 
 /**
  * One MCP server (protocol endpoint) over the shared tool registry. The low-level SDK `Server`
@@ -28,9 +29,13 @@ export function createMcpServer(options: McpServerOptions): Server {
   server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: options.registry.list() }));
   server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     try {
+      const token = extra._meta?.progressToken;
       return await options.registry.call(request.params.name, request.params.arguments, {
         source: options.source,
         signal: extra.signal,
+        ...(token !== undefined
+          ? { progress: (update: ProgressUpdate) => extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, ...update } }) }
+          : {}),
       });
     } catch (err) {
       if (err instanceof UnknownToolError) {

@@ -23,6 +23,24 @@ export interface DirectionStats {
   bytes: number;
   /** Transport payload bytes. */
   payload_bytes: number;
+  /** TCP only: segments carrying each of tshark's tcp.analysis flags. */
+  tcp?: TcpHealth;
+}
+
+/** TCP health of one direction, as tshark's expert analysis flags segments. */
+export interface TcpHealth {
+  /** Includes fast and spurious retransmissions. */
+  retransmissions: number;
+  fast_retransmissions: number;
+  spurious_retransmissions: number;
+  out_of_order: number;
+  duplicate_acks: number;
+  zero_windows: number;
+  keep_alives: number;
+  window_full: number;
+  /** Usually the capture missed packets, not the network. */
+  lost_segments: number;
+  acked_unseen_segments: number;
 }
 
 export interface Flow {
@@ -143,7 +161,177 @@ export interface CallContext {
   signal: AbortSignal;
 }
 
+/** The oldest and newest timestamp of one kind of data a node holds, in microseconds. */
+export interface TimeRange {
+  oldest_us: number;
+  newest_us: number;
+}
+
+/** What one node can answer about; a kind of data the node holds none of is absent. */
+export interface NodeBoundaries {
+  node: string;
+  /** L4 flows (what list_l4_flows and get_l4_flow_summary see). */
+  flows?: TimeRange;
+  /** Raw packets the node's store can export, after retention. */
+  packets?: TimeRange;
+  /** L7 API calls; absent until L7 dissection lands. */
+  entries?: TimeRange;
+}
+
+export interface BoundariesReport {
+  boundaries: NodeBoundaries[];
+  nodes: NodeCoverage[];
+}
+
+/** Time without capture (tcpdump down), in microseconds. */
+export interface CaptureGap {
+  from_us: number;
+  to_us: number;
+  reason: string;
+}
+
+/** One capture source of a worker: a replayed file or a live interface. */
+export interface CaptureSourceStatus {
+  kind: 'file' | 'interface';
+  /** File path or interface name. */
+  name: string;
+  /** Files: pending, replaying, done, failed. Interfaces: starting, capturing, restarting, failed, stopped. */
+  state: string;
+  error?: string;
+  packets: number;
+  bytes: number;
+  /** Interfaces only: the BPF filter, libpcap's counters (summed over restarts), restarts and gaps. */
+  filter?: string;
+  received_by_filter?: number;
+  kernel_drops?: number;
+  restarts?: number;
+  gaps?: CaptureGap[];
+}
+
+export interface DecodeCount {
+  reason: string;
+  count: number;
+}
+
+/** One worker as the source sees it; everything but the identity is absent when it did not answer. */
+export interface WorkerState {
+  node: string;
+  /** How the source reaches the worker (e.g. its gRPC address). */
+  address?: string;
+  state: 'connected' | 'unavailable' | 'error';
+  /** Why it is unavailable or failed. */
+  message?: string;
+  version?: string;
+  started_at_us?: number;
+  sources?: CaptureSourceStatus[];
+  packets_seen?: number;
+  packets_decoded?: number;
+  /** Packets without TCP or UDP we track (ARP, ICMP, ...), by reason. */
+  skipped?: DecodeCount[];
+  /** Malformed or unsupported headers, by reason. */
+  errors?: DecodeCount[];
+  flows_tracked?: number;
+  /** Flows dropped from memory by the worker's age and count limits: their traffic is not in flow answers. */
+  flows_evicted?: number;
+  boundaries?: NodeBoundaries;
+}
+
+export interface StatusReport {
+  workers: WorkerState[];
+}
+
+export type PcapFormat = 'pcapng' | 'pcap';
+
+/** Which packets to export; every condition given must hold (flow_ids: any of them). */
+export interface PcapQuery {
+  format: PcapFormat;
+  since_us?: number;
+  until_us?: number;
+  /** Flow ids as list_l4_flows returns them ("<node>/<index>"). */
+  flow_ids?: string[];
+  /** Packets with any of these addresses at either end. */
+  ips?: string[];
+  /** Packets with any of these ports at either end. */
+  ports?: number[];
+  protocol?: L4Protocol;
+  /** Export from this snapshot instead of the live packet store. */
+  snapshot?: string;
+}
+
+export interface PcapProgress {
+  /** File bytes received so far. */
+  bytes: number;
+  packets: number;
+}
+
+/** A finished export: where to download it, and until when. */
+export interface PcapExport {
+  /** Absolute URL of the file. */
+  url: string;
+  /** File name, e.g. "kubeshark-node-a-20240501T141500Z.pcapng". */
+  name: string;
+  bytes: number;
+  packets: number;
+  format: PcapFormat;
+  /** When the download stops working (Unix ms). */
+  expires_at_ms: number;
+  nodes: NodeCoverage[];
+}
+
+/** A named, frozen time range of packets and the flows active in it. */
+export interface Snapshot {
+  name: string;
+  node: string;
+  /** 0 = unbounded. */
+  since_us: number;
+  until_us: number;
+  created_at_us: number;
+  packets: number;
+  /** Size of the snapshot's packet file. */
+  bytes: number;
+  flows: number;
+  /** Only complete snapshots exist: "complete". */
+  state: string;
+}
+
+export interface SnapshotRequest {
+  name: string;
+  since_us?: number;
+  until_us?: number;
+}
+
+export interface SnapshotResult {
+  snapshot: Snapshot;
+  nodes: NodeCoverage[];
+}
+
+export interface SnapshotList {
+  snapshots: Snapshot[];
+  nodes: NodeCoverage[];
+}
+
+/**
+ * Where tools read traffic from. The L4 calls are required; the others are capabilities: a
+ * tool is offered only when its source implements what it needs (see `toolsFor`), so a source
+ * without packets or snapshots still serves the L4 tools.
+ *
+ * Errors are `TrafficSourceError`s whose `field`, when set, names the query field at fault
+ * (`name`, `since_us`, `flow_ids`, ...); tools translate it into their argument names.
+ */
 export interface TrafficSource {
   listFlows(query: FlowQuery, ctx: CallContext): Promise<FlowList>;
   getFlowSummary(query: SummaryQuery, ctx: CallContext): Promise<FlowSummary>;
+  /** Every worker's state, capture sources and counters. Never throws for a worker that is down: it reports it. */
+  getStatus?(ctx: CallContext): Promise<StatusReport>;
+  /** Per node, the time range of each kind of data it holds. */
+  getDataBoundaries?(ctx: CallContext): Promise<BoundariesReport>;
+  /**
+   * Exports matching packets into a file the client can download. `onProgress` is called as
+   * bytes arrive; when `ctx.signal` fires the export stops and nothing is left behind.
+   */
+  exportPcap?(query: PcapQuery, ctx: CallContext, onProgress?: (progress: PcapProgress) => void): Promise<PcapExport>;
+  createSnapshot?(request: SnapshotRequest, ctx: CallContext): Promise<SnapshotResult>;
+  listSnapshots?(ctx: CallContext): Promise<SnapshotList>;
+  getSnapshot?(name: string, ctx: CallContext): Promise<SnapshotResult>;
+  deleteSnapshot?(name: string, ctx: CallContext): Promise<{ nodes: NodeCoverage[] }>;
 }

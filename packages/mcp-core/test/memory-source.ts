@@ -1,4 +1,24 @@
-import type { CallContext, Flow, FlowGroup, FlowList, FlowQuery, FlowSummary, NodeCoverage, SummaryQuery, TrafficSource } from '../src/index';
+import {
+  TrafficSourceError,
+  type BoundariesReport,
+  type CallContext,
+  type Flow,
+  type FlowGroup,
+  type FlowList,
+  type FlowQuery,
+  type FlowSummary,
+  type NodeCoverage,
+  type PcapExport,
+  type PcapProgress,
+  type PcapQuery,
+  type Snapshot,
+  type SnapshotList,
+  type SnapshotRequest,
+  type SnapshotResult,
+  type StatusReport,
+  type SummaryQuery,
+  type TrafficSource,
+} from '../src/index';
 
 /**
  * A TrafficSource over hand-written flows. It answers with what it was given (no filtering:
@@ -132,4 +152,81 @@ export function summaryWithHandshake(p50Us: number): FlowSummary {
       { node: 'node-b', state: 'unavailable', message: 'connection refused' },
     ],
   };
+}
+
+/**
+ * A MemorySource that also has every optional capability: status, boundaries, PCAP export and
+ * snapshots, answered from fields the test sets, with every request recorded. `fail` makes the
+ * next call of a method throw.
+ */
+export class CapableSource extends MemorySource implements Required<Pick<TrafficSource, 'getStatus' | 'getDataBoundaries' | 'exportPcap' | 'createSnapshot' | 'listSnapshots' | 'getSnapshot' | 'deleteSnapshot'>> {
+  readonly calls: { method: string; args: unknown }[] = [];
+  status: StatusReport = { workers: [] };
+  boundaries: BoundariesReport = { boundaries: [], nodes: [] };
+  snapshots: Snapshot[] = [];
+  /** Progress the export reports before answering, in order. */
+  exportSteps: PcapProgress[] = [];
+  exportResult: PcapExport = {
+    url: 'http://localhost:8898/downloads/tok/kubeshark-node-a.pcapng',
+    name: 'kubeshark-node-a.pcapng',
+    bytes: 4096,
+    packets: 12,
+    format: 'pcapng',
+    expires_at_ms: Date.UTC(2024, 4, 1, 15, 16, 0),
+    nodes: [{ node: 'node-a', state: 'ok' }],
+  };
+  failures = new Map<string, TrafficSourceError>();
+
+  private record(method: string, args: unknown, ctx: CallContext): void {
+    this.calls.push({ method, args });
+    this.signals.push(ctx.signal);
+    const err = this.failures.get(method);
+    if (err) {
+      this.failures.delete(method);
+      throw err;
+    }
+  }
+
+  async getStatus(ctx: CallContext): Promise<StatusReport> {
+    this.record('getStatus', undefined, ctx);
+    return this.status;
+  }
+
+  async getDataBoundaries(ctx: CallContext): Promise<BoundariesReport> {
+    this.record('getDataBoundaries', undefined, ctx);
+    return this.boundaries;
+  }
+
+  async exportPcap(query: PcapQuery, ctx: CallContext, onProgress?: (p: PcapProgress) => void): Promise<PcapExport> {
+    this.record('exportPcap', { query, progress: onProgress !== undefined }, ctx);
+    for (const step of this.exportSteps) {
+      onProgress?.(step);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    return { ...this.exportResult, format: query.format };
+  }
+
+  async createSnapshot(request: SnapshotRequest, ctx: CallContext): Promise<SnapshotResult> {
+    this.record('createSnapshot', request, ctx);
+    const snapshot: Snapshot = { name: request.name, node: 'node-a', since_us: request.since_us ?? 0, until_us: request.until_us ?? 0, created_at_us: T0_US + 60_000_000, packets: 10, bytes: 2048, flows: 2, state: 'complete' };
+    this.snapshots.push(snapshot);
+    return { snapshot, nodes: this.nodes };
+  }
+
+  async listSnapshots(ctx: CallContext): Promise<SnapshotList> {
+    this.record('listSnapshots', undefined, ctx);
+    return { snapshots: this.snapshots, nodes: this.nodes };
+  }
+
+  async getSnapshot(name: string, ctx: CallContext): Promise<SnapshotResult> {
+    this.record('getSnapshot', name, ctx);
+    const snapshot = this.snapshots.find((s) => s.name === name);
+    if (!snapshot) throw new TrafficSourceError('not_found', `no snapshot named "${name}"`);
+    return { snapshot, nodes: this.nodes };
+  }
+
+  async deleteSnapshot(name: string, ctx: CallContext): Promise<{ nodes: NodeCoverage[] }> {
+    this.record('deleteSnapshot', name, ctx);
+    return { nodes: this.nodes };
+  }
 }

@@ -1,28 +1,10 @@
-import { TrafficSourceError } from '../errors';
 import { flowGroupView, flowSummaryView, flowView, type FlowGroupView, type FlowView } from '../model';
 import type { ToolDefinition } from '../registry';
-import type { FlowAggregate, FlowOrder, L4Protocol, NodeCoverage } from '../traffic-source';
+import type { FlowAggregate, FlowOrder, L4Protocol } from '../traffic-source';
+import { nodesLine, timeWindow, type TimeArgs } from './common';
 import { flowGroupSchema, flowSchema, limitArg, nodesSchema, summarySchema, timeArg } from './schemas';
 
-interface TimeArgs {
-  start?: string | number;
-  end?: string | number;
-}
-
-/** Turns `start`/`end` arguments into microseconds, checking that the window is not inverted. */
-export function timeWindow(args: TimeArgs): { since_us?: number; until_us?: number } {
-  const us = (v: string | number): number => (typeof v === 'number' ? v * 1000 : Date.parse(v) * 1000);
-  const out: { since_us?: number; until_us?: number } = {};
-  if (args.start !== undefined) out.since_us = us(args.start);
-  if (args.end !== undefined) out.until_us = us(args.end);
-  if (out.since_us !== undefined && out.until_us !== undefined && out.until_us < out.since_us) {
-    throw new TrafficSourceError('invalid_argument', '"end" is before "start"', { field: 'end' });
-  }
-  return out;
-}
-
-const nodesLine = (nodes: NodeCoverage[]): string =>
-  nodes.length === 0 ? 'no nodes' : nodes.map((n) => (n.state === 'ok' ? n.node : `${n.node} ${n.state}${n.message ? ` (${n.message})` : ''}`)).join(', ');
+export { timeWindow };
 
 const us = (x: number): string => `${Math.round(x * 10) / 10} us`;
 

@@ -36,9 +36,41 @@ export const endpointSchema = {
   additionalProperties: false,
 };
 
+const tcpHealthSchema = {
+  type: 'object',
+  description:
+    "Segments of this direction carrying each of tshark's tcp.analysis flags. retransmissions includes fast and spurious ones; " +
+    'lost_segments and acked_unseen_segments usually mean the capture missed packets, not the network.',
+  properties: {
+    retransmissions: int,
+    fast_retransmissions: int,
+    spurious_retransmissions: int,
+    out_of_order: int,
+    duplicate_acks: int,
+    zero_windows: int,
+    keep_alives: int,
+    window_full: int,
+    lost_segments: int,
+    acked_unseen_segments: int,
+  },
+  required: [
+    'retransmissions',
+    'fast_retransmissions',
+    'spurious_retransmissions',
+    'out_of_order',
+    'duplicate_acks',
+    'zero_windows',
+    'keep_alives',
+    'window_full',
+    'lost_segments',
+    'acked_unseen_segments',
+  ],
+  additionalProperties: false,
+};
+
 export const ratedDirectionSchema = {
   type: 'object',
-  properties: { packets: int, bytes: int, payload_bytes: int, pps: num, bps: num },
+  properties: { packets: int, bytes: int, payload_bytes: int, pps: num, bps: num, tcp: tcpHealthSchema },
   required: ['packets', 'bytes', 'payload_bytes', 'pps', 'bps'],
   additionalProperties: false,
 };

@@ -1,0 +1,103 @@
+import { TrafficSourceError, type ErrorCode } from '../errors';
+import { isoMicros } from '../model';
+import type { NodeCoverage, TimeRange } from '../traffic-source';
+
+export interface TimeArgs {
+  start?: string | number;
+  end?: string | number;
+}
+
+/**
+ * An RFC 3339 time or Unix milliseconds, in microseconds. Date.parse keeps milliseconds only, so
+ * the fraction's 4th-6th digits are added back: a time copied from a result (which carries
+ * microseconds) selects exactly that packet.
+ */
+function toMicros(v: string | number): number {
+  if (typeof v === 'number') return v * 1000;
+  const frac = /\.(\d+)/.exec(v)?.[1] ?? '';
+  return Date.parse(v) * 1000 + Number(frac.padEnd(6, '0').slice(3, 6));
+}
+
+/** Turns `start`/`end` arguments into microseconds, checking that the window is not inverted. */
+export function timeWindow(args: TimeArgs): { since_us?: number; until_us?: number } {
+  const out: { since_us?: number; until_us?: number } = {};
+  if (args.start !== undefined) out.since_us = toMicros(args.start);
+  if (args.end !== undefined) out.until_us = toMicros(args.end);
+  if (out.since_us !== undefined && out.until_us !== undefined && out.until_us < out.since_us) {
+    throw new TrafficSourceError('invalid_argument', '"end" is before "start"', { field: 'end' });
+  }
+  return out;
+}
+
+/** "node-a, node-b unavailable (connection refused)". */
+export const nodesLine = (nodes: NodeCoverage[]): string =>
+  nodes.length === 0 ? 'no nodes' : nodes.map((n) => (n.state === 'ok' ? n.node : `${n.node} ${n.state}${n.message ? ` (${n.message})` : ''}`)).join(', ');
+
+/** A time range as tools return it: RFC 3339 with microseconds, and Unix ms rounded outwards. */
+export interface WindowView {
+  oldest: string;
+  newest: string;
+  oldest_ms: number;
+  newest_ms: number;
+}
+
+/** Null when the range is absent or empty (0 means "no data" on the wire). */
+export function windowView(r: TimeRange | undefined): WindowView | null {
+  if (!r || (r.oldest_us === 0 && r.newest_us === 0)) return null;
+  return {
+    oldest: isoMicros(r.oldest_us),
+    newest: isoMicros(r.newest_us),
+    // Outwards, so start=oldest_ms and end=newest_ms cover every item in the range.
+    oldest_ms: Math.floor(r.oldest_us / 1000),
+    newest_ms: Math.ceil(r.newest_us / 1000),
+  };
+}
+
+export const windowSchema = {
+  type: ['object', 'null'],
+  properties: {
+    oldest: { type: 'string', description: 'RFC 3339, microseconds.' },
+    newest: { type: 'string' },
+    oldest_ms: { type: 'integer', description: 'Unix ms, rounded down.' },
+    newest_ms: { type: 'integer', description: 'Unix ms, rounded up.' },
+  },
+  required: ['oldest', 'newest', 'oldest_ms', 'newest_ms'],
+  additionalProperties: false,
+};
+
+export const windowLine = (w: WindowView | null): string => (w ? `${w.oldest} .. ${w.newest}` : 'none');
+
+/**
+ * Re-raises a source error with the tool's argument names: sources name their query fields
+ * (`since_us`, `protocol`), models know the tool's arguments (`start`, `l4proto`). `byCode`
+ * names the argument for errors that arrive without a field (e.g. a snapshot not found).
+ */
+export async function inArgumentTerms<T>(
+  work: Promise<T>,
+  names: Readonly<Record<string, string>>,
+  byCode: Partial<Record<ErrorCode, string>> = {},
+): Promise<T> {
+  try {
+    return await work;
+  } catch (err) {
+    if (!(err instanceof TrafficSourceError)) throw err;
+    const field = err.field !== undefined ? (names[err.field] ?? err.field) : byCode[err.code];
+    if (field === err.field) throw err;
+    throw new TrafficSourceError(err.code, err.message, { cause: err, ...(field !== undefined ? { field } : {}) });
+  }
+}
+
+export const QUERY_TO_ARGUMENT: Readonly<Record<string, string>> = {
+  since_us: 'start',
+  until_us: 'end',
+  protocol: 'l4proto',
+};
+
+/** Snapshot names, as the workers accept them. */
+export const snapshotNameArg = (what: string): Record<string, unknown> => ({
+  type: 'string',
+  minLength: 1,
+  maxLength: 64,
+  pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
+  description: `${what}: 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit.`,
+});
