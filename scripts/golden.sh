@@ -44,6 +44,9 @@ for c in "${captures[@]}"; do
     {s=$2$3":"$4; d=$5$6":"$7; k=$1; if(!(k in A)){A[k]=s;B[k]=d} dir=(s==A[k])?1:2; for(i=1;i<=n;i++) if($(7+i)!="") C[k,dir,i]++}
     END{for(k in A){l=k OFS A[k] OFS B[k]; for(dir=1;dir<=2;dir++) for(i=1;i<=n;i++) l=l OFS (C[k,dir,i]+0); print l}}' | sort -t, -k1,1n |
    { printf 'stream,a,b'; for p in ab ba; do printf ",${p}_%s" "${health[@]}"; done; echo; cat; } > "$out/tcp_health.csv"
+  # tcp.completeness per stream: two passes, so every frame carries the conversation's final value.
+  tshark -2 -n -r "fixtures/captures/$c" -Y tcp -T fields -E separator=, -e tcp.stream -e tcp.completeness 2>/dev/null |
+   awk -F, '{L[$1]=$2} END{for(k in L) print k "," L[k]}' | sort -t, -k1,1n | { echo 'stream,completeness'; cat; } > "$out/tcp_completeness.csv"
   tshark -n -r "fixtures/captures/$c" 2>/dev/null | wc -l | tr -d ' ' > "$out/frames.txt"
   # sed '1i' writes nothing for an empty input: give every CSV its header even with no rows.
   for f in tcp_streams.csv udp_streams.csv; do [ -s "$out/$f" ] || echo 'stream,a,b,ab_frames,ab_bytes,ab_payload,ba_frames,ba_bytes,ba_payload,first_ts,last_ts' > "$out/$f"; done

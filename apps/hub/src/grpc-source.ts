@@ -130,6 +130,7 @@ function fromProtoFlow(f: ProtoFlow): Flow {
     syn_count: f.syn_count,
     fin_count: f.fin_count,
     rst_count: f.rst_count,
+    ...(f.protocol === 'TCP' ? { completeness: f.completeness } : {}),
   };
   if (f.tcp_handshake_client_us !== undefined) flow.tcp_handshake_client_us = f.tcp_handshake_client_us;
   if (f.tcp_handshake_server_us !== undefined) flow.tcp_handshake_server_us = f.tcp_handshake_server_us;

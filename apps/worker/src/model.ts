@@ -44,6 +44,7 @@ export function flowToModel(f: FlowRecord, node: string): Flow {
     syn_count: f.synCount,
     fin_count: f.finCount,
     rst_count: f.rstCount,
+    ...(f.protocol === 'tcp' ? { completeness: f.completeness } : {}),
   };
   if (f.tcpHealth) {
     flow.client_to_server.tcp = health(f.tcpHealth.clientToServer);

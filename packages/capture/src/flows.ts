@@ -23,7 +23,6 @@ const BASE_B = 1 << 9;
 const CLIENT_HS_DONE = 1 << 10;
 const SYN_ACK_TIME = 1 << 12;
 const SERVER_HS_DONE = 1 << 11;
-const COMPLETENESS_MASK = 63;
 
 const KEY_WORDS = 10; // A address (4), B address (4), ports, protocol + IP version
 
@@ -177,6 +176,8 @@ export class FlowTable {
   private mask: number;
 
   private clientIsA: Uint8Array;
+  /** Wireshark's tcp.completeness, by its own rules (see `add`). */
+  private complete: Uint8Array;
   private flags: Uint16Array;
   private pkts: Float64Array; // [2i] side A, [2i+1] side B
   private bytes: Float64Array;
@@ -212,6 +213,7 @@ export class FlowTable {
     this.keys = new Uint32Array(this.cap * KEY_WORDS);
     this.hashes = new Uint32Array(this.cap);
     this.clientIsA = new Uint8Array(this.cap);
+    this.complete = new Uint8Array(this.cap);
     this.flags = new Uint16Array(this.cap);
     this.pkts = new Float64Array(this.cap * 2);
     this.bytes = new Float64Array(this.cap * 2);
@@ -441,11 +443,29 @@ export class FlowTable {
     const sec = p.tsSec;
     const nsec = p.tsNsec;
     const j = 2 * idx + side;
-    if (this.pkts[2 * idx]! + this.pkts[2 * idx + 1]! === 0) {
+    const first = this.pkts[2 * idx]! + this.pkts[2 * idx + 1]! === 0;
+    if (first) {
       this.firstSec[idx] = sec;
       this.firstNsec[idx] = nsec;
       // The first packet's sender is the client, unless it is a SYN-ACK.
       this.clientIsA[idx] = (tcp && (fl & (TcpFlag.SYN | TcpFlag.ACK)) === (TcpFlag.SYN | TcpFlag.ACK)) !== fromA ? 1 : 0;
+    }
+    if (tcp) {
+      // tcp.completeness as Wireshark 4.0 shows it once the capture is dissected (tshark -2, the
+      // GUI): a pure SYN counts only as the first packet of a conversation; a SYN-ACK counts
+      // anywhere; after the first packet, an ACK without data (ACK) or with data (DATA), a FIN
+      // with ACK, and any RST.
+      let c = this.complete[idx]!;
+      const sa = fl & (TcpFlag.SYN | TcpFlag.ACK);
+      if (sa === (TcpFlag.SYN | TcpFlag.ACK)) c |= Completeness.SYN_ACK;
+      if (first) {
+        if (sa === TcpFlag.SYN) c |= d.payloadLen > 0 ? Completeness.SYN | Completeness.DATA : Completeness.SYN;
+      } else {
+        if (sa === TcpFlag.ACK) c |= d.payloadLen > 0 ? Completeness.DATA : Completeness.ACK;
+        if ((fl & (TcpFlag.FIN | TcpFlag.ACK)) === (TcpFlag.FIN | TcpFlag.ACK)) c |= Completeness.FIN;
+        if (fl & TcpFlag.RST) c |= Completeness.RST;
+      }
+      this.complete[idx] = c;
     }
     this.pkts[j]! += 1;
     this.bytes[j]! += p.origLen;
@@ -746,6 +766,7 @@ export class FlowTable {
     this.keys = fn(this.keys, KEY_WORDS);
     this.hashes = fn(this.hashes, 1);
     this.clientIsA = fn(this.clientIsA, 1);
+    this.complete = fn(this.complete, 1);
     this.flags = fn(this.flags, 1);
     this.pkts = fn(this.pkts, 2);
     this.bytes = fn(this.bytes, 2);
@@ -836,7 +857,7 @@ export class FlowTable {
       firstSeen: { sec: this.firstSec[i]!, nsec: this.firstNsec[i]! },
       lastSeen: { sec: this.lastSec[i]!, nsec: this.lastNsec[i]! },
       state: tcp ? tcpState(f) : 'active',
-      completeness: tcp ? f & COMPLETENESS_MASK : 0,
+      completeness: tcp ? this.complete[i]! : 0,
       synCount: this.counts[3 * i]!,
       finCount: this.counts[3 * i + 1]!,
       rstCount: this.counts[3 * i + 2]!,

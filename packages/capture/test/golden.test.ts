@@ -1,4 +1,4 @@
-import { capturePath, formatEpoch, goldenCaptures, loadGolden, type GoldenStream } from '@kubeshark-mcp/testkit';
+import { capturePath, formatEpoch, goldenCaptures, loadGolden, loadTcpCompleteness, type GoldenStream } from '@kubeshark-mcp/testkit';
 import { FlowTracker, readCaptureFile, type FlowRecord } from '../src';
 
 /**
@@ -82,6 +82,12 @@ describe.each(captures)('%s', (capture) => {
       if (f.tcpHandshakeServerNs !== undefined) actual.set(i, f.tcpHandshakeServerNs);
     });
     expect(actual).toEqual(expected);
+  });
+
+  test("completeness equals tshark's tcp.completeness", () => {
+    const tcp = flows.filter((f) => f.protocol === 'tcp');
+    const expected = loadTcpCompleteness(capture);
+    expect(new Map(tcp.map((f, i) => [i, f.completeness]))).toEqual(expected);
   });
 
   test('client-view handshake is SYN -> first SYN-ACK', () => {

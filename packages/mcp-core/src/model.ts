@@ -86,6 +86,8 @@ export interface FlowView extends HandshakePercentiles {
   syn_count?: number;
   fin_count?: number;
   rst_count?: number;
+  /** Wireshark's tcp.completeness: SYN=1, SYN-ACK=2, ACK=4, DATA=8, FIN=16, RST=32 (31 = a complete, closed connection). */
+  tcp_completeness?: number;
 }
 
 export function flowView(f: Flow): FlowView {
@@ -113,6 +115,7 @@ export function flowView(f: Flow): FlowView {
     view.syn_count = f.syn_count;
     view.fin_count = f.fin_count;
     view.rst_count = f.rst_count;
+    if (f.completeness !== undefined) view.tcp_completeness = f.completeness;
   }
   return view;
 }

@@ -61,6 +61,8 @@ export interface Flow {
   syn_count: number;
   fin_count: number;
   rst_count: number;
+  /** TCP: Wireshark's tcp.completeness bits (SYN=1, SYN-ACK=2, ACK=4, DATA=8, FIN=16, RST=32). */
+  completeness?: number;
 }
 
 export interface Percentiles {

@@ -205,3 +205,18 @@ export function loadTcpHealth(capture: string): GoldenTcpHealth[] | undefined {
   };
   return csv(file).map((c) => ({ stream: Number(c[column('stream')]), a: c[column('a')]!, b: c[column('b')]!, ab: counts(c, 'ab'), ba: counts(c, 'ba') }));
 }
+
+/** tshark's tcp.completeness per TCP stream (tcp_completeness.csv), by stream number. */
+export function loadTcpCompleteness(capture: string): Map<number, number> {
+  const file = path.join(GOLDEN_DIR, capture, 'tcp_completeness.csv');
+  return new Map(
+    readFileSync(file, 'utf8')
+      .split('\n')
+      .slice(1)
+      .filter((l) => l.trim() !== '')
+      .map((l) => {
+        const [stream, value] = l.split(',');
+        return [Number(stream), Number(value)] as [number, number];
+      }),
+  );
+}

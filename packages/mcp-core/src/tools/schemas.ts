@@ -109,6 +109,7 @@ export const flowSchema = {
     syn_count: int,
     fin_count: int,
     rst_count: int,
+    tcp_completeness: { type: 'integer', minimum: 0, maximum: 63, description: "Wireshark's tcp.completeness: SYN=1, SYN-ACK=2, ACK=4, DATA=8, FIN=16, RST=32." },
   },
   required: ['id', 'node', 'protocol', 'state', 'client', 'server', 'client_to_server', 'server_to_client', 'totals', 'first_seen', 'last_seen', 'duration_ms'],
   additionalProperties: false,
