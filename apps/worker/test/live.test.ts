@@ -1,4 +1,7 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type * as grpc from '@grpc/grpc-js';
@@ -142,6 +145,12 @@ test('configuration errors stop live capture with a message saying how to fix th
   if (canCapture) {
     await expect(engine.startLive({ ...DEFAULT_LIVE_OPTIONS, interface: 'lo', bpf: 'tcp prt 80' })).rejects.toThrow(/capture filter is invalid/);
     await expect(engine.startLive({ ...DEFAULT_LIVE_OPTIONS, interface: 'no-such-if0' })).rejects.toThrow(/cannot capture on interface "no-such-if0"/);
+    // tcpdump without the right to capture: run it as nobody through a wrapper.
+    const dir = mkdtempSync(path.join(tmpdir(), 'tcpdump-nobody-'));
+    const wrapper = path.join(dir, 'tcpdump');
+    writeFileSync(wrapper, '#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups tcpdump "$@"\n', { mode: 0o755 });
+    await expect(engine.startLive({ ...DEFAULT_LIVE_OPTIONS, interface: 'lo', tcpdumpPath: wrapper })).rejects.toThrow(/may not capture on lo.*Run the worker as root/);
+    rmSync(dir, { recursive: true, force: true });
   }
   await engine.close();
   expect(engine.sources().every((s) => s.state === 'failed')).toBe(true);
