@@ -39,7 +39,7 @@ Usage:
       --store-max-mib N  size of the packet ring (default 1024); the oldest packets go first
       --store-max-age S  drop packets older than S seconds (default: no age limit)
       --max-flows N      flows kept in memory, least recently seen dropped first
-                         (default 1000000, about 250 MB)
+                         (default 200000, about 100 MB)
       --flow-max-age S   drop flows not seen for S seconds (default: keep)
       --udp-idle-timeout S
                          a UDP conversation silent for S seconds resumes as a new flow
@@ -240,7 +240,7 @@ export async function main(argv: string[]): Promise<number> {
         dataDir: values['data-dir'] || process.env.WORKER_DATA_DIR || path.join(tmpdir(), `kubeshark-worker-${values.node!.replace(/[^A-Za-z0-9._-]/g, '_')}`),
         storeMaxMiB: positiveInt('--store-max-mib', values['store-max-mib'], 1024),
         flowOptions: {
-          maxFlows: positiveInt('--max-flows', values['max-flows'], 1_000_000),
+          maxFlows: positiveInt('--max-flows', values['max-flows'], 200_000),
           // Live traffic needs the timeout; replays default to tshark's conversation numbering.
           udpIdleTimeoutSec: udpIdle === undefined ? (values.interface ? 120 : 0) : Number(udpIdle),
           ...(values['flow-max-age'] ? { flowMaxAgeSec: positiveInt('--flow-max-age', values['flow-max-age'], 0) } : {}),

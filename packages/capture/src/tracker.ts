@@ -40,7 +40,7 @@ export interface FlowTrackerOptions extends FlowTableOptions {
   defrag?: DefragOptions;
   /**
    * Flows kept in memory (default: no limit). Beyond it, plus 1/8 slack so the pass over the
-   * table runs rarely, the least recently seen flows are dropped. About 250 bytes per flow.
+   * table runs rarely, the least recently seen flows are dropped. About 470 bytes per flow.
    */
   maxFlows?: number;
   /** Flows not seen for this many seconds of capture time are dropped (default: never). */
