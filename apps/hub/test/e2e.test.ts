@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { capturePath, loadGolden, type Golden } from '@kubeshark-mcp/testkit';
+import { capturePath, loadGolden, type Golden, waitFor } from '@kubeshark-mcp/testkit';
 import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
 
 /**
@@ -52,15 +52,6 @@ function stopWorker(w: Started): Promise<void> {
   });
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const demoFiles = readdirSync(DEMO_DIR).sort();
 /** Demo captures are copies of fixtures named "<origin>_<file>". */

@@ -8,7 +8,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { CaptureReader, type RawPacket } from '@kubeshark-mcp/capture';
 import { TrafficSourceError, isoMicros } from '@kubeshark-mcp/mcp-core';
-import { capturePath, formatEpoch, loadFrames, loadGolden, type GoldenFrame } from '@kubeshark-mcp/testkit';
+import { capturePath, formatEpoch, loadFrames, loadGolden, type GoldenFrame, waitFor } from '@kubeshark-mcp/testkit';
 import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub, type HubConfig } from '../src';
 
 /**
@@ -99,15 +99,6 @@ async function startHub(overrides: Partial<HubConfig>): Promise<{ hub: Hub; clie
   return { hub: h, client: c };
 }
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function call(name: string, args: Record<string, unknown> = {}, c = client): Promise<CallToolResult> {
   return (await c.callTool({ name, arguments: args })) as CallToolResult;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { CaptureReader, type RawPacket } from '@kubeshark-mcp/capture';
 import { createWorkerClient, type Flow, type WorkerClient } from '@kubeshark-mcp/proto';
-import { capturePath, formatEpoch, loadFrames, type GoldenFrame } from '@kubeshark-mcp/testkit';
+import { capturePath, formatEpoch, grpcUnary, loadFrames, type GoldenFrame } from '@kubeshark-mcp/testkit';
 import { PacketStore, SnapshotStore, WorkerEngine, startWorkerServer, type RunningWorkerServer } from '../src';
 
 /**
@@ -67,15 +67,7 @@ function exportPcap(req: object): Promise<{ file: Buffer; chunks: { packets: num
   });
 }
 
-const unary = <Res>(method: string, req: object): Promise<Res> =>
-  new Promise((resolve, reject) => {
-    (client as unknown as Record<string, (r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Res) => void) => void>)[method]!.call(
-      client,
-      req,
-      { deadline: Date.now() + 10_000 },
-      (err, res) => (err ? reject(err) : resolve(res)),
-    );
-  });
+const unary = <Res>(method: string, req: object): Promise<Res> => grpcUnary<Res>(client, method, req);
 
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), 'worker-export-'));

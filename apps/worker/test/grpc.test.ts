@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { RttSketch } from '@kubeshark-mcp/capture';
 import { createWorkerClient, type Flow, type WorkerClient } from '@kubeshark-mcp/proto';
+import { grpcUnary } from '@kubeshark-mcp/testkit';
 import { DEMO_DIR, WorkerEngine, expandInputs, startWorkerServer, type RunningWorkerServer } from '../src';
 import { byEnds, demoGoldens, expectedFlows, observed } from './helpers';
 
@@ -10,15 +11,7 @@ let server: RunningWorkerServer;
 let client: WorkerClient;
 const engine = new WorkerEngine('node-a', 'test');
 
-const unary = <Res>(method: string, req: object): Promise<Res> =>
-  new Promise((resolve, reject) => {
-    (client as unknown as Record<string, (r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Res) => void) => void>)[method]!.call(
-      client,
-      req,
-      { deadline: Date.now() + 5000 },
-      (err, res) => (err ? reject(err) : resolve(res)),
-    );
-  });
+const unary = <Res>(method: string, req: object): Promise<Res> => grpcUnary<Res>(client, method, req, 5000);
 
 beforeAll(async () => {
   await engine.replay(await expandInputs([DEMO_DIR]));

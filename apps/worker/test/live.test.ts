@@ -4,8 +4,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type * as grpc from '@grpc/grpc-js';
 import { createWorkerClient, type Flow, type WorkerClient, type WorkerStatus } from '@kubeshark-mcp/proto';
+import { grpcUnary, waitFor } from '@kubeshark-mcp/testkit';
 import { DEFAULT_LIVE_OPTIONS, WorkerEngine, startWorkerServer, type LiveCapture, type RunningWorkerServer } from '../src';
 
 /**
@@ -25,16 +25,6 @@ if (!canCapture) {
 }
 const suite = canCapture ? describe : describe.skip;
 
-async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, ms = 15_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
 suite('live capture with tcpdump on loopback', () => {
   let engine: WorkerEngine;
   let server: RunningWorkerServer;
@@ -44,15 +34,7 @@ suite('live capture with tcpdump on loopback', () => {
   let live: LiveCapture;
   const serverSockets: { remotePort: number; read: number; written: number }[] = [];
 
-  const unary = <Res>(method: string, req: object): Promise<Res> =>
-    new Promise((resolve, reject) => {
-      (client as unknown as Record<string, (r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Res) => void) => void>)[method]!.call(
-        client,
-        req,
-        { deadline: Date.now() + 5000 },
-        (err, res) => (err ? reject(err) : resolve(res)),
-      );
-    });
+  const unary = <Res>(method: string, req: object): Promise<Res> => grpcUnary<Res>(client, method, req, 5000);
 
   const get = (path: string): Promise<number> =>
     new Promise((resolve, reject) => {

@@ -2,9 +2,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type * as grpc from '@grpc/grpc-js';
 import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
-import { capturePath } from '@kubeshark-mcp/testkit';
+import { capturePath, grpcUnary, waitFor } from '@kubeshark-mcp/testkit';
 import { PacketStore } from '../src';
 
 /** Persistence across a real process restart (kill -9), and the ring's retention. */
@@ -25,15 +24,7 @@ function start(dataDir: string, extra: string[]): Promise<{ proc: ChildProcess; 
   });
 }
 
-const unary = <Res>(client: WorkerClient, method: string, req: object): Promise<Res> =>
-  new Promise((resolve, reject) => {
-    (client as unknown as Record<string, (r: object, o: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: Res) => void) => void>)[method]!.call(
-      client,
-      req,
-      { deadline: Date.now() + 10_000 },
-      (err, res) => (err ? reject(err) : resolve(res)),
-    );
-  });
+const unary = <Res>(client: WorkerClient, method: string, req: object): Promise<Res> => grpcUnary<Res>(client, method, req);
 
 function exportAll(client: WorkerClient, req: object): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -45,21 +36,11 @@ function exportAll(client: WorkerClient, req: object): Promise<Buffer> {
   });
 }
 
-async function waitFor<T>(fn: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    const v = await fn().catch(() => undefined);
-    if (v !== undefined) return v;
-    if (Date.now() > until) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 test('a snapshot survives kill -9 and a restart, and exports the same bytes', async () => {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'worker-restart-'));
   try {
     const first = await start(dataDir, ['--capture', capturePath('ndpi/pgsql.pcap')]);
-    await waitFor(async () => {
+    await waitFor('the replay', async () => {
       const s = await unary<{ sources: { state: string }[] }>(first.client, 'GetStatus', {});
       return s.sources.every((x) => x.state === 'done') ? true : undefined;
     });

@@ -220,3 +220,30 @@ export function loadTcpCompleteness(capture: string): Map<number, number> {
       }),
   );
 }
+
+/**
+ * Polls `fn` until it returns something other than undefined (errors count as "not yet"), or
+ * fails after `ms` naming what it waited for. For conditions that settle asynchronously:
+ * a worker finishing its replay, a restarted process accepting calls.
+ */
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined> | T | undefined, ms = 10_000, everyMs = 50): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    const v = await Promise.resolve()
+      .then(fn)
+      .catch(() => undefined);
+    if (v !== undefined) return v;
+    if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}
+
+/** Calls a unary gRPC method by name with a deadline; rejects with the ServiceError. */
+export function grpcUnary<Res>(client: object, method: string, req: object, timeoutMs = 10_000): Promise<Res> {
+  type Unary = (r: object, o: { deadline: number }, cb: (e: Error | null, r: Res) => void) => void;
+  const fn = (client as Record<string, Unary>)[method];
+  if (!fn) return Promise.reject(new Error(`no method ${method}`));
+  return new Promise((resolve, reject) => {
+    fn.call(client, req, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
