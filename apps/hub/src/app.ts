@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { mcpFastifyPlugin } from '@kubeshark-mcp/mcp-core';
-import type { HubConfig } from './config';
+import { defaultAllowedHosts, defaultAllowedOrigins, type HubConfig } from './config';
 import { DownloadStore, downloadRoutes } from './downloads';
 import { GrpcTrafficSource } from './grpc-source';
 import { VERSION } from './version';
@@ -28,6 +28,7 @@ function listeningBaseUrl(app: FastifyInstance, config: Readonly<HubConfig>): st
 export async function buildHub(config: Readonly<HubConfig>, options: { logger?: boolean } = {}): Promise<Hub> {
   const app = Fastify({
     logger: options.logger === false ? false : { level: config.logLevel },
+    // 1 MiB: MCP requests are small JSON-RPC messages; larger bodies get 413 before any handler.
     bodyLimit: 1024 * 1024,
   });
   const downloads = new DownloadStore({
@@ -48,6 +49,17 @@ export async function buildHub(config: Readonly<HubConfig>, options: { logger?: 
     path: config.mcpPath,
     serverInfo: { name: 'kubeshark-mcp-hub', version: VERSION },
     sessionIdleTimeoutMs: config.sessionIdleTimeoutMs,
+    maxResultTokens: config.maxResultTokens,
+    // DNS-rebinding protection on /mcp only. /healthz, /readyz and /downloads are not checked:
+    // they change nothing, and a page that rebinds a name to the hub cannot guess a download
+    // token; health output (versions, counters, capture file names) is not secret on a
+    // loopback-only hub. Revisit with authentication.
+    allowedHosts: config.allowedHosts ?? defaultAllowedHosts(config),
+    allowedOrigins: config.allowedOrigins ?? defaultAllowedOrigins(config),
+    allowHint: {
+      host: 'add it to HUB_ALLOWED_HOSTS on the hub (comma-separated host or host:port; setting it replaces the loopback default)',
+      origin: 'add it to HUB_ALLOWED_ORIGINS on the hub (comma-separated origins like https://app.example.com; setting it replaces the loopback default)',
+    },
   });
 
   /** Liveness plus what the hub can see: always 200 while the process serves. */

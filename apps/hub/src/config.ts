@@ -16,6 +16,8 @@ export interface HubConfig {
   workerDeadlineMs: number;
   /** MCP sessions idle for longer are closed. */
   sessionIdleTimeoutMs: number;
+  /** Size budget of one MCP tool result, in tokens (about 4 characters each). */
+  maxResultTokens: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /**
    * Where PCAP exports are written before download: the hub makes a private folder in it and
@@ -31,6 +33,18 @@ export interface HubConfig {
    * proxy). Default: http://<host>:<port> of the listening hub.
    */
   publicUrl?: string;
+  /**
+   * DNS-rebinding protection: the Host header values `/mcp` accepts, `host` (any port) or
+   * `host:port`, IPv6 in brackets. Default (filled in by `validateConfig`): the loopback names
+   * `localhost`, `127.0.0.1`, `[::1]`, plus the host of `host` and of `publicUrl`.
+   */
+  allowedHosts?: string[];
+  /**
+   * Origin header values `/mcp` accepts when a request has one (browsers), as full origins
+   * `http(s)://host[:port]` (without a port: any port). Default: http and https on the loopback
+   * names and `host`, plus the origin of `publicUrl`.
+   */
+  allowedOrigins?: string[];
 }
 
 export const DEFAULT_CONFIG: HubConfig = {
@@ -40,6 +54,7 @@ export const DEFAULT_CONFIG: HubConfig = {
   workers: ['127.0.0.1:50151'],
   workerDeadlineMs: 10_000,
   sessionIdleTimeoutMs: 30 * 60 * 1000,
+  maxResultTokens: 8000,
   logLevel: 'info',
   exportMaxBytes: 512 * 1024 * 1024,
   exportTtlMs: 60 * 60 * 1000,
@@ -61,6 +76,7 @@ const schema = {
     },
     workerDeadlineMs: { type: 'integer', minimum: 100, maximum: 600_000 },
     sessionIdleTimeoutMs: { type: 'integer', minimum: 1000 },
+    maxResultTokens: { type: 'integer', minimum: 1000, maximum: 200000 },
     logLevel: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
     exportDir: { type: 'string', minLength: 1 },
     exportMaxBytes: { type: 'integer', minimum: 1 },
@@ -68,8 +84,11 @@ const schema = {
     exportTtlMs: { type: 'integer', minimum: 1000, maximum: 7 * 24 * 3600 * 1000 },
     // http(s)://host[:port][/prefix], no query, no fragment, no trailing slash.
     publicUrl: { type: 'string', pattern: '^https?://[^/?#\\s]+(/[^?#\\s]*[^/?#\\s])?$' },
+    // Entries are checked one by one below, with messages that say what is wrong.
+    allowedHosts: { type: 'array', minItems: 1, items: { type: 'string' } },
+    allowedOrigins: { type: 'array', minItems: 1, items: { type: 'string' } },
   },
-  required: ['host', 'port', 'mcpPath', 'workers', 'workerDeadlineMs', 'sessionIdleTimeoutMs', 'logLevel', 'exportMaxBytes', 'exportTtlMs'],
+  required: ['host', 'port', 'mcpPath', 'workers', 'workerDeadlineMs', 'sessionIdleTimeoutMs', 'maxResultTokens', 'logLevel', 'exportMaxBytes', 'exportTtlMs'],
   additionalProperties: false,
 } as const;
 
@@ -81,6 +100,54 @@ export class ConfigError extends Error {
 }
 
 const LOOPBACK = /^(localhost|127(\.\d{1,3}){3}|::1|\[::1\])$/;
+
+/** Host names a loopback client uses; always allowed unless the allow-lists are set explicitly. */
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '[::1]'] as const;
+/** `host` or `host:port`: a DNS name, an IPv4 address or a bracketed IPv6 address (the plugin's syntax). */
+const HOST_ENTRY = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:([0-9]{1,5}))?$/;
+/** A full origin `http(s)://host[:port]`, nothing after it. */
+const ORIGIN_ENTRY = /^https?:\/\/(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+)(:([0-9]{1,5}))?$/;
+
+const bracketed = (host: string): string => (host.includes(':') && !host.startsWith('[') ? `[${host}]` : host);
+const unique = (values: string[]): string[] => [...new Set(values.map((v) => v.toLowerCase()))];
+
+/** The Host allow-list when `allowedHosts` is not set: loopback names, `host`, and the host name of `publicUrl`. */
+export function defaultAllowedHosts(config: Pick<HubConfig, 'host' | 'publicUrl'>): string[] {
+  const hosts: string[] = [...LOOPBACK_NAMES, bracketed(config.host)];
+  if (config.publicUrl) hosts.push(new URL(config.publicUrl).hostname);
+  return unique(hosts);
+}
+
+/** The Origin allow-list when `allowedOrigins` is not set: http(s) on the default hosts' names (any port), and `publicUrl`'s origin. */
+export function defaultAllowedOrigins(config: Pick<HubConfig, 'host' | 'publicUrl'>): string[] {
+  const origins = [...LOOPBACK_NAMES, bracketed(config.host)].flatMap((h) => [`http://${h}`, `https://${h}`]);
+  if (config.publicUrl) origins.push(new URL(config.publicUrl).origin);
+  return unique(origins);
+}
+
+/** Problems with the entries of an allow-list (the schema has checked it is a non-empty array of strings). */
+function allowListProblems(field: 'allowedHosts' | 'allowedOrigins', entries: unknown, variable: string): string[] {
+  if (!Array.isArray(entries)) return [];
+  const problems: string[] = [];
+  entries.forEach((entry: unknown, i) => {
+    if (typeof entry !== 'string') return;
+    const where = `${field}.${i}`;
+    if (entry.includes('*')) {
+      problems.push(`${where}: "${entry}": wildcards are not allowed, they would switch off DNS-rebinding protection; list each ${field === 'allowedHosts' ? 'host name' : 'origin'} clients use in ${variable}`);
+      return;
+    }
+    const m = (field === 'allowedHosts' ? HOST_ENTRY : ORIGIN_ENTRY).exec(entry);
+    const port = m?.[3] === undefined ? undefined : Number(m[3]);
+    if (!m || (port !== undefined && (port < 1 || port > 65535))) {
+      problems.push(
+        field === 'allowedHosts'
+          ? `${where}: "${entry}" is not a host or host:port (e.g. hub.example.com, hub.example.com:8898, [::1]:8898; no scheme or path)`
+          : `${where}: "${entry}" is not an origin: scheme, host and optional port, nothing after (e.g. https://app.example.com, http://localhost:3000)`,
+      );
+    }
+  });
+  return problems;
+}
 
 /** Validates a full configuration; every problem is listed, not just the first. */
 export function validateConfig(input: unknown): Readonly<HubConfig> {
@@ -102,8 +169,17 @@ export function validateConfig(input: unknown): Readonly<HubConfig> {
   if (typeof cfg?.exportDir === 'string' && cfg.exportDir !== '' && !isDirectory(cfg.exportDir)) {
     problems.push(`exportDir: "${cfg.exportDir}" is not an existing directory`);
   }
+  problems.push(...allowListProblems('allowedHosts', cfg?.allowedHosts, 'HUB_ALLOWED_HOSTS'));
+  problems.push(...allowListProblems('allowedOrigins', cfg?.allowedOrigins, 'HUB_ALLOWED_ORIGINS'));
   if (problems.length) throw new ConfigError(problems);
-  return Object.freeze({ ...cfg, workers: Object.freeze([...cfg.workers]) as string[] });
+  const allowedHosts = cfg.allowedHosts ?? defaultAllowedHosts(cfg);
+  const allowedOrigins = cfg.allowedOrigins ?? defaultAllowedOrigins(cfg);
+  return Object.freeze({
+    ...cfg,
+    workers: Object.freeze([...cfg.workers]) as string[],
+    allowedHosts: Object.freeze([...allowedHosts]) as string[],
+    allowedOrigins: Object.freeze([...allowedOrigins]) as string[],
+  });
 }
 
 /** Reads the configuration from the environment (and command-line flags) over the defaults. */
@@ -120,6 +196,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv, argv: string[] = []): Read
   if (env.HUB_WORKERS) raw.workers = env.HUB_WORKERS.split(',').map((s) => s.trim()).filter(Boolean);
   int('HUB_WORKER_DEADLINE_MS', 'workerDeadlineMs');
   int('HUB_SESSION_IDLE_TIMEOUT_MS', 'sessionIdleTimeoutMs');
+  int('HUB_MAX_RESULT_TOKENS', 'maxResultTokens');
   if (env.HUB_LOG_LEVEL) raw.logLevel = env.HUB_LOG_LEVEL;
   if (env.HUB_EXPORT_DIR) raw.exportDir = env.HUB_EXPORT_DIR;
   if (env.HUB_EXPORT_MAX_MIB) {
@@ -128,6 +205,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv, argv: string[] = []): Read
   }
   int('HUB_EXPORT_TTL_MS', 'exportTtlMs');
   if (env.HUB_PUBLIC_URL) raw.publicUrl = env.HUB_PUBLIC_URL.replace(/\/+$/, '');
+  const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
+  if (env.HUB_ALLOWED_HOSTS) raw.allowedHosts = list(env.HUB_ALLOWED_HOSTS);
+  if (env.HUB_ALLOWED_ORIGINS) raw.allowedOrigins = list(env.HUB_ALLOWED_ORIGINS);
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
     const value = (): string => {

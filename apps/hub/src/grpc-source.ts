@@ -269,6 +269,7 @@ export class GrpcTrafficSource implements TrafficSource {
         since_us: q.since_us ?? 0,
         until_us: q.until_us ?? 0,
         order_by: q.order_by,
+        offset: q.offset ?? 0,
       },
       ctx.signal,
     );

@@ -65,3 +65,9 @@ test('bad PCAP export settings are all listed', () => {
   expect(() => validateConfig({ ...DEFAULT_CONFIG, publicUrl: 'http://localhost:8898?x=1' })).toThrow(/publicUrl/);
   expect(validateConfig({ ...DEFAULT_CONFIG, publicUrl: 'http://[::1]:8898' }).publicUrl).toBe('http://[::1]:8898');
 });
+
+test('the tool-result budget is configurable within sane bounds', () => {
+  expect(configFromEnv({}).maxResultTokens).toBe(8000);
+  expect(configFromEnv({ HUB_MAX_RESULT_TOKENS: '20000' }).maxResultTokens).toBe(20000);
+  expect(() => configFromEnv({ HUB_MAX_RESULT_TOKENS: '500' })).toThrow(/maxResultTokens/);
+});

@@ -153,18 +153,70 @@ test('tools/list offers both L4 tools with schemas and read-only annotations', a
 });
 
 test('list_l4_flows returns every flow with the counters and handshake tshark reports', async () => {
-  const res = (await client.callTool({ name: 'list_l4_flows', arguments: { limit: 1000 } })) as CallToolResult;
-  expect(res.isError).toBeFalsy();
-  const sc = res.structuredContent as { flows: FlowOut[]; total: number; returned: number; truncated: boolean; nodes: { node: string; state: string }[] };
+  // limit 1000 asks for everything; the output budget (8,000 tokens by default) cuts each page
+  // and the cursor brings the rest.
   const expected = tsharkFlows();
-  expect(sc.total).toBe(expected.size);
-  expect(sc.truncated).toBe(false);
-  expect(sc.nodes).toEqual([{ node: 'node-e2e', state: 'ok' }]);
-  expect(strip(ourFlows(sc.flows))).toEqual(strip(expected));
-  for (const f of sc.flows.filter((x) => x.tcp_handshake_server_us !== undefined)) {
+  const flows: FlowOut[] = [];
+  let cursor: string | undefined;
+  let pages = 0;
+  do {
+    const res = (await client.callTool({ name: 'list_l4_flows', arguments: { limit: 1000, ...(cursor ? { cursor } : {}) } })) as CallToolResult;
+    expect(res.isError).toBeFalsy();
+    const sc = res.structuredContent as { flows: FlowOut[]; total: number; returned: number; truncated: boolean; nextCursor?: string; hint?: string; nodes: { node: string; state: string }[] };
+    expect(sc.total).toBe(expected.size);
+    expect(sc.nodes).toEqual([{ node: 'node-e2e', state: 'ok' }]);
+    expect(sc.truncated).toBe(sc.nextCursor !== undefined);
+    if (sc.truncated) expect(sc.hint).toMatch(/output budget/);
+    const chars = res.content.reduce((n, c) => n + (c.type === 'text' ? c.text.length : 0), 0);
+    expect(chars).toBeLessThanOrEqual(8000 * 4);
+    expect(res.content[0]).toMatchObject({ type: 'text', text: expect.stringMatching(/^\d+ of \d+ flows/) });
+    flows.push(...sc.flows);
+    cursor = sc.nextCursor;
+    pages++;
+  } while (cursor && pages < 100);
+  expect(cursor).toBeUndefined();
+  expect(flows).toHaveLength(expected.size);
+  expect(strip(ourFlows(flows))).toEqual(strip(expected));
+  for (const f of flows.filter((x) => x.tcp_handshake_server_us !== undefined)) {
     expect([f.tcp_handshake_p50_us, f.tcp_handshake_p90_us, f.tcp_handshake_p99_us]).toEqual([f.tcp_handshake_server_us, f.tcp_handshake_server_us, f.tcp_handshake_server_us]);
   }
-  expect(res.content[0]).toMatchObject({ type: 'text', text: expect.stringMatching(/^\d+ of \d+ flows/) });
+});
+
+test('paging list_l4_flows with limit 5 returns every flow exactly once, as tshark sees them', async () => {
+  const expected = tsharkFlows();
+  for (const order_by of ['bytes', 'recent'] as const) {
+    const flows: (FlowOut & { id: string })[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const res = (await client.callTool({ name: 'list_l4_flows', arguments: { limit: 5, order_by, ...(cursor ? { cursor } : {}) } })) as CallToolResult;
+      expect(res.isError).toBeFalsy();
+      const sc = res.structuredContent as { flows: (FlowOut & { id: string })[]; total: number; offset: number; returned: number; nextCursor?: string };
+      expect(sc.total).toBe(expected.size);
+      expect(sc.offset).toBe(flows.length);
+      expect(sc.returned).toBe(Math.min(5, expected.size - flows.length));
+      flows.push(...sc.flows);
+      cursor = sc.nextCursor;
+      if (cursor) expect((res.content[0] as { text: string }).text).toContain(cursor);
+      pages++;
+    } while (cursor && pages < 1000);
+    expect(pages).toBe(Math.ceil(expected.size / 5));
+    expect(new Set(flows.map((f) => f.id)).size).toBe(flows.length);
+    expect(flows).toHaveLength(expected.size);
+    expect(strip(ourFlows(flows))).toEqual(strip(expected));
+  }
+});
+
+test('prompts are served over HTTP: list and get with arguments', async () => {
+  const { prompts } = await client.listPrompts();
+  expect(prompts.map((p) => p.name)).toEqual(['network_health', 'debug_connection', 'show_topology']);
+  const r = await client.getPrompt({ name: 'debug_connection', arguments: { endpoint: '141.142.228.5:59856' } });
+  expect((r.messages[0]!.content as { text: string }).text).toContain('list_l4_flows {"ip":"141.142.228.5","port":59856');
+  await expect(client.getPrompt({ name: 'debug_connection', arguments: {} })).rejects.toMatchObject({ code: -32602 });
+});
+
+test('a bad cursor is a JSON-RPC invalid-params error', async () => {
+  await expect(client.callTool({ name: 'list_l4_flows', arguments: { cursor: 'bogus' } })).rejects.toMatchObject({ code: -32602 });
 });
 
 test('list_l4_flows with a limit says it is truncated and how to narrow', async () => {

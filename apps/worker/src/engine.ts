@@ -37,6 +37,8 @@ export interface FlowListQuery extends FlowFilter {
   aggregate: 'none' | 'ip_pair';
   orderBy: FlowOrder;
   limit: number;
+  /** Rows to skip (in `orderBy` order) before the limit applies; default 0. */
+  offset?: number;
 }
 
 export interface FlowListResult {
@@ -208,12 +210,13 @@ export class WorkerEngine {
 
   listFlows(q: FlowListQuery): FlowListResult {
     const flows = this.select(q);
+    const offset = q.offset ?? 0;
     if (q.aggregate === 'ip_pair') {
       const groups = aggregateByIpPair(flows, q.orderBy);
-      return { flows: [], groups: groups.slice(0, q.limit).map(groupToModel), total: groups.length };
+      return { flows: [], groups: groups.slice(offset, offset + q.limit).map(groupToModel), total: groups.length };
     }
     orderFlows(flows, q.orderBy);
-    return { flows: flows.slice(0, q.limit).map((f) => flowToModel(f, this.node)), groups: [], total: flows.length };
+    return { flows: flows.slice(offset, offset + q.limit).map((f) => flowToModel(f, this.node)), groups: [], total: flows.length };
   }
 
   summary(filter: FlowFilter, top: number): Omit<FlowSummary, 'nodes'> {

@@ -148,6 +148,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
           aggregate: r.aggregate === 'AGGREGATE_IP_PAIR' ? 'ip_pair' : 'none',
           orderBy: orderBy as 'bytes',
           limit: Math.min(r.limit || DEFAULT_LIMIT, MAX_LIMIT),
+          ...(r.offset ? { offset: r.offset } : {}),
           ...(r.ip ? { ip: r.ip } : {}),
           ...(r.port ? { port: r.port } : {}),
           ...(protocol ? { protocol } : {}),

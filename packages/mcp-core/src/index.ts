@@ -1,7 +1,10 @@
 export { mcpFastifyPlugin, BUILTIN_TOOLS } from './plugin';
 export type { McpPluginOptions, McpHandle } from './plugin';
-export { ToolRegistry, UnknownToolError, describeErrors } from './registry';
-export type { ToolDefinition, ToolContext, ToolOutput, ToolLink, ProgressUpdate, JsonSchema } from './registry';
+export { ToolRegistry, UnknownToolError, describeErrors, resultChars, DEFAULT_MAX_RESULT_TOKENS, MIN_MAX_RESULT_TOKENS, CHARS_PER_TOKEN } from './registry';
+export type { ToolDefinition, ToolContext, ToolCallContext, ToolOutput, ToolLink, ProgressUpdate, JsonSchema, OutputBudget, ToolRegistryOptions } from './registry';
+export { PromptRegistry, BUILTIN_PROMPTS, RTT_BANDS, networkHealthPrompt, debugConnectionPrompt, showTopologyPrompt } from './prompts';
+export type { PromptDefinition, PromptArgumentDef } from './prompts';
+export { encodeCursor, decodeCursor, invalidCursor, CURSOR_VERSION } from './cursor';
 export { createMcpServer, DEFAULT_INSTRUCTIONS } from './server';
 export type { McpServerOptions } from './server';
 export { TrafficSourceError, ToolDefinitionError, ERROR_CODES } from './errors';

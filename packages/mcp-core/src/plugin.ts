@@ -20,6 +20,27 @@ export interface McpPluginOptions {
   sessionIdleTimeoutMs?: number;
   /** New sessions beyond this many are refused with 503 (default 1000). */
   maxSessions?: number;
+  /** Size budget of one tool result, in tokens (about 4 characters each; default 8,000). */
+  maxResultTokens?: number;
+  /**
+   * DNS-rebinding protection: the `Host` header values the MCP endpoint accepts, as `host`
+   * (any port) or `host:port`; IPv6 addresses in brackets (`[::1]`). Compared without regard
+   * to case. A request with any other Host gets 403. Default: `localhost`, `127.0.0.1` and
+   * `[::1]` on any port. `*` and other wildcards are refused.
+   */
+  allowedHosts?: readonly string[];
+  /**
+   * The `Origin` header values accepted when a request carries one (browsers do; other
+   * clients usually send none and pass), as full origins `http(s)://host[:port]`; without a
+   * port, any port of that scheme and host. A request with any other Origin (including
+   * `null`) gets 403. Default: `http(s)://localhost`, `127.0.0.1` and `[::1]` on any port.
+   */
+  allowedOrigins?: readonly string[];
+  /**
+   * Appended to the 403 message, saying how an operator allows a refused Host or Origin
+   * (e.g. the setting of the application that mounts the plugin). Default: the plugin options.
+   */
+  allowHint?: { host?: string; origin?: string };
 }
 
 /** What the plugin decorates the Fastify instance with, for other plugins and for tests. */
@@ -48,6 +69,63 @@ interface Session {
 /** Every built-in tool; the plugin registers those its source has the capabilities for (`toolsFor`). */
 export const BUILTIN_TOOLS: readonly ToolDefinition<never>[] = TOOL_CATALOGUE.map((e) => e.tool);
 
+/** `host` or `host:port`; a host is a DNS name, an IPv4 address or a bracketed IPv6 address. */
+const HOST_RE = /^(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::([0-9]{1,5}))?$/i;
+/** `http(s)://host[:port]`, optionally with a trailing slash (browsers never send one). */
+const ORIGIN_RE = /^(https?):\/\/(\[[0-9a-f:.]+\]|[a-z0-9_.-]+)(?::([0-9]{1,5}))?\/?$/i;
+
+/** A parsed allow-list entry or header value; `port` undefined means any port (entries) or none given (headers). */
+interface HostPort {
+  scheme?: string;
+  host: string;
+  port?: number;
+}
+
+const DEFAULT_ALLOWED_HOSTS: readonly string[] = ['localhost', '127.0.0.1', '[::1]'];
+const DEFAULT_ALLOWED_ORIGINS: readonly string[] = DEFAULT_ALLOWED_HOSTS.flatMap((h) => [`http://${h}`, `https://${h}`]);
+
+function parsePort(text: string | undefined): number | undefined | null {
+  if (text === undefined) return undefined;
+  const port = Number(text);
+  return port >= 1 && port <= 65535 ? port : null;
+}
+
+function parseHost(value: string): HostPort | undefined {
+  const m = HOST_RE.exec(value.trim());
+  const port = parsePort(m?.[2]);
+  return m && port !== null ? { host: m[1]!.toLowerCase(), ...(port !== undefined ? { port } : {}) } : undefined;
+}
+
+function parseOrigin(value: string): HostPort | undefined {
+  const m = ORIGIN_RE.exec(value.trim());
+  const port = parsePort(m?.[3]);
+  return m && port !== null ? { scheme: m[1]!.toLowerCase(), host: m[2]!.toLowerCase(), ...(port !== undefined ? { port } : {}) } : undefined;
+}
+
+/** Parses an allow-list once, at registration; a wildcard or malformed entry is a programming error. */
+function compileAllowList(option: string, entries: readonly string[], parse: (v: string) => HostPort | undefined, form: string): HostPort[] {
+  if (entries.length === 0) throw new Error(`mcp plugin: ${option} is empty, which would refuse every request; leave it unset for the loopback default`);
+  return entries.map((entry) => {
+    if (entry.includes('*')) throw new Error(`mcp plugin: ${option} entry "${entry}": wildcards are not supported (they would disable DNS-rebinding protection); list each ${form}`);
+    const parsed = parse(entry);
+    if (!parsed) throw new Error(`mcp plugin: ${option} entry "${entry}" is not ${form}`);
+    return parsed;
+  });
+}
+
+/**
+ * Whether a header value matches an entry. An entry without a port matches any port; a header
+ * without a port (the scheme's default port) matches an entry with port 80 or 443 as well.
+ */
+function matches(value: HostPort, entry: HostPort, defaultPorts: readonly number[]): boolean {
+  if (value.host !== entry.host || value.scheme !== entry.scheme) return false;
+  if (entry.port === undefined) return true;
+  return value.port === undefined ? defaultPorts.includes(entry.port) : value.port === entry.port;
+}
+
+/** Quotes a client-supplied header for an error message, cut short so it cannot bloat the reply. */
+const quote = (value: string): string => JSON.stringify(value.length > 200 ? `${value.slice(0, 200)}...` : value);
+
 const jsonRpcError = (reply: FastifyReply, status: number, code: number, message: string): FastifyReply =>
   reply.code(status).send({ jsonrpc: '2.0', error: { code, message }, id: null });
 
@@ -56,9 +134,37 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
   const idleMs = opts.sessionIdleTimeoutMs ?? 30 * 60 * 1000;
   const maxSessions = opts.maxSessions ?? 1000;
   const serverInfo = opts.serverInfo ?? { name: 'kubeshark-mcp', version: '0.1.0' };
-  const registry = new ToolRegistry();
+  const registry = new ToolRegistry(opts.maxResultTokens === undefined ? {} : { maxResultTokens: opts.maxResultTokens });
   for (const tool of toolsFor(opts.source)) registry.register(tool);
   const sessions = new Map<string, Session>();
+  const allowedHosts = compileAllowList('allowedHosts', opts.allowedHosts ?? DEFAULT_ALLOWED_HOSTS, parseHost, 'a host or host:port');
+  const allowedOrigins = compileAllowList('allowedOrigins', opts.allowedOrigins ?? DEFAULT_ALLOWED_ORIGINS, parseOrigin, 'an origin like https://host or https://host:port');
+  const hostHint = opts.allowHint?.host ?? 'add it to the allowedHosts option of the MCP plugin';
+  const originHint = opts.allowHint?.origin ?? 'add it to the allowedOrigins option of the MCP plugin';
+
+  /**
+   * DNS-rebinding protection (MCP transport security): runs as the routes' onRequest hook, so
+   * before the body is read and before the handler hijacks the reply. A page on a foreign site
+   * whose name resolves to this machine sends that name as Host and its own Origin.
+   */
+  const guard = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    const rawHost = request.headers.host;
+    const host = typeof rawHost === 'string' ? parseHost(rawHost) : undefined;
+    if (!host || !allowedHosts.some((e) => matches(host, e, [80, 443]))) {
+      const shown = typeof rawHost === 'string' ? quote(rawHost) : '(none)';
+      request.log.warn({ host: rawHost, path }, 'MCP request refused: Host not allowed (DNS-rebinding protection)');
+      return jsonRpcError(reply, 403, -32000, `Forbidden: Host ${shown} is not allowed for ${path} (DNS-rebinding protection). To allow it, ${hostHint}.`);
+    }
+    const rawOrigin = request.headers.origin;
+    if (rawOrigin === undefined) return undefined; // not a browser: nothing to check
+    const originText = Array.isArray(rawOrigin) ? rawOrigin.join(', ') : rawOrigin;
+    const origin = typeof rawOrigin === 'string' ? parseOrigin(rawOrigin) : undefined;
+    if (!origin || !allowedOrigins.some((e) => matches(origin, e, origin.scheme === 'https' ? [443] : [80]))) {
+      request.log.warn({ origin: rawOrigin, path }, 'MCP request refused: Origin not allowed (DNS-rebinding protection)');
+      return jsonRpcError(reply, 403, -32000, `Forbidden: Origin ${quote(originText)} is not allowed for ${path} (DNS-rebinding protection). To allow it, ${originHint}.`);
+    }
+    return undefined;
+  };
 
   app.decorate('mcp', {
     registry,
@@ -113,7 +219,7 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
     return id ? { id, session: sessions.get(id) } : {};
   };
 
-  app.post(path, async (request, reply) => {
+  app.post(path, { onRequest: guard }, async (request, reply) => {
     const { id, session } = existing(request);
     if (session) return serve(session, request, reply);
     if (id) return jsonRpcError(reply, 404, -32001, `Session not found: ${id}. Start a new session with an initialize request.`);
@@ -149,8 +255,10 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
     if (id) return jsonRpcError(reply, 404, -32001, `Session not found: ${id}`);
     return jsonRpcError(reply, 400, -32000, 'Bad Request: Mcp-Session-Id header is required');
   };
-  app.get(path, streamOrDelete);
-  app.delete(path, streamOrDelete);
+  // The guard is a route hook, not an app hook: this plugin is not encapsulated (fastify-plugin),
+  // so an app-level hook would also run on the host's other routes.
+  app.get(path, { onRequest: guard }, streamOrDelete);
+  app.delete(path, { onRequest: guard }, streamOrDelete);
 };
 
 /** Serves MCP over Streamable HTTP on the host Fastify instance (sessions, GET stream, DELETE). */

@@ -1,15 +1,47 @@
 import { isIP } from 'node:net';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
-import type { CallToolResult, Tool } from '@modelcontextprotocol/sdk/types.js';
+import { McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { ERROR_CODES, ToolDefinitionError, TrafficSourceError } from './errors';
 import type { TrafficSource } from './traffic-source';
 
 /** A JSON Schema object, as MCP carries it. */
 export type JsonSchema = Record<string, unknown> & { type: 'object' };
 
+/** Default output budget of a tool result, in tokens (Claude Code refuses results above 25,000). */
+export const DEFAULT_MAX_RESULT_TOKENS = 8000;
+/** Smallest budget accepted: one flow row must always fit, so paging makes progress. */
+export const MIN_MAX_RESULT_TOKENS = 1000;
+/** Tokens are estimated as characters / 4 over the text a result carries. */
+export const CHARS_PER_TOKEN = 4;
+
+/** How much text a tool result may carry; `maxChars` = `maxTokens` * CHARS_PER_TOKEN. */
+export interface OutputBudget {
+  maxTokens: number;
+  maxChars: number;
+}
+
+export interface ToolRegistryOptions {
+  /**
+   * Output budget per tool result in estimated tokens (default 8,000, at least 1,000). List
+   * tools cut rows to fit and return a cursor for the rest; any other result over it becomes an
+   * `isError` result asking to narrow the request.
+   */
+  maxResultTokens?: number;
+}
+
+/**
+ * Estimated size of a result in characters: the text rendering plus the JSON text block (the
+ * structured content repeats that JSON; clients show the model one or the other).
+ */
+export function resultChars(out: Pick<ToolOutput, 'structured' | 'text'>): number {
+  return out.text.length + JSON.stringify(out.structured).length;
+}
+
 /** What a tool handler receives besides its (validated, defaulted) arguments. */
 export interface ToolContext {
   source: TrafficSource;
+  /** The output budget of this result (filled in by the registry). */
+  budget: OutputBudget;
   /** Fires when the client cancels the request or the session ends. */
   signal: AbortSignal;
   /**
@@ -66,18 +98,27 @@ interface Registered {
 }
 
 const NAME = /^[a-zA-Z0-9_-]{1,64}$/;
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})$/;
+export const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}:\d{2})$/;
 
 /**
  * Tools by name. Schemas are compiled when a tool is registered, so a bad definition fails at
  * start-up rather than at its first call; arguments are validated (and defaults filled in)
  * before a handler runs, and results are checked against the output schema.
  */
+/** What callers of `ToolRegistry.call` provide: the budget comes from the registry unless given. */
+export type ToolCallContext = Omit<ToolContext, 'budget'> & { budget?: OutputBudget };
+
 export class ToolRegistry {
   private readonly tools = new Map<string, Registered>();
   private readonly ajv: Ajv;
+  readonly budget: OutputBudget;
 
-  constructor() {
+  constructor(options: ToolRegistryOptions = {}) {
+    const maxTokens = options.maxResultTokens ?? DEFAULT_MAX_RESULT_TOKENS;
+    if (!Number.isInteger(maxTokens) || maxTokens < MIN_MAX_RESULT_TOKENS) {
+      throw new ToolDefinitionError(`maxResultTokens must be an integer >= ${MIN_MAX_RESULT_TOKENS} (got ${maxTokens})`);
+    }
+    this.budget = { maxTokens, maxChars: maxTokens * CHARS_PER_TOKEN };
     this.ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, useDefaults: true });
     this.ajv.addFormat('ip', { type: 'string', validate: (s: string) => isIP(s) !== 0 });
     // RFC 3339 date-times with an explicit zone: "14:15" in an unknown zone is a guess, and
@@ -125,7 +166,8 @@ export class ToolRegistry {
    * Runs a tool. Bad arguments and source failures become `isError` results that name the
    * problem; an unknown tool name throws (the caller answers with a protocol error).
    */
-  async call(name: string, rawArgs: unknown, ctx: ToolContext): Promise<CallToolResult> {
+  async call(name: string, rawArgs: unknown, callCtx: ToolCallContext): Promise<CallToolResult> {
+    const ctx: ToolContext = { ...callCtx, budget: callCtx.budget ?? this.budget };
     const tool = this.tools.get(name);
     if (!tool) throw new UnknownToolError(name);
     // Validation fills in defaults, so work on a copy of what the client sent.
@@ -137,6 +179,8 @@ export class ToolRegistry {
     try {
       out = await tool.def.handler(args as never, ctx);
     } catch (err) {
+      // Protocol errors (a bad cursor: -32602) go back to the client as JSON-RPC errors.
+      if (err instanceof McpError) throw err;
       if (err instanceof TrafficSourceError) {
         const where = err.field ? ` (argument "${err.field}")` : '';
         return errorResult(`${name} failed [${err.code}]${where}: ${err.message}`);
@@ -147,6 +191,14 @@ export class ToolRegistry {
       // A result that breaks its own schema is our bug; say so rather than send it.
       return errorResult(
         `${name} failed [${ERROR_CODES.INTERNAL}]: result does not match the output schema: ${describeErrors(tool.validateOutput.errors ?? [])}`,
+      );
+    }
+    const chars = resultChars(out);
+    if (chars > ctx.budget.maxChars) {
+      // Tools that can cut their own output do so; this is the backstop for the others.
+      return errorResult(
+        `${name} failed [${ERROR_CODES.RESOURCE_EXHAUSTED}]: the result (~${Math.ceil(chars / CHARS_PER_TOKEN)} tokens) exceeds the output budget ` +
+          `of ${ctx.budget.maxTokens} tokens. Narrow the request: a shorter start/end window, filters (ip, port, l4proto), a smaller limit or top.`,
       );
     }
     return {

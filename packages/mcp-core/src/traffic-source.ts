@@ -106,6 +106,11 @@ export interface FlowQuery {
   aggregate: FlowAggregate;
   order_by: FlowOrder;
   limit: number;
+  /**
+   * Rows to skip, in `order_by` order, before `limit` applies (pagination; default 0). Sources
+   * must order totally (break ties the same way on every call) so pages neither repeat nor skip.
+   */
+  offset?: number;
   since_us?: number;
   until_us?: number;
 }
@@ -113,7 +118,7 @@ export interface FlowQuery {
 export interface FlowList {
   flows: Flow[];
   groups: FlowGroup[];
-  /** Matches before the limit. */
+  /** Matches before the offset and limit. */
   total: number;
   nodes: NodeCoverage[];
 }

@@ -21,8 +21,8 @@ import {
 } from '../src/index';
 
 /**
- * A TrafficSource over hand-written flows. It answers with what it was given (no filtering:
- * that is the real source's job) and records every query, so tests can check exactly what
+ * A TrafficSource over hand-written flows. It answers with what it was given, paged by the
+ * query's offset and limit (no filtering or ordering: that is the real source's job), and records every query, so tests can check exactly what
  * the tools asked for.
  */
 export class MemorySource implements TrafficSource {
@@ -43,9 +43,10 @@ export class MemorySource implements TrafficSource {
     this.flowQueries.push(query);
     this.signals.push(ctx.signal);
     const rows = query.aggregate === 'none' ? this.flows : this.groups;
+    const from = query.offset ?? 0;
     return {
-      flows: query.aggregate === 'none' ? this.flows.slice(0, query.limit) : [],
-      groups: query.aggregate === 'none' ? [] : this.groups.slice(0, query.limit),
+      flows: query.aggregate === 'none' ? this.flows.slice(from, from + query.limit) : [],
+      groups: query.aggregate === 'none' ? [] : this.groups.slice(from, from + query.limit),
       total: this.total ?? rows.length,
       nodes: this.nodes,
     };

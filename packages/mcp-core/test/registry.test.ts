@@ -6,7 +6,7 @@ import {
   UnknownToolError,
   listL4Flows,
   getL4FlowSummary,
-  type ToolContext,
+  type ToolCallContext,
   type ToolDefinition,
 } from '../src/index';
 import { MemorySource, tcpFlow } from './memory-source';
@@ -32,7 +32,7 @@ function textOf(result: CallToolResult): string {
 
 describe('ToolRegistry', () => {
   let source: MemorySource;
-  let ctx: ToolContext;
+  let ctx: ToolCallContext;
   let registry: ToolRegistry;
 
   beforeEach(() => {

@@ -105,8 +105,8 @@ describe('MCP server over the SDK client', () => {
       expect(t.description).toEqual(expect.any(String));
     }
     const list = tools[0]!;
-    expect(Object.keys(list.inputSchema.properties ?? {}).sort()).toEqual(['aggregate', 'end', 'ip', 'l4proto', 'limit', 'order_by', 'port', 'start']);
-    expect(list.outputSchema?.required).toEqual(['total', 'returned', 'truncated', 'nodes']);
+    expect(Object.keys(list.inputSchema.properties ?? {}).sort()).toEqual(['aggregate', 'cursor', 'end', 'ip', 'l4proto', 'limit', 'order_by', 'port', 'start']);
+    expect(list.outputSchema?.required).toEqual(['total', 'offset', 'returned', 'truncated', 'nodes']);
     const summary = tools[1]!;
     expect(Object.keys(summary.inputSchema.properties ?? {}).sort()).toEqual(['end', 'l4proto', 'start', 'top']);
   });
@@ -183,6 +183,7 @@ describe('list_l4_flows', () => {
     expect(result.structuredContent).toStrictEqual({
       flows: [tcpFlowView, udpFlowView],
       total: 2,
+      offset: 0,
       returned: 2,
       truncated: false,
       nodes: [{ node: 'node-a', state: 'ok' }],
@@ -240,6 +241,7 @@ describe('list_l4_flows', () => {
         },
       ],
       total: 1,
+      offset: 0,
       returned: 1,
       truncated: false,
       nodes: [{ node: 'node-a', state: 'ok' }],

@@ -1,6 +1,8 @@
+import { isIP } from 'node:net';
+import { decodeCursor, encodeCursor, invalidCursor } from '../cursor';
 import { flowGroupView, flowSummaryView, flowView, type FlowGroupView, type FlowView } from '../model';
-import type { ToolDefinition } from '../registry';
-import type { FlowAggregate, FlowOrder, L4Protocol } from '../traffic-source';
+import { resultChars, type ToolDefinition, type ToolOutput } from '../registry';
+import type { FlowAggregate, FlowOrder, FlowQuery, L4Protocol } from '../traffic-source';
 import { nodesLine, timeWindow, type TimeArgs } from './common';
 import { flowGroupSchema, flowSchema, limitArg, nodesSchema, summarySchema, timeArg } from './schemas';
 
@@ -38,7 +40,74 @@ interface ListFlowsArgs extends TimeArgs {
   port?: number;
   order_by: FlowOrder;
   limit: number;
+  cursor?: string;
 }
+
+/** The part of a flow query a cursor carries: everything but the page (offset and limit). */
+type PagedFlowQuery = Omit<FlowQuery, 'limit' | 'offset'>;
+
+const AGGREGATES: readonly FlowAggregate[] = ['none', 'ip_pair'];
+const ORDERS: readonly FlowOrder[] = ['bytes', 'packets', 'recent', 'oldest'];
+const LIST_DEFAULTS = { aggregate: 'none', order_by: 'bytes' } as const;
+
+const isMicros = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+
+/** The query of a list_l4_flows cursor, or undefined when it is not one this tool issues. */
+function checkPagedQuery(q: unknown): PagedFlowQuery | undefined {
+  if (typeof q !== 'object' || q === null || Array.isArray(q)) return undefined;
+  const o = q as Record<string, unknown>;
+  const known = new Set(['aggregate', 'order_by', 'protocol', 'ip', 'port', 'since_us', 'until_us']);
+  if (Object.keys(o).some((k) => !known.has(k))) return undefined;
+  if (!AGGREGATES.includes(o.aggregate as FlowAggregate) || !ORDERS.includes(o.order_by as FlowOrder)) return undefined;
+  if (o.protocol !== undefined && o.protocol !== 'tcp' && o.protocol !== 'udp') return undefined;
+  if (o.ip !== undefined && (typeof o.ip !== 'string' || isIP(o.ip) === 0)) return undefined;
+  if (o.port !== undefined && (typeof o.port !== 'number' || !Number.isInteger(o.port) || o.port < 1 || o.port > 65535)) return undefined;
+  if ((o.since_us !== undefined && !isMicros(o.since_us)) || (o.until_us !== undefined && !isMicros(o.until_us))) return undefined;
+  return o as unknown as PagedFlowQuery;
+}
+
+/** The query the arguments describe (without the page). */
+function pagedQueryOf(args: ListFlowsArgs): PagedFlowQuery {
+  return {
+    aggregate: args.aggregate,
+    order_by: args.order_by,
+    ...(args.l4proto ? { protocol: args.l4proto } : {}),
+    ...(args.ip ? { ip: args.ip } : {}),
+    ...(args.port ? { port: args.port } : {}),
+    ...timeWindow(args),
+  };
+}
+
+/**
+ * With a cursor, the query comes from the cursor. Filters passed alongside it must agree (a
+ * model that changes the filters but keeps the cursor would get pages of another query);
+ * aggregate and order_by are checked only when they differ from their defaults, since
+ * validation fills those in whether or not the client sent them.
+ */
+function resolvePage(args: ListFlowsArgs): { query: PagedFlowQuery; offset: number } {
+  if (args.cursor === undefined) return { query: pagedQueryOf(args), offset: 0 };
+  const { query, offset } = decodeCursor(listL4Flows.name, args.cursor, checkPagedQuery);
+  const given = pagedQueryOf(args);
+  const conflicts: string[] = [];
+  for (const [field, arg] of [
+    ['protocol', 'l4proto'],
+    ['ip', 'ip'],
+    ['port', 'port'],
+    ['since_us', 'start'],
+    ['until_us', 'end'],
+  ] as const) {
+    if (given[field] !== undefined && given[field] !== query[field]) conflicts.push(arg);
+  }
+  for (const field of ['aggregate', 'order_by'] as const) {
+    if (given[field] !== LIST_DEFAULTS[field] && given[field] !== query[field]) conflicts.push(field);
+  }
+  if (conflicts.length > 0) {
+    throw invalidCursor(`it was issued for other arguments (${conflicts.map((c) => `"${c}"`).join(', ')} differ); pass the same arguments as the first call, or only cursor and limit`);
+  }
+  return { query, offset };
+}
+
+const NARROW_HINT = 'narrow with ip, port, l4proto or a shorter start/end window, use aggregate="ip_pair", or get_l4_flow_summary for totals';
 
 export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
   name: 'list_l4_flows',
@@ -47,7 +116,8 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
     'TCP and UDP connections seen on the network: client and server endpoints, packets and bytes per direction with rates, ' +
     'connection state, and TCP handshake times (tcp_handshake_p50_us/p90_us/p99_us: SYN -> ACK as Wireshark measures it; ' +
     '< 1 ms excellent, 1-10 ms good, 10-100 ms elevated, > 100 ms high). Use aggregate="ip_pair" to get one row per ' +
-    'client/server address pair with handshake percentiles; filter by ip, port, l4proto and a start/end window.',
+    'client/server address pair with handshake percentiles; filter by ip, port, l4proto and a start/end window. ' +
+    'Results are paged: when nextCursor is present, call again with cursor=nextCursor (same arguments) for the next page.',
   inputSchema: {
     type: 'object',
     properties: {
@@ -68,7 +138,12 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
         default: 'bytes',
         description: 'bytes/packets: largest first; recent: latest activity first; oldest: earliest start first.',
       },
-      limit: limitArg(100, 1000, 'flows or groups'),
+      limit: limitArg(100, 1000, 'flows or groups per page'),
+      cursor: {
+        type: 'string',
+        minLength: 1,
+        description: 'nextCursor from a previous result: returns the next page of the same query. Opaque; pass it unchanged.',
+      },
     },
     additionalProperties: false,
   },
@@ -77,40 +152,67 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
     properties: {
       flows: { type: 'array', items: flowSchema },
       groups: { type: 'array', items: flowGroupSchema },
-      total: { type: 'integer', minimum: 0, description: 'Matching flows or groups before the limit.' },
+      total: { type: 'integer', minimum: 0, description: 'Matching flows or groups, over all pages.' },
+      offset: { type: 'integer', minimum: 0, description: 'Position of the first row of this page among all matches.' },
       returned: { type: 'integer', minimum: 0 },
-      truncated: { type: 'boolean', description: 'True when more matched than were returned.' },
+      truncated: { type: 'boolean', description: 'True when more matched than this page returned (see nextCursor).' },
+      nextCursor: { type: 'string', description: 'Pass as cursor to get the next page; absent on the last page.' },
+      hint: { type: 'string', description: 'How to narrow the query when the result was cut.' },
       nodes: nodesSchema,
     },
-    required: ['total', 'returned', 'truncated', 'nodes'],
+    required: ['total', 'offset', 'returned', 'truncated', 'nodes'],
     additionalProperties: false,
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, ctx) {
-    const result = await ctx.source.listFlows(
-      {
-        aggregate: args.aggregate,
-        order_by: args.order_by,
-        limit: args.limit,
-        ...(args.l4proto ? { protocol: args.l4proto } : {}),
-        ...(args.ip ? { ip: args.ip } : {}),
-        ...(args.port ? { port: args.port } : {}),
-        ...timeWindow(args),
-      },
-      { signal: ctx.signal },
-    );
-    const grouped = args.aggregate !== 'none';
-    const rows = grouped ? result.groups.map(flowGroupView) : result.flows.map(flowView);
-    const returned = rows.length;
-    const truncated = result.total > returned;
+    const { query, offset } = resolvePage(args);
+    const result = await ctx.source.listFlows({ ...query, limit: args.limit, ...(offset > 0 ? { offset } : {}) }, { signal: ctx.signal });
+    const grouped = query.aggregate !== 'none';
     const what = grouped ? 'groups' : 'flows';
+    const rows: (FlowView | FlowGroupView)[] = grouped ? result.groups.map(flowGroupView) : result.flows.map(flowView);
     const lines = grouped ? (rows as FlowGroupView[]).map(groupLine) : (rows as FlowView[]).map(flowLine);
-    const header = `${returned} of ${result.total} ${what} by ${args.order_by} (nodes: ${nodesLine(result.nodes)})`;
-    const hint = truncated ? '\nMore matched: narrow with ip, port, l4proto or start/end, raise limit, or use get_l4_flow_summary.' : '';
-    return {
-      structured: { [what]: rows, total: result.total, returned, truncated, nodes: result.nodes },
-      text: [header, ...lines].join('\n') + hint,
+
+    /** The result with the first `n` rows; `cut` says the budget (not the limit) ended the page. */
+    const render = (n: number, cut: boolean): ToolOutput => {
+      const more = offset + n < result.total;
+      const nextCursor = more ? encodeCursor(listL4Flows.name, query, offset + n) : undefined;
+      const hint = cut
+        ? `Cut to ${n} ${what} to fit the output budget (~${ctx.budget.maxTokens} tokens): ${NARROW_HINT}, or page on with cursor.`
+        : more
+          ? `More matched: ${NARROW_HINT}, or page on with cursor.`
+          : undefined;
+      const from = offset > 0 ? ` from #${offset + 1}` : '';
+      const header = `${n} of ${result.total} ${what}${from} by ${query.order_by} (nodes: ${nodesLine(result.nodes)})`;
+      const tail = [...(hint ? [hint] : []), ...(nextCursor ? [`Next page: call list_l4_flows with cursor "${nextCursor}".`] : [])];
+      return {
+        structured: {
+          [what]: rows.slice(0, n),
+          total: result.total,
+          offset,
+          returned: n,
+          truncated: more,
+          ...(nextCursor ? { nextCursor } : {}),
+          ...(hint ? { hint } : {}),
+          nodes: result.nodes,
+        },
+        text: [header, ...lines.slice(0, n), ...tail].join('\n'),
+      };
     };
+
+    const full = render(rows.length, false);
+    if (resultChars(full) <= ctx.budget.maxChars) return full;
+    // Over budget: estimate how many rows fit from their sizes, then confirm by rendering.
+    let room = ctx.budget.maxChars - resultChars(render(0, true));
+    let n = 0;
+    while (n < rows.length) {
+      room -= JSON.stringify(rows[n]).length + 1 + lines[n]!.length + 1;
+      if (room < 0) break;
+      n++;
+    }
+    let out = render(n, true);
+    while (n > 1 && resultChars(out) > ctx.budget.maxChars) out = render(--n, true);
+    // Always return at least one row, so that paging makes progress (the minimum budget fits one).
+    return n === 0 ? render(1, true) : out;
   },
 };
 
@@ -143,20 +245,37 @@ export const getL4FlowSummary: ToolDefinition<SummaryArgs> = {
       { top: args.top, ...(args.l4proto ? { protocol: args.l4proto } : {}), ...timeWindow(args) },
       { signal: ctx.signal },
     );
-    const view = { ...flowSummaryView(s), nodes: s.nodes };
-    const talkers = (list: typeof view.top_by_bytes): string =>
+    const full = { ...flowSummaryView(s), nodes: s.nodes };
+    const talkers = (list: typeof full.top_by_bytes): string =>
       list.map((t) => `${t.ip} (tx ${t.tx_packets} pkts/${t.tx_bytes} B, rx ${t.rx_packets} pkts/${t.rx_bytes} B, ${t.flows} flows)`).join('; ') || 'none';
-    const lines = [
-      `${view.total_flows} flows (${view.tcp.flows} tcp, ${view.udp.flows} udp), ${view.total_packets} packets, ${view.total_bytes} bytes, ` +
-        `${view.unique_clients} clients, ${view.unique_servers} servers` +
-        (view.first_seen ? `, ${view.first_seen} .. ${view.last_seen}` : ''),
-      view.tcp_handshake_p50_us !== undefined
-        ? `TCP handshake (SYN->ACK) p50/p90/p99 ${us(view.tcp_handshake_p50_us)}/${us(view.tcp_handshake_p90_us!)}/${us(view.tcp_handshake_p99_us!)} over ${view.tcp_handshakes} flows: ${view.tcp_handshake_band}`
-        : 'TCP handshake: none measured (no SYN/ACK pairs seen)',
-      `Top by bytes: ${talkers(view.top_by_bytes)}`,
-      `Top by packets: ${talkers(view.top_by_packets)}`,
-      `Nodes: ${nodesLine(view.nodes)}`,
-    ];
-    return { structured: view as unknown as Record<string, unknown>, text: lines.join('\n') };
+    /** The summary with each top-talker list cut to `top` entries (`cut`: by the output budget). */
+    const render = (top: number, cut: boolean): ToolOutput => {
+      const hint = cut
+        ? `Top-talker lists cut to ${top} to fit the output budget (~${ctx.budget.maxTokens} tokens): ask for a smaller top, or use list_l4_flows with aggregate="ip_pair" and a cursor.`
+        : undefined;
+      const view = {
+        ...full,
+        top_by_bytes: full.top_by_bytes.slice(0, top),
+        top_by_packets: full.top_by_packets.slice(0, top),
+        ...(cut ? { truncated: true, hint } : {}),
+      };
+      const lines = [
+        `${view.total_flows} flows (${view.tcp.flows} tcp, ${view.udp.flows} udp), ${view.total_packets} packets, ${view.total_bytes} bytes, ` +
+          `${view.unique_clients} clients, ${view.unique_servers} servers` +
+          (view.first_seen ? `, ${view.first_seen} .. ${view.last_seen}` : ''),
+        view.tcp_handshake_p50_us !== undefined
+          ? `TCP handshake (SYN->ACK) p50/p90/p99 ${us(view.tcp_handshake_p50_us)}/${us(view.tcp_handshake_p90_us!)}/${us(view.tcp_handshake_p99_us!)} over ${view.tcp_handshakes} flows: ${view.tcp_handshake_band}`
+          : 'TCP handshake: none measured (no SYN/ACK pairs seen)',
+        `Top by bytes: ${talkers(view.top_by_bytes)}`,
+        `Top by packets: ${talkers(view.top_by_packets)}`,
+        `Nodes: ${nodesLine(view.nodes)}`,
+        ...(hint ? [hint] : []),
+      ];
+      return { structured: view as unknown as Record<string, unknown>, text: lines.join('\n') };
+    };
+    const longest = Math.max(full.top_by_bytes.length, full.top_by_packets.length);
+    let out = render(longest, false);
+    for (let top = longest - 1; top >= 0 && resultChars(out) > ctx.budget.maxChars; top--) out = render(top, true);
+    return out;
   },
 };

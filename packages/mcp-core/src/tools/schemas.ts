@@ -187,6 +187,8 @@ export const summarySchema: JsonSchema = {
     tcp_handshake_band: { type: 'string', enum: ['excellent', 'good', 'elevated', 'high'] },
     first_seen: str,
     last_seen: str,
+    truncated: { type: 'boolean', description: 'Present (true) when the top-talker lists were cut to fit the output budget.' },
+    hint: { type: 'string', description: 'How to get the rest when the result was cut.' },
     nodes: nodesSchema,
   },
   required: ['total_flows', 'total_packets', 'total_bytes', 'tcp', 'udp', 'unique_clients', 'unique_servers', 'top_by_bytes', 'top_by_packets', 'tcp_handshakes', 'nodes'],
