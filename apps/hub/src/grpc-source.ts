@@ -157,7 +157,7 @@ function fromProtoGroup(g: ProtoGroup): FlowGroup {
 }
 
 const PROTOCOL = { tcp: 'TCP', udp: 'UDP' } as const;
-const AGGREGATE = { none: 'AGGREGATE_NONE', ip_pair: 'AGGREGATE_IP_PAIR' } as const;
+const AGGREGATE = { none: 'AGGREGATE_NONE', ip_pair: 'AGGREGATE_IP_PAIR', node: 'AGGREGATE_NODE' } as const;
 
 /**
  * Creating a snapshot copies packets on the worker's disk, which takes longer than a query:

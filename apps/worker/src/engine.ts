@@ -2,6 +2,7 @@ import {
   FlowQueryError,
   FlowTracker,
   aggregateByIpPair,
+  aggregateFlows,
   orderFlows,
   readCaptureFile,
   selectFlows,
@@ -34,7 +35,7 @@ export interface SourceState {
 }
 
 export interface FlowListQuery extends FlowFilter {
-  aggregate: 'none' | 'ip_pair';
+  aggregate: 'none' | 'ip_pair' | 'node';
   orderBy: FlowOrder;
   limit: number;
   /** Rows to skip (in `orderBy` order) before the limit applies; default 0. */
@@ -211,8 +212,8 @@ export class WorkerEngine {
   listFlows(q: FlowListQuery): FlowListResult {
     const flows = this.select(q);
     const offset = q.offset ?? 0;
-    if (q.aggregate === 'ip_pair') {
-      const groups = aggregateByIpPair(flows, q.orderBy);
+    if (q.aggregate !== 'none') {
+      const groups = q.aggregate === 'ip_pair' ? aggregateByIpPair(flows, q.orderBy) : aggregateFlows(flows, () => ({ key: this.node, client: {}, server: {} }), q.orderBy);
       return { flows: [], groups: groups.slice(offset, offset + q.limit).map(groupToModel), total: groups.length };
     }
     orderFlows(flows, q.orderBy);

@@ -66,8 +66,8 @@ const percentiles = (p: CapturePercentiles, sketch: RttSketch): Percentiles => (
 export function groupToModel(g: CaptureGroup): FlowGroup {
   return {
     key: g.key,
-    client: { ip: g.client.ip },
-    server: { ip: g.server.ip },
+    client: g.client.ip ? { ip: g.client.ip } : {},
+    server: g.server.ip ? { ip: g.server.ip } : {},
     flows: g.flows,
     tcp_flows: g.tcpFlows,
     udp_flows: g.udpFlows,

@@ -130,10 +130,10 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
     },
     ListFlows(call, callback) {
       const r = call.request;
-      if (r.aggregate !== 'AGGREGATE_NONE' && r.aggregate !== 'AGGREGATE_IP_PAIR') {
+      if (r.aggregate !== 'AGGREGATE_NONE' && r.aggregate !== 'AGGREGATE_IP_PAIR' && r.aggregate !== 'AGGREGATE_NODE') {
         callback({
           code: grpc.status.UNIMPLEMENTED,
-          details: `aggregate ${r.aggregate} needs Kubernetes identities, which this worker does not resolve yet; use none or ip_pair`,
+          details: `aggregate ${r.aggregate} needs Kubernetes identities, which this worker does not resolve yet; use none, ip_pair or node`,
         });
         return;
       }
@@ -145,7 +145,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       guard(() => {
         const protocol = protocolFilter(r.protocol);
         const res = engine.listFlows({
-          aggregate: r.aggregate === 'AGGREGATE_IP_PAIR' ? 'ip_pair' : 'none',
+          aggregate: r.aggregate === 'AGGREGATE_IP_PAIR' ? 'ip_pair' : r.aggregate === 'AGGREGATE_NODE' ? 'node' : 'none',
           orderBy: orderBy as 'bytes',
           limit: Math.min(r.limit || DEFAULT_LIMIT, MAX_LIMIT),
           ...(r.offset ? { offset: r.offset } : {}),

@@ -81,6 +81,20 @@ test('groups carry mergeable handshake sketches that agree with their exact perc
   expect(Math.abs(merged.quantile(0.5)! - summary.tcp_handshake_server.p50_us)).toBeLessThanOrEqual(0.01 * summary.tcp_handshake_server.p50_us);
 });
 
+test('aggregate by node: one group holding every flow, with the summary handshake percentiles', async () => {
+  const res = await unary<{ groups: { key: string; flows: number; tcp_handshake_server: { count: number; p50_us: number; p99_us: number } }[] }>('ListFlows', {
+    aggregate: 'AGGREGATE_NODE',
+  });
+  const summary = await unary<{ total_flows: number; tcp_handshake_server: { count: number; p50_us: number; p99_us: number } }>('GetFlowSummary', {});
+  expect(res.groups).toHaveLength(1);
+  expect(res.groups[0]).toMatchObject({ key: 'node-a', flows: expectedFlows(demoGoldens()).length });
+  expect(res.groups[0]!.tcp_handshake_server).toMatchObject({
+    count: summary.tcp_handshake_server.count,
+    p50_us: summary.tcp_handshake_server.p50_us,
+    p99_us: summary.tcp_handshake_server.p99_us,
+  });
+});
+
 test('a bad filter is INVALID_ARGUMENT naming the field', async () => {
   const err = await unary('ListFlows', { ip: 'not-an-ip' }).catch((e: grpc.ServiceError) => e);
   expect((err as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);

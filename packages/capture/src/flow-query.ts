@@ -108,8 +108,9 @@ export function handshakeSketch(valuesNs: number[]): RttSketch {
 
 export interface FlowGroup {
   key: string;
-  client: { ip: string };
-  server: { ip: string };
+  /** The group's client and server addresses, when the grouping has them (ip pairs). */
+  client: { ip?: string };
+  server: { ip?: string };
   flows: number;
   tcpFlows: number;
   udpFlows: number;
@@ -134,15 +135,32 @@ const addCounters = (into: DirectionCounters, c: DirectionCounters): void => {
 
 /** Groups flows by client IP -> server IP. Groups come out in the order given by `order`. */
 export function aggregateByIpPair(flows: FlowRecord[], order: FlowOrder = 'bytes'): FlowGroup[] {
+  return aggregateFlows(flows, (f) => ({ key: `${f.client.ip} -> ${f.server.ip}`, client: { ip: f.client.ip }, server: { ip: f.server.ip } }), order);
+}
+
+/** What a flow contributes to its group's identity. */
+export interface GroupKey {
+  key: string;
+  client: { ip?: string };
+  server: { ip?: string };
+}
+
+/**
+ * Groups flows by any key (an address pair, a node, later a namespace or service): counters add
+ * up, handshake percentiles and sketches are computed over the group's flows. Groups come out
+ * in the order given by `order`, ties by first appearance.
+ */
+export function aggregateFlows(flows: FlowRecord[], keyOf: (f: FlowRecord) => GroupKey, order: FlowOrder = 'bytes'): FlowGroup[] {
   const groups = new Map<string, FlowGroup & { hc: number[]; hs: number[]; firstIndex: number }>();
   for (const f of flows) {
-    const key = `${f.client.ip} -> ${f.server.ip}`;
+    const id = keyOf(f);
+    const key = id.key;
     let g = groups.get(key);
     if (!g) {
       g = {
         key,
-        client: { ip: f.client.ip },
-        server: { ip: f.server.ip },
+        client: id.client,
+        server: id.server,
         flows: 0,
         tcpFlows: 0,
         udpFlows: 0,

@@ -96,7 +96,7 @@ export interface NodeCoverage {
   message?: string;
 }
 
-export type FlowAggregate = 'none' | 'ip_pair';
+export type FlowAggregate = 'none' | 'ip_pair' | 'node';
 export type FlowOrder = 'bytes' | 'packets' | 'recent' | 'oldest';
 
 export interface FlowQuery {

@@ -46,7 +46,7 @@ interface ListFlowsArgs extends TimeArgs {
 /** The part of a flow query a cursor carries: everything but the page (offset and limit). */
 type PagedFlowQuery = Omit<FlowQuery, 'limit' | 'offset'>;
 
-const AGGREGATES: readonly FlowAggregate[] = ['none', 'ip_pair'];
+const AGGREGATES: readonly FlowAggregate[] = ['none', 'ip_pair', 'node'];
 const ORDERS: readonly FlowOrder[] = ['bytes', 'packets', 'recent', 'oldest'];
 const LIST_DEFAULTS = { aggregate: 'none', order_by: 'bytes' } as const;
 
@@ -116,16 +116,16 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
     'TCP and UDP connections seen on the network: client and server endpoints, packets and bytes per direction with rates, ' +
     'connection state, and TCP handshake times (tcp_handshake_p50_us/p90_us/p99_us: SYN -> ACK as Wireshark measures it; ' +
     '< 1 ms excellent, 1-10 ms good, 10-100 ms elevated, > 100 ms high). Use aggregate="ip_pair" to get one row per ' +
-    'client/server address pair with handshake percentiles; filter by ip, port, l4proto and a start/end window. ' +
+    'client/server address pair with handshake percentiles, or aggregate="node" for one row per node; filter by ip, port, l4proto and a start/end window. ' +
     'Results are paged: when nextCursor is present, call again with cursor=nextCursor (same arguments) for the next page.',
   inputSchema: {
     type: 'object',
     properties: {
       aggregate: {
         type: 'string',
-        enum: ['none', 'ip_pair'],
+        enum: ['none', 'ip_pair', 'node'],
         default: 'none',
-        description: 'none: one row per flow; ip_pair: one row per client IP -> server IP.',
+        description: 'none: one row per flow; ip_pair: one row per client IP -> server IP; node: one row per node (worker).',
       },
       l4proto: { type: 'string', enum: ['tcp', 'udp'], description: 'Only TCP or only UDP flows.' },
       ip: { type: 'string', format: 'ip', description: 'Only flows with this address at either end.' },
