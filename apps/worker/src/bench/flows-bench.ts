@@ -31,7 +31,7 @@
  *      track   + FlowTracker.onPacket (decode and flow table), as the worker runs it
  * 3. Prints a table and one `BENCH {json}` line, and deletes the generated file.
  */
-import { fork } from 'node:child_process';
+import { runChild } from './child';
 import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -314,21 +314,7 @@ async function child(mode: Mode, file: string, runs: number): Promise<void> {
 }
 
 function measure(mode: Mode, file: string, runs: number): Promise<ChildReport> {
-  return new Promise((resolve, reject) => {
-    const proc = fork(__filename, ['--child', mode, file, String(runs)], {
-      execArgv: [...process.execArgv, '--expose-gc'],
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    });
-    let report: ChildReport | undefined;
-    proc.on('message', (m) => {
-      report = m as ChildReport;
-    });
-    proc.on('error', reject);
-    proc.on('exit', (code) => {
-      if (report && code === 0) resolve(report);
-      else reject(new Error(`benchmark child for ${mode} exited with ${code}`));
-    });
-  });
+  return runChild<ChildReport>(__filename, ['--child', mode, file, String(runs)], `benchmark child for ${mode}`);
 }
 
 // ---------------------------------------------------------------------------------------------
