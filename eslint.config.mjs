@@ -38,12 +38,12 @@ export default tseslint.config(
     },
   },
   {
-    files: ['packages/capture/**/*.ts', 'packages/proto/**/*.ts'],
+    files: ['packages/capture/**/*.ts', 'packages/proto/**/*.ts', 'packages/dissectors/**/*.ts'],
     rules: {
       'no-restricted-imports': [
         'error',
         {
-          patterns: [noDeepImports, { group: ['@kubeshark-mcp/mcp-core', '@kubeshark-mcp/mcp-core/*', '@kubeshark-mcp/worker', '@kubeshark-mcp/hub', '@modelcontextprotocol/*', 'fastify'], message: 'capture and proto are leaves: they know nothing of MCP or the apps.' }],
+          patterns: [noDeepImports, { group: ['@kubeshark-mcp/mcp-core', '@kubeshark-mcp/mcp-core/*', '@kubeshark-mcp/worker', '@kubeshark-mcp/hub', '@modelcontextprotocol/*', 'fastify'], message: 'capture, dissectors and proto know nothing of MCP or the apps.' }],
         },
       ],
     },

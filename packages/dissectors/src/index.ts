@@ -1,0 +1,8 @@
+// Public surface of the dissectors package; each protocol module adds its exports here.
+export {};
+export { ENTRY_ERRORS } from './entry';
+export type { Entry, EntryMessage, EntryError, HeaderList } from './entry';
+export { HttpDissector } from './http1';
+export type { HttpEntry, HttpTime, HttpDissectorOptions, HttpDissectorStats } from './http1';
+export { DnsDissector, parseDnsMessage, DNS_MALFORMED_REASONS, DnsType } from './dns';
+export type { DnsEntry, DnsMessage, DnsQuestion, DnsRecord, DnsRecordData, DnsDissectorOptions, DnsStats, DnsMalformedReason } from './dns';
