@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -8,7 +8,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { CaptureReader, type RawPacket } from '@kubeshark-mcp/capture';
 import { TrafficSourceError, isoMicros } from '@kubeshark-mcp/mcp-core';
-import { capturePath, formatEpoch, loadFrames, loadGolden, type GoldenFrame, waitFor } from '@kubeshark-mcp/testkit';
+import { GOLDEN_DIR, capturePath, formatEpoch, loadFrames, loadGolden, type GoldenFrame, waitFor } from '@kubeshark-mcp/testkit';
 import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub, type HubConfig } from '../src';
 
 /**
@@ -21,6 +21,17 @@ import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub, type HubConfig } fr
 
 const CAPTURES = ['zeek/http_get.pcap', 'ndpi/http_ipv6.pcap', 'grpc-go-book/grpc_Unary.pcapng', 'ndpi/pgsql.pcap'];
 const NODE = 'node-x';
+
+/** Request times (us) of the HTTP calls tshark lists in the captures: the worker's entries window. */
+const REQUEST_US = CAPTURES.flatMap((c) => {
+  const file = path.join(GOLDEN_DIR, c, 'http.psv');
+  if (!existsSync(file)) return [];
+  const [head, ...rows] = readFileSync(file, 'utf8').trim().split('\n');
+  const cols = head!.split('|');
+  const method = cols.indexOf('http.request.method');
+  const time = cols.indexOf('frame.time_epoch');
+  return rows.map((r) => r.split('|')).filter((r) => r[method]).map((r) => Math.round(Number(r[time]) * 1e6));
+});
 
 const WORKER_CLI = path.join(path.dirname(require.resolve('@kubeshark-mcp/worker/package.json')), 'dist', 'cli.js');
 const TMP = mkdtempSync(path.join(tmpdir(), 'hub-tools-'));
@@ -194,7 +205,7 @@ describe('get_status and get_data_boundaries', () => {
         packets_seen: number;
         flows_tracked: number;
         sources: { kind: string; name: string; state: string; packets: number }[];
-        boundaries: { flows: { oldest: string; newest: string }; packets: { oldest: string; newest: string }; entries: null };
+        boundaries: { flows: { oldest: string; newest: string }; packets: { oldest: string; newest: string }; entries: { oldest: string; newest: string } | null };
       }[];
       nodes: unknown[];
     };
@@ -209,7 +220,7 @@ describe('get_status and get_data_boundaries', () => {
     expect(w.flows_tracked).toBe(CAPTURES.reduce((n, c) => n + loadGolden(c).tcp.length + loadGolden(c).udp.length, 0));
     expect(w.boundaries.flows).toMatchObject({ oldest: isoMicros(oldest), newest: isoMicros(newest) });
     expect(w.boundaries.packets).toMatchObject({ oldest: isoMicros(oldest), newest: isoMicros(newest) });
-    expect(w.boundaries.entries).toBeNull();
+    expect(w.boundaries.entries).toMatchObject({ oldest: isoMicros(Math.min(...REQUEST_US)), newest: isoMicros(Math.max(...REQUEST_US)) });
     const lines = (r.content[0] as { text: string }).text.split('\n');
     expect(lines[0]).toBe(`1 worker (nodes: ${NODE})`);
     expect(lines[1]).toContain(`${NODE} connected`);
@@ -218,15 +229,17 @@ describe('get_status and get_data_boundaries', () => {
     expect(lines.join('\n').length).toBeLessThan(2000);
   });
 
-  test('get_data_boundaries gives the flow and packet windows as RFC 3339 and Unix ms, entries null', async () => {
+  test('get_data_boundaries gives the flow, packet and API call windows as RFC 3339 and Unix ms', async () => {
     const r = await call('get_data_boundaries');
     expect(r.isError).toBeFalsy();
-    const window = { oldest: isoMicros(oldest), newest: isoMicros(newest), oldest_ms: Math.floor(oldest / 1000), newest_ms: Math.ceil(newest / 1000) };
+    const win = (from: number, to: number) => ({ oldest: isoMicros(from), newest: isoMicros(to), oldest_ms: Math.floor(from / 1000), newest_ms: Math.ceil(to / 1000) });
+    const window = win(oldest, newest);
+    expect(REQUEST_US.length).toBeGreaterThan(0);
     expect(r.structuredContent).toEqual({
-      boundaries: [{ node: NODE, flows: window, packets: window, entries: null }],
+      boundaries: [{ node: NODE, flows: window, packets: window, entries: win(Math.min(...REQUEST_US), Math.max(...REQUEST_US)) }],
       nodes: [{ node: NODE, state: 'ok' }],
     });
-    expect(text(r)).toContain('API calls not captured');
+    expect(text(r)).not.toContain('API calls not captured');
   });
 
   test('the Unix ms window, used as start/end, exports every packet', async () => {

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import { flowSummaryView, flowView } from '@kubeshark-mcp/mcp-core/model';
 import type { FlowTrackerOptions } from '@kubeshark-mcp/capture';
 import { WorkerEngine } from './engine';
+import { entrySummary } from './entries';
 import { DEFAULT_LIVE_OPTIONS, LiveCaptureError } from './live';
 import { flowToModel } from './model';
 import { startWorkerServer } from './server';
@@ -47,10 +48,13 @@ Usage:
                          conversations as tshark does)
       Default listen address: ${DEFAULT_LISTEN}
 
-  kubeshark-worker analyze CAPTURE... --flows|--summary [--node NAME]
+  kubeshark-worker analyze CAPTURE... --flows|--summary|--entries [--node NAME]
       Read captures offline, without a cluster, and print one JSON object per line:
       --flows    one line per L4 flow (the fields list_l4_flows returns)
       --summary  one line with totals, TCP vs UDP and top talkers (as get_l4_flow_summary)
+      --entries  one line per API call (HTTP/1.x request/response, DNS query/response), in
+                 request time order: id, node, protocol, src, dst, flow_id, method, path, url,
+                 status_code, elapsed_time (us), timestamp (us since the epoch), error
       Damaged captures: what was read is printed, the error goes to stderr, exit status 1.
 
 Options:
@@ -71,11 +75,12 @@ function splitHostPort(listen: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2])!, port };
 }
 
-async function analyze(inputs: string[], opts: { flows: boolean; summary: boolean; node: string }): Promise<number> {
+async function analyze(inputs: string[], opts: { flows: boolean; summary: boolean; entries: boolean; node: string }): Promise<number> {
   if (inputs.length === 0) throw new UsageError('analyze needs at least one capture file or directory');
-  if (!opts.flows && !opts.summary) throw new UsageError('analyze needs --flows or --summary to say what to print');
+  if (!opts.flows && !opts.summary && !opts.entries) throw new UsageError('analyze needs --flows, --summary or --entries to say what to print');
   const files = await expandInputs(inputs);
-  const engine = new WorkerEngine(opts.node, VERSION);
+  // Dissection only when entries are asked for; every entry is kept for the printout.
+  const engine = new WorkerEngine(opts.node, VERSION, undefined, undefined, {}, opts.entries ? Number.MAX_SAFE_INTEGER : 0);
   let failed = 0;
   await engine.replay(files, (file, message) => {
     failed++;
@@ -84,6 +89,9 @@ async function analyze(inputs: string[], opts: { flows: boolean; summary: boolea
   const out: string[] = [];
   if (opts.flows) {
     for (const rec of engine.tracker.flows.all()) out.push(JSON.stringify(flowView(flowToModel(rec, engine.node))));
+  }
+  if (opts.entries && engine.entries) {
+    for (const e of engine.entries.query({}).entries) out.push(JSON.stringify(entrySummary(e)));
   }
   if (opts.summary) {
     out.push(JSON.stringify(flowSummaryView({ ...engine.summary({}, 10), nodes: [{ node: engine.node, state: 'ok' }] })));
@@ -202,9 +210,14 @@ export async function main(argv: string[]): Promise<number> {
       const { values, positionals } = parseArgs({
         args: rest,
         allowPositionals: true,
-        options: { flows: { type: 'boolean', default: false }, summary: { type: 'boolean', default: false }, node: { type: 'string', default: defaultNode } },
+        options: {
+          flows: { type: 'boolean', default: false },
+          summary: { type: 'boolean', default: false },
+          entries: { type: 'boolean', default: false },
+          node: { type: 'string', default: defaultNode },
+        },
       });
-      return await analyze(positionals, { flows: values.flows!, summary: values.summary!, node: values.node! });
+      return await analyze(positionals, { flows: values.flows!, summary: values.summary!, entries: values.entries!, node: values.node! });
     }
     if (command === 'serve') {
       const { values, positionals } = parseArgs({

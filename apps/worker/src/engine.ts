@@ -17,6 +17,7 @@ import {
 } from '@kubeshark-mcp/capture';
 import type { Flow } from '@kubeshark-mcp/mcp-core/model';
 import type { FlowGroup, FlowSummary } from '@kubeshark-mcp/mcp-core/model';
+import { EntryStore, L7Pipeline } from './entries';
 import { ExportError, exportPackets, type ExportFilter, type ExportFormat, type FlowSelector } from './export';
 import { LiveCapture, type LiveCaptureOptions, type LiveState, type LiveStatus } from './live';
 import { flowToModel, groupToModel, summaryToModel } from './model';
@@ -71,6 +72,10 @@ export class WorkerEngine {
   readonly startedAtUs = Date.now() * 1000;
   /** Every captured or replayed packet goes through here: flows, and the packet store. */
   private readonly onPacket: (p: RawPacket) => void;
+  /** API calls (L7 entries); absent when the engine was built without them. */
+  readonly entries?: EntryStore;
+  private readonly l7?: L7Pipeline;
+  private expiryTimer: NodeJS.Timeout | undefined;
 
   constructor(
     readonly node: string,
@@ -80,8 +85,17 @@ export class WorkerEngine {
     readonly snapshots?: SnapshotStore,
     /** Flow table limits; the defaults keep every flow, and number UDP conversations as tshark does. */
     flowOptions: FlowTrackerOptions = {},
+    /** Dissect API calls (HTTP/1.x, DNS) into an entry store of this many entries; 0 turns L7 off. */
+    maxEntries = 100_000,
   ) {
-    this.tracker = new FlowTracker(flowOptions);
+    if (maxEntries > 0) {
+      this.entries = new EntryStore(maxEntries);
+      this.l7 = new L7Pipeline(node, this.entries);
+      this.tracker = new FlowTracker({ ...flowOptions, tcpConsumer: this.l7.tcpConsumer, onUdp: this.l7.onUdp });
+      this.l7.bind(this.tracker.flows);
+    } else {
+      this.tracker = new FlowTracker(flowOptions);
+    }
     const track = this.tracker.onPacket;
     this.onPacket = store
       ? (p) => {
@@ -116,6 +130,22 @@ export class WorkerEngine {
         onError?.(st.name, st.error);
       }
     }
+    this.flushEntries();
+  }
+
+  /** End of input: every TCP stream ends and waiting DNS queries become entries. */
+  flushEntries(): void {
+    this.tracker.flushStreams();
+    this.l7?.flush();
+  }
+
+  /** Live capture: ends idle streams and times out DNS queries by the wall clock. */
+  private expireEntries(): void {
+    const ms = Date.now();
+    const sec = Math.floor(ms / 1000);
+    const nsec = (ms % 1000) * 1e6;
+    this.tracker.expireStreams(sec, nsec);
+    this.l7?.advance(sec, nsec);
   }
 
   /**
@@ -125,12 +155,18 @@ export class WorkerEngine {
   async startLive(options: LiveCaptureOptions): Promise<LiveCapture> {
     const capture = new LiveCapture(options, this.onPacket);
     this.live.push(capture);
+    if (this.l7 && !this.expiryTimer) {
+      this.expiryTimer = setInterval(() => this.expireEntries(), 1000);
+      this.expiryTimer.unref();
+    }
     await capture.start();
     return capture;
   }
 
   /** Stops live captures and closes the packet store. */
   async close(): Promise<void> {
+    if (this.expiryTimer) clearInterval(this.expiryTimer);
+    this.expiryTimer = undefined;
     await Promise.all(this.live.map((c) => c.stop()));
     this.store?.close();
   }

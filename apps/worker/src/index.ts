@@ -15,3 +15,5 @@ export { SnapshotStore, SnapshotError } from './snapshots';
 export type { SnapshotInfo } from './snapshots';
 export { exportPackets, packetMatcher, CaptureFileBuilder, ExportError } from './export';
 export type { ExportFilter, ExportFormat, FlowSelector } from './export';
+export { EntryStore, L7Pipeline, CursorError, entrySummary, entryDetail } from './entries';
+export type { StoredEntry, EntrySummary, EntryEndpoint } from './entries';

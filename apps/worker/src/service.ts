@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { WorkerHandlers } from '@kubeshark-mcp/proto';
 import type { Flow, FlowGroup } from '@kubeshark-mcp/mcp-core/model';
 import { QueryError, type WorkerEngine } from './engine';
+import { CursorError, entryDetail, entrySummary, type StoredEntry } from './entries';
 import { SnapshotError, type SnapshotInfo } from './snapshots';
 
 /** Trailing metadata key naming the request field an INVALID_ARGUMENT refers to. */
@@ -66,6 +67,24 @@ function unimplemented(what: string): Partial<grpc.StatusObject> {
   return { code: grpc.status.UNIMPLEMENTED, details: `${what} is not implemented by this worker version yet` };
 }
 
+const toProtoEntry = (s: StoredEntry, detail: boolean) => {
+  const e = s.entry;
+  return {
+    id: s.id,
+    node: s.node,
+    timestamp_us: e.timestamp,
+    elapsed_time_us: e.elapsed_time,
+    protocol: e.protocol,
+    src: s.src,
+    dst: s.dst,
+    method: e.method,
+    path: e.path,
+    status_code: e.status_code,
+    flow_id: s.flow_id,
+    json: JSON.stringify(detail ? entryDetail(s) : entrySummary(s)),
+  };
+};
+
 const toProtoFlow = (f: Flow) => ({ ...f, protocol: f.protocol.toUpperCase() as Protocol });
 const toProtoGroup = (g: FlowGroup) => g;
 
@@ -85,14 +104,14 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
     return {
       node: engine.node,
       flows: { oldest_us: s.oldestUs, newest_us: s.newestUs },
-      entries: { oldest_us: 0, newest_us: 0 },
+      entries: (() => {
+        const w = engine.entries?.window();
+        return { oldest_us: w?.oldestUs ?? 0, newest_us: w?.newestUs ?? 0 };
+      })(),
       packets: { oldest_us: store?.oldestUs ?? 0, newest_us: store?.newestUs ?? 0 },
     };
   };
   const unaryUnimplemented = (what: string) => (_call: unknown, callback: grpc.sendUnaryData<never>) => callback(unimplemented(what));
-  const streamUnimplemented = (what: string) => (call: grpc.ServerWritableStream<unknown, unknown>) => {
-    call.emit('error', unimplemented(what));
-  };
 
   return {
     GetStatus(_call, callback) {
@@ -121,6 +140,8 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
           errors: s.errors,
           flows_tracked: s.flows,
           flows_evicted: s.flowsEvicted,
+          entries_stored: engine.entries?.size ?? 0,
+          entries_evicted: engine.entries?.evicted ?? 0,
           boundaries: boundaries(),
         };
       }, callback);
@@ -173,8 +194,42 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
         return { node: engine.node, ...s };
       }, callback);
     },
-    StreamEntries: streamUnimplemented('StreamEntries (L7 API calls)'),
-    GetEntry: unaryUnimplemented('GetEntry (L7 API calls)'),
+    StreamEntries(call) {
+      const r = call.request;
+      const fail = (err: unknown): void => {
+        call.emit('error', toStatus(err));
+      };
+      if (r.kfl) return fail(unimplementedError('kfl', 'KFL filters on entries are not implemented yet; select entries by since_us, until_us, limit and cursor'));
+      if (r.follow) return fail(unimplementedError('follow', 'follow (streaming new entries as they arrive) is not implemented yet; page with limit and cursor instead'));
+      const store = engine.entries;
+      if (!store) return fail(unimplementedError('entries', 'this worker was started without L7 dissection, so it keeps no entries'));
+      if (r.since_us && r.until_us && r.until_us < r.since_us) return fail(new QueryError('until_us', 'until_us is before since_us'));
+      let res: ReturnType<typeof store.query>;
+      try {
+        res = store.query({ sinceUs: r.since_us, untilUs: r.until_us, limit: r.limit, cursor: r.cursor });
+      } catch (err) {
+        return fail(err instanceof CursorError ? new QueryError('cursor', err.message) : err);
+      }
+      let i = 0;
+      const pump = (): void => {
+        while (i < res.entries.length) {
+          const s = res.entries[i++]!;
+          if (!call.write({ entry: toProtoEntry(s, false), cursor: `${s.entry.timestamp}_${s.seq}` })) {
+            call.once('drain', pump);
+            return;
+          }
+        }
+        call.end();
+      };
+      pump();
+    },
+    GetEntry(call, callback) {
+      const store = engine.entries;
+      if (!store) return callback(unimplemented('GetEntry on a worker without L7 dissection'));
+      const s = store.get(call.request.id);
+      if (!s) return callback({ code: grpc.status.NOT_FOUND, details: `no entry "${call.request.id}" (ids look like ${engine.node}/<flow>/<index>; it may have been evicted)` });
+      callback(null, toProtoEntry(s, true));
+    },
     StartCapture: unaryUnimplemented('StartCapture'),
     StopCapture: unaryUnimplemented('StopCapture'),
     ListCaptures: unaryUnimplemented('ListCaptures'),

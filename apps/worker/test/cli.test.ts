@@ -70,7 +70,7 @@ test('a damaged capture: what was read is printed, the error goes to stderr, exi
 test('usage errors exit 2 and say what is wrong', async () => {
   const missingWhat = await cli(['analyze', capturePath('zeek/http_get.pcap')]);
   expect(missingWhat.code).toBe(2);
-  expect(missingWhat.stderr).toMatch(/--flows or --summary/);
+  expect(missingWhat.stderr).toMatch(/--flows, --summary or --entries/);
   const unknown = await cli(['analyze', capturePath('zeek/http_get.pcap'), '--flow']);
   expect(unknown.code).toBe(2);
   expect(unknown.stderr).toMatch(/--flow/);

@@ -9,7 +9,7 @@ export type { FlowRecord, FlowState, FlowTableOptions, DirectionCounters, Timest
 export { IpDefragmenter, DEFRAG_DROP_REASONS } from './defrag';
 export type { DefragOptions, DefragStats, DefragCount, DefragDropReason, IpFragment } from './defrag';
 export { FlowTracker } from './tracker';
-export type { TrackerStats, TrackerDefragStats, FlowTrackerOptions, DecodeCount } from './tracker';
+export type { TrackerStats, TrackerDefragStats, FlowTrackerOptions, DecodeCount, UdpDatagramHook } from './tracker';
 export { selectFlows, orderFlows, aggregateByIpPair, aggregateFlows, summarizeFlows, percentilesNs, handshakeSketch, timestampUs, FlowQueryError } from './flow-query';
 export type { FlowFilter, FlowOrder, FlowGroup, FlowSummary, Percentiles, Talker, ProtocolTotals } from './flow-query';
 export { parseIp, formatIp, formatIpv4, formatIpv6 } from './ip';

@@ -1,7 +1,11 @@
-import { DECODE_REASONS, IP_FRAGMENT_REASON, LinkType, decodePacket, describeFragment, newL4Packet, type DecodeReason, type L4Packet } from './decode';
+import { DECODE_REASONS, IPPROTO_TCP, IPPROTO_UDP, IP_FRAGMENT_REASON, LinkType, decodePacket, describeFragment, newL4Packet, type DecodeReason, type L4Packet } from './decode';
 import { IpDefragmenter, type DefragOptions, type DefragStats } from './defrag';
 import { FlowTable, type FlowTableOptions } from './flows';
 import type { RawPacket } from './reader';
+import { TcpReassembler, packetSide, type TcpReassemblerOptions, type TcpStreamConsumer } from './reassembly';
+
+/** A UDP datagram as tracked: its flow index, the decoded headers and the packet (valid only during the call). */
+export type UdpDatagramHook = (flow: number, d: L4Packet, p: RawPacket) => void;
 
 export interface DecodeCount {
   reason: DecodeReason;
@@ -45,6 +49,16 @@ export interface FlowTrackerOptions extends FlowTableOptions {
   maxFlows?: number;
   /** Flows not seen for this many seconds of capture time are dropped (default: never). */
   flowMaxAgeSec?: number;
+  /**
+   * L7 input: every tracked TCP segment (reassembled IP fragments included) goes through a
+   * `TcpReassembler` (stream id = flow index) to this consumer. Without it nothing is reassembled
+   * and the packet path costs what it did.
+   */
+  tcpConsumer?: TcpStreamConsumer;
+  /** Options of that reassembler. */
+  reassembly?: TcpReassemblerOptions;
+  /** Called for every tracked UDP datagram, after it was accounted in its flow. */
+  onUdp?: UdpDatagramHook;
 }
 
 /**
@@ -72,6 +86,11 @@ export class FlowTracker {
   private readonly maxFlows: number;
   private readonly evictAt: number;
   private readonly maxAgeSec: number;
+  /** TCP reassembly feeding `tcpConsumer` (null without one). */
+  readonly reassembler: TcpReassembler | null;
+  private readonly udpHook: UdpDatagramHook | null;
+  /** Either hook is set: the only test the packet path pays without them. */
+  private readonly l7: boolean;
 
   constructor(options: FlowTrackerOptions = {}) {
     this.flows = new FlowTable(options);
@@ -79,6 +98,9 @@ export class FlowTracker {
     this.evictAt = this.maxFlows + Math.max(1024, Math.floor(this.maxFlows / 8));
     this.maxAgeSec = options.flowMaxAgeSec ?? 0;
     this.defrag = new IpDefragmenter(options.defrag);
+    this.reassembler = options.tcpConsumer ? new TcpReassembler(options.tcpConsumer, options.reassembly) : null;
+    this.udpHook = options.onUdp ?? null;
+    this.l7 = this.reassembler !== null || this.udpHook !== null;
     // Bound once so the method can be passed around as a packet callback.
     this.onPacket = this.onPacket.bind(this);
   }
@@ -100,7 +122,27 @@ export class FlowTracker {
     const reason = decodePacket(p, this.l4);
     this.reasonCounts[reason]! += 1;
     if (reason !== 0) return reason === IP_FRAGMENT_REASON ? this.onFragment(p) : -1;
+    if (this.l7) return this.dispatch(this.flows.add(p, this.l4), p);
     return this.flows.add(p, this.l4);
+  }
+
+  /** Hands a tracked packet to the L7 hooks; returns its flow index. */
+  private dispatch(flow: number, p: RawPacket): number {
+    if (flow < 0) return flow;
+    const d = this.l4;
+    if (d.protocol === IPPROTO_TCP) this.reassembler?.segmentFromPacket(flow, packetSide(p, d), p, d);
+    else if (d.protocol === IPPROTO_UDP && this.udpHook !== null) this.udpHook(flow, d, p);
+    return flow;
+  }
+
+  /** End of input: ends every TCP stream (the consumer sees \`flush\` ends). */
+  flushStreams(): void {
+    this.reassembler?.flush();
+  }
+
+  /** Advances the reassembler's capture clock to \`sec\`/\`nsec\` (live capture: the wall clock), ending idle streams. */
+  expireStreams(sec: number, nsec: number): void {
+    this.reassembler?.expireIdle(sec, nsec);
   }
 
   /** Drops flows beyond the age and count limits (a pass over the table: runs rarely). */
@@ -126,6 +168,7 @@ export class FlowTracker {
     this.reassembledCounts[reason]! += 1;
     // A fragment inside a reassembled datagram is not reassembled again.
     if (reason !== 0) return -1;
+    if (this.l7) return this.dispatch(this.flows.add(r, this.l4), r);
     return this.flows.add(r, this.l4);
   }
 

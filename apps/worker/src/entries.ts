@@ -1,0 +1,318 @@
+import type { FlowTable, L4Packet, RawPacket, TcpChunk, TcpEnd, TcpGap, TcpStreamConsumer } from '@kubeshark-mcp/capture';
+import { DnsDissector, HttpDissector, type DnsEntry, type Entry, type EntryMessage, type HttpEntry } from '@kubeshark-mcp/dissectors';
+
+/**
+ * L7 API calls on the worker: the dissectors wired behind the flow tracker, and a bounded
+ * in-memory store of the entries they produce, ordered by request time.
+ */
+
+export interface EntryEndpoint {
+  ip: string;
+  port: number;
+}
+
+/** An API call as the worker serves it: the dissector's entry plus where it was seen. */
+export interface StoredEntry {
+  /** `<node>/<flow id>/<index>`. */
+  id: string;
+  node: string;
+  flow_id: string;
+  /** The flow's client (src) and server (dst); empty when the flow was already dropped. */
+  src: EntryEndpoint;
+  dst: EntryEndpoint;
+  entry: HttpEntry | DnsEntry;
+  /** Insertion order: breaks timestamp ties, so (timestamp, seq) orders entries totally. */
+  seq: number;
+}
+
+/** The summary fields of an entry (one line of `analyze --entries`). */
+export interface EntrySummary {
+  id: string;
+  node: string;
+  protocol: string;
+  src: EntryEndpoint;
+  dst: EntryEndpoint;
+  flow_id: string;
+  method: string;
+  path: string;
+  url: string;
+  status_code: number;
+  /** Microseconds. */
+  elapsed_time: number;
+  /** Request time, microseconds since the epoch. */
+  timestamp: number;
+  error?: string;
+}
+
+export function entrySummary(s: StoredEntry): EntrySummary {
+  const e = s.entry;
+  return {
+    id: s.id,
+    node: s.node,
+    protocol: e.protocol,
+    src: s.src,
+    dst: s.dst,
+    flow_id: s.flow_id,
+    method: e.method,
+    path: e.path,
+    url: e.url,
+    status_code: e.status_code,
+    elapsed_time: e.elapsed_time,
+    timestamp: e.timestamp,
+    ...(e.error ? { error: e.error } : {}),
+  };
+}
+
+/** Bytes shown as text when they are printable UTF-8, else base64. */
+function bodyPreview(b: Uint8Array | null): { body?: string; body_encoding?: 'text' | 'base64' } {
+  if (b === null) return {};
+  const buf = Buffer.from(b.buffer, b.byteOffset, b.byteLength);
+  const text = buf.toString('utf8');
+  // Replacement characters mean invalid UTF-8; control characters other than whitespace mean binary.
+  // eslint-disable-next-line no-control-regex
+  if (!text.includes('\ufffd') && !/[\u0000-\u0008\u000b\u000e-\u001f\u007f]/.test(text)) return { body: text, body_encoding: 'text' };
+  return { body: buf.toString('base64'), body_encoding: 'base64' };
+}
+
+function messageJson(m: EntryMessage | null, withBody: boolean): object | null {
+  if (m === null) return null;
+  return {
+    headers: m.headers,
+    body_size: m.body_size,
+    truncated: m.truncated,
+    ...(withBody ? bodyPreview(m.body) : {}),
+  };
+}
+
+/** The full record of an entry (GetEntry's `json`). */
+export function entryDetail(s: StoredEntry): object {
+  const e = s.entry;
+  const base = { ...entrySummary(s), index: e.index };
+  if (e.protocol === 'http') {
+    return {
+      ...base,
+      version: e.version,
+      status_text: e.status_text,
+      request: messageJson(e.request, true),
+      response: messageJson(e.response, true),
+    };
+  }
+  return {
+    ...base,
+    transport: e.transport,
+    dns_id: e.dns_id,
+    dns_questions: e.dns_questions,
+    dns_answers: e.dns_answers,
+    dns_authorities: e.dns_authorities,
+    dns_additionals: e.dns_additionals,
+    ...(e.dns_rcode !== undefined ? { dns_rcode: e.dns_rcode } : {}),
+    request: messageJson(e.request, false),
+    response: messageJson(e.response, false),
+    request_size: e.dns_request?.length ?? 0,
+    response_size: e.dns_response?.length ?? 0,
+  };
+}
+
+export class CursorError extends Error {}
+
+const keyBefore = (a: StoredEntry, ts: number, seq: number): boolean => a.entry.timestamp < ts || (a.entry.timestamp === ts && a.seq <= seq);
+
+/**
+ * Entries in memory, at most `maxEntries` (the earliest by request time go first, counted as
+ * evicted), ordered by (timestamp, arrival). Entries mostly arrive in time order, so an insert
+ * is an append or a short move near the end.
+ */
+export class EntryStore {
+  private items: StoredEntry[] = [];
+  private head = 0;
+  private readonly byId = new Map<string, StoredEntry>();
+  private seq = 0;
+  private evictedCount = 0;
+  private storedCount = 0;
+
+  constructor(readonly maxEntries = 100_000) {}
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  get evicted(): number {
+    return this.evictedCount;
+  }
+
+  /** Entries ever stored (including evicted ones). */
+  get stored(): number {
+    return this.storedCount;
+  }
+
+  add(s: Omit<StoredEntry, 'seq'>): void {
+    const item: StoredEntry = { ...s, seq: this.seq++ };
+    const ts = item.entry.timestamp;
+    const items = this.items;
+    let i = items.length;
+    while (i > this.head && items[i - 1]!.entry.timestamp > ts) i--;
+    if (i === items.length) items.push(item);
+    else items.splice(i, 0, item);
+    this.byId.set(item.id, item);
+    this.storedCount++;
+    while (this.size > this.maxEntries) {
+      const old = items[this.head]!;
+      items[this.head++] = undefined as unknown as StoredEntry;
+      this.byId.delete(old.id);
+      this.evictedCount++;
+    }
+    if (this.head > 1024 && this.head * 2 > items.length) {
+      this.items = items.slice(this.head);
+      this.head = 0;
+    }
+  }
+
+  get(id: string): StoredEntry | undefined {
+    return this.byId.get(id);
+  }
+
+  /** Request times of the oldest and newest entry (0 when empty). */
+  window(): { oldestUs: number; newestUs: number } {
+    if (this.size === 0) return { oldestUs: 0, newestUs: 0 };
+    return { oldestUs: this.items[this.head]!.entry.timestamp, newestUs: this.items[this.items.length - 1]!.entry.timestamp };
+  }
+
+  /**
+   * Entries with `sinceUs <= timestamp <= untilUs` (0 = unbounded) in timestamp order, after
+   * `cursor` when given, at most `limit` (0 = all). `next` continues after the last one returned
+   * (absent when nothing matched).
+   */
+  query(q: { sinceUs?: number; untilUs?: number; limit?: number; cursor?: string }): { entries: StoredEntry[]; next?: string; more: boolean } {
+    const items = this.items;
+    let lo = this.head;
+    let hi = items.length;
+    if (q.cursor) {
+      const m = /^(\d+(?:\.\d+)?)_(\d+)$/.exec(q.cursor);
+      if (!m) throw new CursorError(`cursor "${q.cursor}" is not one this worker returned`);
+      const ts = Number(m[1]);
+      const seq = Number(m[2]);
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (keyBefore(items[mid]!, ts, seq)) lo = mid + 1;
+        else hi = mid;
+      }
+      hi = items.length;
+    }
+    if (q.sinceUs) {
+      const since = q.sinceUs;
+      let a = lo;
+      let b = hi;
+      while (a < b) {
+        const mid = (a + b) >>> 1;
+        if (items[mid]!.entry.timestamp < since) a = mid + 1;
+        else b = mid;
+      }
+      lo = a;
+    }
+    const out: StoredEntry[] = [];
+    const limit = q.limit || Infinity;
+    let i = lo;
+    for (; i < hi && out.length < limit; i++) {
+      const it = items[i]!;
+      if (q.untilUs && it.entry.timestamp > q.untilUs) break;
+      out.push(it);
+    }
+    const more = i < hi && !(q.untilUs && items[i]!.entry.timestamp > q.untilUs);
+    const last = out[out.length - 1];
+    return { entries: out, more, ...(last ? { next: `${last.entry.timestamp}_${last.seq}` } : {}) };
+  }
+}
+
+/** Routes each TCP stream to the DNS dissector (port 53) or the HTTP one (detected by content). */
+class StreamRouter implements TcpStreamConsumer {
+  private readonly route = new Map<number, TcpStreamConsumer>();
+
+  constructor(
+    private readonly flows: () => FlowTable,
+    private readonly http: TcpStreamConsumer,
+    private readonly dns: TcpStreamConsumer,
+  ) {}
+
+  private pick(stream: number): TcpStreamConsumer {
+    let c = this.route.get(stream);
+    if (c === undefined) {
+      const table = this.flows();
+      const row = table.rowOf(stream);
+      const f = row >= 0 ? table.get(row) : undefined;
+      c = f && (f.client.port === 53 || f.server.port === 53) ? this.dns : this.http;
+      this.route.set(stream, c);
+    }
+    return c;
+  }
+
+  onData(c: TcpChunk): void {
+    this.pick(c.stream).onData(c);
+  }
+
+  onGap(g: TcpGap): void {
+    this.pick(g.stream).onGap(g);
+  }
+
+  onEnd(e: TcpEnd): void {
+    this.pick(e.stream).onEnd(e);
+    if (e.closed) this.route.delete(e.stream);
+  }
+}
+
+/** Body bytes kept per HTTP message: previews, so 100,000 entries stay within memory. */
+const BODY_PREVIEW = 4096;
+
+/**
+ * The dissectors behind one flow tracker, storing what they produce. Give `tcpConsumer` and
+ * `onUdp` to the tracker's options, then `bind` the tracker's flow table.
+ */
+export class L7Pipeline {
+  readonly http: HttpDissector;
+  readonly dns: DnsDissector;
+  readonly tcpConsumer: TcpStreamConsumer;
+  private table: FlowTable | undefined;
+
+  constructor(
+    readonly node: string,
+    readonly store: EntryStore,
+  ) {
+    const emit = (e: HttpEntry | DnsEntry): void => this.emit(e);
+    this.http = new HttpDissector(emit, { maxBodySize: BODY_PREVIEW });
+    this.dns = new DnsDissector(emit, { keepBodies: false });
+    this.tcpConsumer = new StreamRouter(() => this.table!, this.http, this.dns);
+    this.onUdp = this.onUdp.bind(this);
+  }
+
+  bind(table: FlowTable): void {
+    this.table = table;
+  }
+
+  onUdp(flow: number, d: L4Packet, p: RawPacket): void {
+    if (d.srcPort === 53 || d.dstPort === 53) this.dns.onUdp(p, d, flow);
+  }
+
+  /** After the streams were flushed: queries still waiting become entries. */
+  flush(): void {
+    this.dns.flush();
+  }
+
+  /** Live capture: advances the DNS clock so unanswered queries time out. */
+  advance(sec: number, nsec: number): void {
+    this.dns.advance(sec, nsec);
+  }
+
+  private emit(e: Entry & (HttpEntry | DnsEntry)): void {
+    const table = this.table;
+    const row = table ? table.rowOf(e.stream) : -1;
+    const f = row >= 0 ? table!.get(row) : undefined;
+    const flowId = `${this.node}/${e.stream}`;
+    this.store.add({
+      id: `${flowId}/${e.index}`,
+      node: this.node,
+      flow_id: flowId,
+      src: f ? { ip: f.client.ip, port: f.client.port } : { ip: '', port: 0 },
+      dst: f ? { ip: f.server.ip, port: f.server.port } : { ip: '', port: 0 },
+      entry: e,
+    });
+  }
+}

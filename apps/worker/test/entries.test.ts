@@ -1,0 +1,183 @@
+import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
+import { GOLDEN_DIR, capturePath, grpcUnary } from '@kubeshark-mcp/testkit';
+import { WorkerEngine, startWorkerServer, type RunningWorkerServer } from '../src';
+
+/** L7 entries through a real gRPC server, checked against tshark's HTTP and DNS views of the captures. */
+
+const HTTP_CAPTURES = ['zeek/http_pipelined-requests.pcap', 'zeek/http_1000-requests-one-dropped-response.pcap.gz'];
+const DNS_CAPTURE = 'suricata-verify/dns-udp-google.com-a-aaaa-mx.pcap';
+
+interface WireEntry {
+  id: string;
+  node: string;
+  timestamp_us: number;
+  elapsed_time_us: number;
+  protocol: string;
+  src: { ip: string; port: number };
+  dst: { ip: string; port: number };
+  method: string;
+  path: string;
+  status_code: number;
+  flow_id: string;
+  json: string;
+}
+
+function psv(capture: string, file: string): Record<string, string>[] {
+  const [head, ...rows] = readFileSync(path.join(GOLDEN_DIR, capture, file), 'utf8').trim().split('\n');
+  const cols = head!.split('|');
+  return rows.map((r) => Object.fromEntries(r.split('|').map((v, i) => [cols[i]!, v])));
+}
+
+/** tshark's requests of a capture, in time order: "METHOD uri status" (status 0 when unanswered). */
+function tsharkRequests(capture: string): { key: string; ts: number }[] {
+  const rows = psv(capture, 'http.psv');
+  const status = new Map(rows.filter((r) => r['http.response.code']).map((r) => [r['http.request_in'], Number(r['http.response.code'])]));
+  return rows
+    .filter((r) => r['http.request.method'])
+    .map((r) => ({ key: `${r['http.request.method']} ${r['http.request.uri']} ${status.get(r['frame.number']) ?? 0}`, ts: Math.round(Number(r['frame.time_epoch']) * 1e6) }));
+}
+
+let server: RunningWorkerServer;
+let client: WorkerClient;
+const engine = new WorkerEngine('node-e', 'test');
+const unary = <Res>(method: string, req: object): Promise<Res> => grpcUnary<Res>(client, method, req, 10_000);
+
+function stream(req: object): Promise<{ entries: WireEntry[]; cursors: string[] }> {
+  return new Promise((resolve, reject) => {
+    const entries: WireEntry[] = [];
+    const cursors: string[] = [];
+    const call = client.StreamEntries(req);
+    call.on('data', (f: { entry?: WireEntry; cursor: string }) => {
+      if (f.entry) {
+        entries.push(f.entry);
+        cursors.push(f.cursor);
+      }
+    });
+    call.on('error', reject);
+    call.on('end', () => resolve({ entries, cursors }));
+  });
+}
+
+beforeAll(async () => {
+  await engine.replay([...HTTP_CAPTURES, DNS_CAPTURE].map(capturePath));
+  server = await startWorkerServer(engine, '127.0.0.1', 0);
+  client = createWorkerClient(server.address);
+}, 60_000);
+
+afterAll(async () => {
+  client.close();
+  await server.close();
+});
+
+test('StreamEntries returns every request tshark lists, in timestamp order', async () => {
+  const { entries } = await stream({});
+  const ts = entries.map((e) => e.timestamp_us);
+  expect([...ts].sort((a, b) => a - b)).toEqual(ts);
+  const http = entries.filter((e) => e.protocol === 'http');
+  const expected = HTTP_CAPTURES.flatMap(tsharkRequests).sort((a, b) => a.ts - b.ts);
+  expect(http).toHaveLength(expected.length);
+  expect(http.map((e) => `${e.method} ${e.path} ${e.status_code}`)).toEqual(expected.map((e) => e.key));
+  expect(http.map((e) => e.timestamp_us)).toEqual(expected.map((e) => e.ts));
+  // The one dropped response: its request is an entry without a status and with an error.
+  const unanswered = http.filter((e) => e.status_code === 0);
+  expect(unanswered).toHaveLength(1);
+  expect(JSON.parse(unanswered[0]!.json).error).toBe('pair-not-found');
+
+  const dns = entries.filter((e) => e.protocol === 'dns');
+  const queries = psv(DNS_CAPTURE, 'dns.psv').filter((r) => r['dns.flags.response'] === '0');
+  expect(dns.map((e) => e.path)).toEqual(queries.map((q) => q['dns.qry.name']));
+  for (const e of dns) {
+    expect(e.dst.port).toBe(53);
+    expect(e.id).toMatch(/^node-e\/\d+\/\d+$/);
+    expect(e.flow_id).toBe(e.id.replace(/\/\d+$/, ''));
+  }
+  for (const e of http) expect(e.dst.port).toBe(80);
+});
+
+test('paging with limit and cursor returns every entry once, and since/until select by time', async () => {
+  const all = (await stream({})).entries;
+  const seen: string[] = [];
+  let cursor = '';
+  for (let page = 0; page < 1000; page++) {
+    const { entries, cursors } = await stream({ limit: 97, cursor });
+    seen.push(...entries.map((e) => e.id));
+    if (entries.length < 97) break;
+    cursor = cursors[cursors.length - 1]!;
+  }
+  expect(seen).toEqual(all.map((e) => e.id));
+  expect(new Set(seen).size).toBe(seen.length);
+
+  const mid = all[Math.floor(all.length / 2)]!.timestamp_us;
+  const after = await stream({ since_us: mid });
+  expect(after.entries).toEqual(all.filter((e) => e.timestamp_us >= mid));
+  const before = await stream({ until_us: mid });
+  expect(before.entries).toEqual(all.filter((e) => e.timestamp_us <= mid));
+
+  const bad = await stream({ cursor: 'nonsense' }).catch((e: grpc.ServiceError) => e);
+  expect((bad as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
+});
+
+test('kfl and follow answer UNIMPLEMENTED with a message', async () => {
+  for (const req of [{ kfl: 'http' }, { follow: true }]) {
+    const err = await stream(req).catch((e: grpc.ServiceError) => e);
+    expect((err as grpc.ServiceError).code).toBe(grpc.status.UNIMPLEMENTED);
+    expect((err as grpc.ServiceError).details).toMatch(/not implemented yet/);
+  }
+});
+
+test('GetEntry returns the full record of an HTTP and a DNS entry, NOT_FOUND for a bad id', async () => {
+  const { entries } = await stream({});
+  const h = entries.find((e) => e.protocol === 'http' && e.status_code === 200)!;
+  const got = await unary<WireEntry>('GetEntry', { id: h.id });
+  expect(got.id).toBe(h.id);
+  const rec = JSON.parse(got.json);
+  expect(rec.request.headers.some(([n]: [string, string]) => n.toLowerCase() === 'host')).toBe(true);
+  expect(rec.response.headers.length).toBeGreaterThan(0);
+  expect(typeof rec.response.body_size).toBe('number');
+  expect(rec.method).toBe(h.method);
+
+  const d = entries.find((e) => e.protocol === 'dns')!;
+  const dns = JSON.parse((await unary<WireEntry>('GetEntry', { id: d.id })).json);
+  expect(dns.dns_questions[0].name).toBe('google.com');
+  expect(dns.dns_answers.length).toBeGreaterThan(0);
+
+  for (const id of ['node-e/999999/0', 'nonsense', '']) {
+    const err = await unary('GetEntry', { id }).catch((e: grpc.ServiceError) => e);
+    expect((err as grpc.ServiceError).code).toBe(grpc.status.NOT_FOUND);
+  }
+});
+
+test('GetStatus and GetDataBoundaries report the entries', async () => {
+  const { entries } = await stream({});
+  const status = await unary<{ entries_stored: number; entries_evicted: number }>('GetStatus', {});
+  expect(status.entries_stored).toBe(entries.length);
+  expect(status.entries_evicted).toBe(0);
+  const b = await unary<{ entries: { oldest_us: number; newest_us: number } }>('GetDataBoundaries', {});
+  expect(b.entries.oldest_us).toBe(entries[0]!.timestamp_us);
+  expect(b.entries.newest_us).toBe(entries[entries.length - 1]!.timestamp_us);
+});
+
+test('the entry store is a ring: the oldest entries go first and are counted', async () => {
+  const small = new WorkerEngine('node-s', 'test', undefined, undefined, {}, 100);
+  await small.replay([capturePath(HTTP_CAPTURES[1]!)]);
+  expect(small.entries!.size).toBe(100);
+  expect(small.entries!.evicted).toBe(900);
+  const kept = small.entries!.query({}).entries.map((e) => e.entry.timestamp);
+  const expected = tsharkRequests(HTTP_CAPTURES[1]!).map((r) => r.ts).sort((a, b) => a - b).slice(-100);
+  expect(kept).toEqual(expected);
+});
+
+test('analyze --entries prints the API calls of a capture', async () => {
+  const cli = path.join(__dirname, '..', 'dist', 'cli.js');
+  const { stdout } = await promisify(execFile)(process.execPath, [cli, 'analyze', capturePath('zeek/http_get.pcap'), '--entries', '--node', 'n1']);
+  const lines = stdout.trim().split('\n').map((l) => JSON.parse(l));
+  const expected = tsharkRequests('zeek/http_get.pcap');
+  expect(lines.map((e) => `${e.method} ${e.path} ${e.status_code}`)).toEqual(expected.map((e) => e.key));
+  expect(lines[0]).toMatchObject({ id: 'n1/0/0', node: 'n1', protocol: 'http', flow_id: 'n1/0', src: { port: 59856 }, dst: { ip: '192.150.187.43', port: 80 } });
+  expect(lines[0].timestamp).toBe(expected[0]!.ts);
+});
