@@ -31,13 +31,14 @@
  *      track   + FlowTracker.onPacket (decode and flow table), as the worker runs it
  * 3. Prints a table and one `BENCH {json}` line, and deletes the generated file.
  */
-import { runChild } from './child';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CaptureReader, FlowTracker, decodePacket, newL4Packet, readCaptureFile, type RawPacket } from '@kubeshark-mcp/capture';
+import { runChild } from './child';
 import { DEFAULT_LIVE_RATES, DEFAULT_LIVE_SECONDS, runLiveBench } from './live-bench';
+import { PcapFileWriter } from './pcapfile';
 import { DEFAULT_PAYLOAD_MIB, runReassemblyBench } from './reassembly-bench';
 
 /** Packets to generate (about; whole repetitions of the template are written). */
@@ -215,36 +216,16 @@ function writeIpv6(b: Buffer, off: number, rep: number, host: number): void {
 
 /** Writes `reps` repetitions of the template, LANES at a time, round robin. Returns packets written. */
 function writeCapture(file: string, t: Template, reps: number): number {
-  const fd = openSync(file, 'w');
-  const out = Buffer.allocUnsafe(8 << 20);
-  let o = 0;
-  const flush = (): void => {
-    let done = 0;
-    while (done < o) done += writeSync(fd, out, done, o - done);
-    o = 0;
-  };
-  // Classic pcap header: little-endian, microseconds, version 2.4, Ethernet.
-  out.writeUInt32LE(0xa1b2c3d4, 0);
-  out.writeUInt16LE(2, 4);
-  out.writeUInt16LE(4, 6);
-  out.writeInt32LE(0, 8);
-  out.writeUInt32LE(0, 12);
-  out.writeUInt32LE(SNAP_LEN, 16);
-  out.writeUInt32LE(1, 20);
-  o = 24;
+  const w = new PcapFileWriter(file, 8 << 20, SNAP_LEN);
+  const out = w.buf;
   let n = 0;
   for (let first = 0; first < reps; first += LANES) {
     const lanes = Math.min(LANES, reps - first);
     for (const tp of t.packets) {
       for (let lane = 0; lane < lanes; lane++) {
-        if (o + 16 + SNAP_LEN > out.length) flush();
         const rep = first + lane;
         const ns = n * TICK_NS;
-        out.writeUInt32LE(START_SEC + Math.floor(ns / 1e9), o);
-        out.writeUInt32LE(Math.floor((ns % 1e9) / 1000), o + 4);
-        out.writeUInt32LE(tp.capLen, o + 8);
-        out.writeUInt32LE(tp.origLen, o + 12);
-        o += 16;
+        const o = w.begin(START_SEC + Math.floor(ns / 1e9), Math.floor((ns % 1e9) / 1000), tp.capLen, tp.origLen);
         t.bytes.copy(out, o, tp.off, tp.off + tp.capLen);
         // Addresses 10.<rep>.<host> / fd00::<rep>:<host>: distinct template addresses stay
         // distinct within a repetition, and no address is shared between repetitions.
@@ -257,13 +238,11 @@ function writeCapture(file: string, t: Template, reps: number): number {
           writeIpv6(out, ip + 8, rep, tp.srcHost);
           writeIpv6(out, ip + 24, rep, tp.dstHost);
         }
-        o += tp.capLen;
         n++;
       }
     }
   }
-  flush();
-  closeSync(fd);
+  w.close();
   return n;
 }
 

@@ -19,8 +19,7 @@
  *                  only counts the bytes delivered to it; flush() at the end
  * 3. Prints a table and one `BENCH_REASSEMBLY {json}` line, and deletes the generated file.
  */
-import { runChild } from './child';
-import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -40,7 +39,9 @@ import {
   type TcpReassemblerStats,
   type TcpStreamConsumer,
 } from '@kubeshark-mcp/capture';
+import { runChild } from './child';
 import { fmtInt, mbps, mib, table } from './format';
+import { PcapFileWriter } from './pcapfile';
 
 /** TCP payload to generate, in MiB (about: whole connections are written). */
 export const DEFAULT_PAYLOAD_MIB = 1024;
@@ -221,23 +222,8 @@ function writeCapture(file: string, long: Conn, short: Conn, payloadTarget: numb
     schedule.push(long);
     for (let k = 0; k < SHORT_PER_LONG; k++) schedule.push(short);
   }
-  const fd = openSync(file, 'w');
-  const out = Buffer.allocUnsafe(16 << 20);
-  let o = 0;
-  const flush = (): void => {
-    let done = 0;
-    while (done < o) done += writeSync(fd, out, done, o - done);
-    o = 0;
-  };
-  // Classic pcap header: little-endian, microseconds, version 2.4, snap length 262144, Ethernet.
-  out.writeUInt32LE(0xa1b2c3d4, 0);
-  out.writeUInt16LE(2, 4);
-  out.writeUInt16LE(4, 6);
-  out.writeInt32LE(0, 8);
-  out.writeUInt32LE(0, 12);
-  out.writeUInt32LE(262144, 16);
-  out.writeUInt32LE(1, 20);
-  o = 24;
+  const w = new PcapFileWriter(file, 16 << 20, 262144);
+  const out = w.buf;
 
   const laneConn: (Conn | undefined)[] = new Array(LANES).fill(undefined);
   const laneInst = new Int32Array(LANES);
@@ -264,13 +250,8 @@ function writeCapture(file: string, long: Conn, short: Conn, payloadTarget: numb
       const c = laneConn[lane];
       if (c === undefined) continue;
       const cp = c.packets[lanePos[lane]!]!;
-      if (o + 16 + cp.len > out.length) flush();
       const ns = n * TICK_NS;
-      out.writeUInt32LE(START_SEC + Math.floor(ns / 1e9), o);
-      out.writeUInt32LE(Math.floor((ns % 1e9) / 1000), o + 4);
-      out.writeUInt32LE(cp.len, o + 8);
-      out.writeUInt32LE(cp.origLen, o + 12);
-      o += 16;
+      const o = w.begin(START_SEC + Math.floor(ns / 1e9), Math.floor((ns % 1e9) / 1000), cp.len, cp.origLen);
       c.bytes.copy(out, o, cp.off, cp.off + cp.len);
       const inst = laneInst[lane]!;
       const ip = o + cp.ip;
@@ -289,7 +270,6 @@ function writeCapture(file: string, long: Conn, short: Conn, payloadTarget: numb
         offs6[8] = portOff;
         rewriteWords(out, tcp + 16, offs6, [...clientWords(6, inst), clientPort(inst)]);
       }
-      o += cp.len;
       n++;
       if (++lanePos[lane]! === c.packets.length) {
         payload += c.payload;
@@ -298,8 +278,7 @@ function writeCapture(file: string, long: Conn, short: Conn, payloadTarget: numb
       }
     }
   }
-  flush();
-  closeSync(fd);
+  w.close();
   return { packets: n, connections: schedule.length, longConns, shortConns, payload };
 }
 
