@@ -3,6 +3,10 @@ import {
   ERROR_CODES,
   PCAP_MEDIA_TYPES,
   TrafficSourceError,
+  type ApiCall,
+  type ApiCallDetail,
+  type ApiCallList,
+  type ApiCallQuery,
   type BoundariesReport,
   type CallContext,
   type Flow,
@@ -45,6 +49,37 @@ type StreamMessage<F> = F extends (...args: never[]) => grpc.ClientReadableStrea
 type UnaryResult<F> = F extends (arg: never, callback: grpc.requestCallback<infer T>) => grpc.ClientUnaryCall ? T : never;
 type PcapChunk = StreamMessage<WorkerClient['ExportPcap']>;
 type SnapshotInfo = UnaryResult<WorkerClient['GetSnapshot']>;
+type EntryFrame = StreamMessage<WorkerClient['StreamEntries']>;
+type ProtoEntry = UnaryResult<WorkerClient['GetEntry']>;
+
+/** Entries asked of the worker per StreamEntries call while the hub filters by protocol. */
+export const ENTRY_BATCH = 1000;
+
+/** The summary fields of a worker entry; `url` and `error` travel only in its JSON. */
+function fromProtoEntry(e: ProtoEntry, cursor: string): ApiCall {
+  let extra: { url?: unknown; error?: unknown } = {};
+  try {
+    extra = JSON.parse(e.json || '{}') as typeof extra;
+  } catch {
+    // A summary without its JSON still lists.
+  }
+  return {
+    id: e.id,
+    node: e.node,
+    protocol: e.protocol,
+    timestamp_us: e.timestamp_us,
+    elapsed_time_us: e.elapsed_time_us,
+    src: { ip: e.src?.ip ?? '', port: e.src?.port ?? 0 },
+    dst: { ip: e.dst?.ip ?? '', port: e.dst?.port ?? 0 },
+    method: e.method,
+    path: e.path,
+    url: typeof extra.url === 'string' ? extra.url : e.path,
+    status_code: e.status_code,
+    flow_id: e.flow_id,
+    ...(typeof extra.error === 'string' && extra.error ? { error: extra.error } : {}),
+    cursor,
+  };
+}
 
 /** Trailing metadata key in which a worker names the request field an error refers to. */
 const ARGUMENT_METADATA_KEY = 'x-argument';
@@ -435,6 +470,81 @@ export class GrpcTrafficSource implements TrafficSource {
     const node = await this.nodeOf(w, ctx.signal);
     await this.unary(w, w.client.DeleteSnapshot as never, { name }, ctx.signal);
     return { nodes: this.coverage(node) };
+  }
+
+  /**
+   * API calls over StreamEntries. The worker has no protocol filter, so the hub asks for entries
+   * in batches after the last cursor and keeps the matching ones until it has one more than the
+   * limit (which says whether more match); every entry carries the worker's cursor, so the next
+   * page continues right after the last call returned, whatever was filtered out.
+   */
+  async listApiCalls(q: ApiCallQuery, ctx: CallContext): Promise<ApiCallList> {
+    const w = this.worker;
+    const calls: ApiCall[] = [];
+    let after = q.after ?? '';
+    let node = w.node;
+    for (;;) {
+      const batch = q.protocol ? ENTRY_BATCH : q.limit + 1 - calls.length;
+      const frames = await this.collectEntries(w, { kfl: '', since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, limit: batch, cursor: after, follow: false }, ctx.signal);
+      let entries = 0;
+      for (const f of frames) {
+        if (!f.entry) continue;
+        entries++;
+        node = f.entry.node || node;
+        after = f.cursor;
+        if (q.protocol && f.entry.protocol !== q.protocol) continue;
+        calls.push(fromProtoEntry(f.entry, f.cursor));
+        if (calls.length > q.limit) break;
+      }
+      if (calls.length > q.limit || entries < batch) break;
+    }
+    if (node) w.node = node;
+    const more = calls.length > q.limit;
+    return { calls: calls.slice(0, q.limit), more, nodes: this.coverage(node ?? (await this.nodeOf(w, ctx.signal))) };
+  }
+
+  async getApiCall(id: string, ctx: CallContext): Promise<ApiCallDetail> {
+    const w = this.worker;
+    const e = (await this.unary(w, w.client.GetEntry as never, { id, include_payload: false }, ctx.signal)) as ProtoEntry;
+    w.node = e.node || w.node;
+    let call: Record<string, unknown>;
+    try {
+      call = JSON.parse(e.json) as Record<string, unknown>;
+    } catch {
+      throw new TrafficSourceError(ERROR_CODES.INTERNAL, `worker ${w.node ?? w.address} sent entry "${id}" with a malformed record`);
+    }
+    return { call, nodes: this.coverage(e.node || (w.node ?? w.address)) };
+  }
+
+  /** One StreamEntries call read to its end, within the deadline; cancelled with the request. */
+  private collectEntries(w: WorkerConnection, request: object, signal: AbortSignal): Promise<EntryFrame[]> {
+    return new Promise((resolve, reject) => {
+      if (signal.aborted) {
+        reject(new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled'));
+        return;
+      }
+      const call = w.client.StreamEntries(request, { deadline: Date.now() + this.deadlineMs });
+      const frames: EntryFrame[] = [];
+      let settled = false;
+      const finish = (err?: unknown): void => {
+        if (settled) return;
+        settled = true;
+        signal.removeEventListener('abort', onAbort);
+        if (err === undefined) {
+          resolve(frames);
+          return;
+        }
+        call.cancel();
+        reject(err);
+      };
+      const onAbort = (): void => finish(new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled'));
+      signal.addEventListener('abort', onAbort, { once: true });
+      call.on('data', (f: EntryFrame) => {
+        if (!settled) frames.push(f);
+      });
+      call.on('error', (err) => finish(toSourceError(err, w)));
+      call.on('end', () => finish());
+    });
   }
 
   /**

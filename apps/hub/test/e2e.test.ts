@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { capturePath, loadGolden, type Golden, waitFor } from '@kubeshark-mcp/testkit';
+import { GOLDEN_DIR, capturePath, loadGolden, type Golden, waitFor } from '@kubeshark-mcp/testkit';
 import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
 
 /**
@@ -294,6 +294,85 @@ test('get_l4_flow_summary totals and handshake percentiles match tshark', async 
   }
   const top = [...perIp].sort((a, b) => b[1] - a[1])[0]![0];
   expect(s.top_by_bytes[0]!.ip).toBe(top);
+});
+
+interface ApiCallOut {
+  id: string;
+  timestamp: string;
+  protocol: string;
+  src: { ip: string; port: number };
+  dst: { ip: string; port: number };
+  method: string;
+  path: string;
+  url: string;
+  status_code: number;
+}
+
+/** A tshark .psv golden as rows of named fields. */
+function psv(capture: string, file: string): Record<string, string>[] {
+  const [head, ...rows] = readFileSync(path.join(GOLDEN_DIR, capture, file), 'utf8').trim().split('\n');
+  const names = head!.split('|');
+  return rows.map((r) => Object.fromEntries(r.split('|').map((v, i) => [names[i]!, v])));
+}
+
+/** Every page of list_api_calls with these arguments. */
+async function allApiCalls(args: Record<string, unknown>): Promise<ApiCallOut[]> {
+  const out: ApiCallOut[] = [];
+  let cursor: string | undefined;
+  for (let page = 0; page < 1000; page++) {
+    const r = (await client.callTool({ name: 'list_api_calls', arguments: { ...args, ...(cursor ? { cursor } : {}) } })) as CallToolResult;
+    expect(r.isError).toBeFalsy();
+    const s = r.structuredContent as { calls: ApiCallOut[]; returned: number; truncated: boolean; nextCursor?: string; nodes: unknown[] };
+    expect(s.nodes).toEqual([{ node: 'node-e2e', state: 'ok' }]);
+    expect(s.returned).toBe(s.calls.length);
+    out.push(...s.calls);
+    cursor = s.nextCursor;
+    if (!cursor) return out;
+  }
+  throw new Error('list_api_calls kept paging');
+}
+
+test('list_api_calls returns the HTTP GET of zeek http_get with tshark host, uri and status', async () => {
+  const req = psv('zeek/http_get.pcap', 'http.psv').find((r) => r['http.request.method'] === 'GET')!;
+  const res = psv('zeek/http_get.pcap', 'http.psv').find((r) => r['http.response.code'])!;
+  const http = await allApiCalls({ protocol: 'http' });
+  expect(http.every((c) => c.protocol === 'http')).toBe(true);
+  const get = http.find((c) => c.path === req['http.request.uri'] && c.url.includes(req['http.host']!));
+  expect(get).toBeDefined();
+  expect(get).toMatchObject({ method: 'GET', status_code: Number(res['http.response.code']), dst: { port: 80 } });
+  // Timestamp order, and the request time as tshark has it (to the microsecond).
+  const sec = Number(req['frame.time_epoch']!.split('.')[0]);
+  expect(get!.timestamp).toBe(`${new Date(sec * 1000).toISOString().slice(0, 19)}.${req['frame.time_epoch']!.split('.')[1]!.slice(0, 6)}Z`);
+  expect(http.map((c) => c.timestamp)).toEqual([...http.map((c) => c.timestamp)].sort());
+
+  const detail = (await client.callTool({ name: 'get_api_call', arguments: { id: get!.id } })) as CallToolResult;
+  expect(detail.isError).toBeFalsy();
+  const call = (detail.structuredContent as { call: { id: string; request: { headers: [string, string][] }; response: { headers: [string, string][] } } }).call;
+  expect(call.id).toBe(get!.id);
+  expect(call.request.headers).toEqual(expect.arrayContaining([[expect.stringMatching(/^host$/i), req['http.host']]]));
+  expect(call.response.headers.find(([n]) => /^content-type$/i.test(n))?.[1]).toBe(res['http.content_type']);
+  expect((detail.content[0] as { text: string }).text).toMatch(new RegExp(`Host: ${req['http.host']!.replace(/\./g, '\\.')}`, 'i'));
+});
+
+test('list_api_calls returns the DNS queries of the dns-udp capture, filtered and paged by the hub', async () => {
+  const queries = psv('suricata-verify/dns-udp-google.com-a-aaaa-mx.pcap', 'dns.psv').filter((r) => r['dns.flags.response'] === '0');
+  const dns = await allApiCalls({ protocol: 'dns', limit: 1 });
+  expect(dns.every((c) => c.protocol === 'dns')).toBe(true);
+  const names = dns.map((c) => c.path.replace(/\.$/, ''));
+  for (const q of queries) expect(names).toContain(q['dns.qry.name']);
+  expect(dns.filter((c) => c.path.replace(/\.$/, '') === 'google.com')).toHaveLength(queries.filter((q) => q['dns.qry.name'] === 'google.com').length);
+  // Unfiltered paging sees every call once, the HTTP and DNS ones among them.
+  const all = await allApiCalls({ limit: 3 });
+  expect(new Set(all.map((c) => c.id)).size).toBe(all.length);
+  const ids = new Set(all.map((c) => c.id));
+  for (const c of dns) expect(ids.has(c.id)).toBe(true);
+  expect(all.length).toBeGreaterThanOrEqual(dns.length + 1);
+});
+
+test('get_api_call with an unknown id is isError naming "id"', async () => {
+  const r = (await client.callTool({ name: 'get_api_call', arguments: { id: 'node-e2e/no-such/0' } })) as CallToolResult;
+  expect(r.isError).toBe(true);
+  expect((r.content[0] as { text: string }).text).toMatch(/"id"/);
 });
 
 test('invalid arguments come back as isError naming the field', async () => {

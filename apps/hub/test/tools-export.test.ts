@@ -170,6 +170,8 @@ test('tools/list offers the catalogue with the documented annotations', async ()
   expect([...byName.keys()]).toEqual([
     'list_l4_flows',
     'get_l4_flow_summary',
+    'list_api_calls',
+    'get_api_call',
     'get_status',
     'get_data_boundaries',
     'export_pcap',
@@ -178,7 +180,7 @@ test('tools/list offers the catalogue with the documented annotations', async ()
     'get_snapshot',
     'delete_snapshot',
   ]);
-  for (const name of ['get_status', 'get_data_boundaries', 'export_pcap', 'list_snapshots', 'get_snapshot']) {
+  for (const name of ['list_api_calls', 'get_api_call', 'get_status', 'get_data_boundaries', 'export_pcap', 'list_snapshots', 'get_snapshot']) {
     expect(byName.get(name)!.annotations).toMatchObject({ readOnlyHint: true, openWorldHint: false });
   }
   expect(byName.get('create_snapshot')!.annotations).toMatchObject({ readOnlyHint: false, destructiveHint: false });

@@ -13,12 +13,19 @@ export { listL4Flows, getL4FlowSummary, timeWindow } from './tools/l4';
 export { getStatus, getDataBoundaries } from './tools/status';
 export { exportPcap, PCAP_MEDIA_TYPES } from './tools/export';
 export { createSnapshot, listSnapshots, getSnapshot, deleteSnapshot } from './tools/snapshots';
+export { listApiCalls, getApiCall, apiCallView, BODY_PREVIEW_CHARS } from './tools/api-calls';
+export type { ApiCallView } from './tools/api-calls';
 export { TOOL_CATALOGUE, toolsFor } from './tools/catalogue';
 export type { CatalogueEntry } from './tools/catalogue';
 export { flowView, flowGroupView, flowSummaryView, isoMicros, rttBand } from './model';
 export type { FlowView, FlowGroupView, FlowSummaryView, RatedDirection, Totals } from './model';
 export type {
   TrafficSource,
+  ApiProtocol,
+  ApiCall,
+  ApiCallQuery,
+  ApiCallList,
+  ApiCallDetail,
   CallContext,
   Flow,
   FlowGroup,

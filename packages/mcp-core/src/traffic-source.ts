@@ -317,6 +317,56 @@ export interface SnapshotList {
   nodes: NodeCoverage[];
 }
 
+/** Application protocols of API calls. */
+export type ApiProtocol = 'http' | 'dns';
+
+/** Which API calls to list: in timestamp order, after `after` (a source cursor) when given. */
+export interface ApiCallQuery {
+  since_us?: number;
+  until_us?: number;
+  protocol?: ApiProtocol;
+  limit: number;
+  /** Opaque source cursor (`next` of a previous answer): continue after the call it names. */
+  after?: string;
+}
+
+/** One API call (L7 entry) in its summary shape. */
+export interface ApiCall {
+  /** `<node>/<flow id>/<index>`. */
+  id: string;
+  node: string;
+  protocol: string;
+  /** Request time. */
+  timestamp_us: number;
+  elapsed_time_us: number;
+  /** The flow's client and server. */
+  src: { ip: string; port: number };
+  dst: { ip: string; port: number };
+  method: string;
+  path: string;
+  url: string;
+  status_code: number;
+  flow_id: string;
+  error?: string;
+  /** Opaque source cursor continuing after this call (see `ApiCallQuery.after`). */
+  cursor: string;
+}
+
+export interface ApiCallList {
+  calls: ApiCall[];
+  /** Matches over all pages, when the source knows it. */
+  total?: number;
+  /** True when more calls match after the last one returned. */
+  more: boolean;
+  nodes: NodeCoverage[];
+}
+
+export interface ApiCallDetail {
+  /** The full record as the worker keeps it (headers, body previews, DNS records, ...). */
+  call: Record<string, unknown>;
+  nodes: NodeCoverage[];
+}
+
 /**
  * Where tools read traffic from. The L4 calls are required; the others are capabilities: a
  * tool is offered only when its source implements what it needs (see `toolsFor`), so a source
@@ -341,4 +391,8 @@ export interface TrafficSource {
   listSnapshots?(ctx: CallContext): Promise<SnapshotList>;
   getSnapshot?(name: string, ctx: CallContext): Promise<SnapshotResult>;
   deleteSnapshot?(name: string, ctx: CallContext): Promise<{ nodes: NodeCoverage[] }>;
+  /** API calls in timestamp order, paged by the source's own cursor. */
+  listApiCalls?(query: ApiCallQuery, ctx: CallContext): Promise<ApiCallList>;
+  /** One API call's full record; a TrafficSourceError `not_found` when there is none. */
+  getApiCall?(id: string, ctx: CallContext): Promise<ApiCallDetail>;
 }

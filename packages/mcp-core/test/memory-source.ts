@@ -1,5 +1,9 @@
 import {
   TrafficSourceError,
+  type ApiCall,
+  type ApiCallDetail,
+  type ApiCallList,
+  type ApiCallQuery,
   type BoundariesReport,
   type CallContext,
   type Flow,
@@ -160,7 +164,7 @@ export function summaryWithHandshake(p50Us: number): FlowSummary {
  * snapshots, answered from fields the test sets, with every request recorded. `fail` makes the
  * next call of a method throw.
  */
-export class CapableSource extends MemorySource implements Required<Pick<TrafficSource, 'getStatus' | 'getDataBoundaries' | 'exportPcap' | 'createSnapshot' | 'listSnapshots' | 'getSnapshot' | 'deleteSnapshot'>> {
+export class CapableSource extends MemorySource implements Required<Pick<TrafficSource, 'getStatus' | 'getDataBoundaries' | 'exportPcap' | 'createSnapshot' | 'listSnapshots' | 'getSnapshot' | 'deleteSnapshot' | 'listApiCalls' | 'getApiCall'>> {
   readonly calls: { method: string; args: unknown }[] = [];
   status: StatusReport = { workers: [] };
   boundaries: BoundariesReport = { boundaries: [], nodes: [] };
@@ -186,6 +190,21 @@ export class CapableSource extends MemorySource implements Required<Pick<Traffic
       this.failures.delete(method);
       throw err;
     }
+  }
+
+  /** API calls list_api_calls sees (no filtering: the test asks for what it gave). */
+  apiCalls: ApiCall[] = [];
+
+  async listApiCalls(query: ApiCallQuery, ctx: CallContext): Promise<ApiCallList> {
+    this.record('listApiCalls', query, ctx);
+    return { calls: this.apiCalls.slice(0, query.limit), more: this.apiCalls.length > query.limit, nodes: this.nodes };
+  }
+
+  async getApiCall(id: string, ctx: CallContext): Promise<ApiCallDetail> {
+    this.record('getApiCall', id, ctx);
+    const c = this.apiCalls.find((x) => x.id === id);
+    if (!c) throw new TrafficSourceError('not_found', `no entry "${id}"`);
+    return { call: { ...c }, nodes: this.nodes };
   }
 
   async getStatus(ctx: CallContext): Promise<StatusReport> {

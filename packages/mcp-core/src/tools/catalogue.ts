@@ -1,5 +1,6 @@
 import type { ToolDefinition } from '../registry';
 import type { TrafficSource } from '../traffic-source';
+import { getApiCall, listApiCalls } from './api-calls';
 import { exportPcap } from './export';
 import { getL4FlowSummary, listL4Flows } from './l4';
 import { createSnapshot, deleteSnapshot, getSnapshot, listSnapshots } from './snapshots';
@@ -20,6 +21,8 @@ const entry = <Args>(tool: ToolDefinition<Args>, ...requires: (keyof TrafficSour
 export const TOOL_CATALOGUE: readonly CatalogueEntry[] = [
   entry(listL4Flows, 'listFlows'),
   entry(getL4FlowSummary, 'getFlowSummary'),
+  entry(listApiCalls, 'listApiCalls'),
+  entry(getApiCall, 'getApiCall'),
   entry(getStatus, 'getStatus'),
   entry(getDataBoundaries, 'getDataBoundaries'),
   entry(exportPcap, 'exportPcap'),

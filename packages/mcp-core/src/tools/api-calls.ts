@@ -1,0 +1,284 @@
+import { decodeCursor, encodeCursor, invalidCursor } from '../cursor';
+import { isoMicros } from '../model';
+import { resultChars, type ToolDefinition, type ToolOutput } from '../registry';
+import type { ApiCall, ApiCallQuery, ApiProtocol } from '../traffic-source';
+import { QUERY_TO_ARGUMENT, inArgumentTerms, nodesLine, timeWindow, type TimeArgs } from './common';
+import { limitArg, nodesSchema, timeArg } from './schemas';
+
+/** An API call as list_api_calls returns it. */
+export interface ApiCallView {
+  id: string;
+  timestamp: string;
+  protocol: string;
+  src: { ip: string; port: number };
+  dst: { ip: string; port: number };
+  method: string;
+  path: string;
+  url: string;
+  status_code: number;
+  elapsed_time_us: number;
+  error?: string;
+  flow_id: string;
+}
+
+export function apiCallView(c: ApiCall): ApiCallView {
+  return {
+    id: c.id,
+    timestamp: isoMicros(c.timestamp_us),
+    protocol: c.protocol,
+    src: { ip: c.src.ip, port: c.src.port },
+    dst: { ip: c.dst.ip, port: c.dst.port },
+    method: c.method,
+    path: c.path,
+    url: c.url,
+    status_code: c.status_code,
+    elapsed_time_us: c.elapsed_time_us,
+    ...(c.error ? { error: c.error } : {}),
+    flow_id: c.flow_id,
+  };
+}
+
+const callLine = (c: ApiCallView): string =>
+  `${c.timestamp} ${c.protocol} ${c.src.ip}:${c.src.port} -> ${c.dst.ip}:${c.dst.port} ${c.method} ${c.url || c.path} -> ${c.status_code}` +
+  ` in ${c.elapsed_time_us} us${c.error ? ` [error: ${c.error}]` : ''} (id ${c.id})`;
+
+const endpointSchema = {
+  type: 'object',
+  properties: { ip: { type: 'string' }, port: { type: 'integer' } },
+  required: ['ip', 'port'],
+  additionalProperties: false,
+};
+
+const apiCallSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string', description: 'Pass to get_api_call for the full record.' },
+    timestamp: { type: 'string', description: 'Request time, RFC 3339 with microseconds.' },
+    protocol: { type: 'string' },
+    src: endpointSchema,
+    dst: endpointSchema,
+    method: { type: 'string', description: 'HTTP method, or the DNS opcode.' },
+    path: { type: 'string', description: 'HTTP request target, or the DNS query name.' },
+    url: { type: 'string' },
+    status_code: { type: 'integer', description: 'HTTP status, or the DNS rcode; 0 when there was no response.' },
+    elapsed_time_us: { type: 'number', description: 'Request to response, microseconds.' },
+    error: { type: 'string' },
+    flow_id: { type: 'string', description: 'The L4 flow (as list_l4_flows and export_pcap name it).' },
+  },
+  required: ['id', 'timestamp', 'protocol', 'src', 'dst', 'method', 'path', 'url', 'status_code', 'elapsed_time_us', 'flow_id'],
+  additionalProperties: false,
+};
+
+interface ListApiCallsArgs extends TimeArgs {
+  protocol?: ApiProtocol;
+  limit: number;
+  cursor?: string;
+}
+
+/** What a list_api_calls cursor carries: the filters and the source cursor to continue after. */
+type PagedApiQuery = Omit<ApiCallQuery, 'limit'> & { after: string };
+
+const isMicros = (x: unknown): boolean => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
+
+function checkPagedQuery(q: unknown): PagedApiQuery | undefined {
+  if (typeof q !== 'object' || q === null || Array.isArray(q)) return undefined;
+  const o = q as Record<string, unknown>;
+  const known = new Set(['protocol', 'since_us', 'until_us', 'after']);
+  if (Object.keys(o).some((k) => !known.has(k))) return undefined;
+  if (typeof o.after !== 'string' || o.after.length === 0) return undefined;
+  if (o.protocol !== undefined && o.protocol !== 'http' && o.protocol !== 'dns') return undefined;
+  if ((o.since_us !== undefined && !isMicros(o.since_us)) || (o.until_us !== undefined && !isMicros(o.until_us))) return undefined;
+  return o as unknown as PagedApiQuery;
+}
+
+function filtersOf(args: ListApiCallsArgs): Omit<ApiCallQuery, 'limit' | 'after'> {
+  return { ...(args.protocol ? { protocol: args.protocol } : {}), ...timeWindow(args) };
+}
+
+/** The query and how many calls earlier pages returned; filters given with a cursor must agree with it. */
+function resolvePage(args: ListApiCallsArgs): { query: Omit<ApiCallQuery, 'limit'>; offset: number } {
+  if (args.cursor === undefined) return { query: filtersOf(args), offset: 0 };
+  const { query, offset } = decodeCursor(listApiCalls.name, args.cursor, checkPagedQuery);
+  const given = filtersOf(args);
+  const conflicts: string[] = [];
+  for (const [field, arg] of [
+    ['protocol', 'protocol'],
+    ['since_us', 'start'],
+    ['until_us', 'end'],
+  ] as const) {
+    if (given[field] !== undefined && given[field] !== query[field]) conflicts.push(arg);
+  }
+  if (conflicts.length > 0) {
+    throw invalidCursor(`it was issued for other arguments (${conflicts.map((c) => `"${c}"`).join(', ')} differ); pass the same arguments as the first call, or only cursor and limit`);
+  }
+  return { query, offset };
+}
+
+export const listApiCalls: ToolDefinition<ListApiCallsArgs> = {
+  name: 'list_api_calls',
+  title: 'List API calls',
+  description:
+    'API calls (L7 entries) seen on the network, in timestamp order: HTTP/1.x requests with their responses and DNS queries with their answers. ' +
+    'Each has its endpoints, method (HTTP method or DNS opcode), path and url (HTTP target, or the DNS query name), status_code ' +
+    '(HTTP status, or DNS rcode), elapsed time and the L4 flow it travelled on. Filter by protocol and a start/end window; ' +
+    'the protocol filter is applied by the hub while paging, so pages stay complete and in order. ' +
+    'Use get_api_call with an id for headers and bodies. Results are paged: when nextCursor is present, call again with cursor=nextCursor (same arguments).',
+  inputSchema: {
+    type: 'object',
+    properties: {
+      start: timeArg('Only calls made at or after this time'),
+      end: timeArg('Only calls made at or before this time'),
+      protocol: { type: 'string', enum: ['http', 'dns'], description: 'Only HTTP or only DNS calls.' },
+      limit: limitArg(100, 1000, 'calls per page'),
+      cursor: {
+        type: 'string',
+        minLength: 1,
+        description: 'nextCursor from a previous result: returns the next page of the same query. Opaque; pass it unchanged.',
+      },
+    },
+    additionalProperties: false,
+  },
+  outputSchema: {
+    type: 'object',
+    properties: {
+      calls: { type: 'array', items: apiCallSchema },
+      total: { type: 'integer', minimum: 0, description: 'Matching calls over all pages, when known.' },
+      returned: { type: 'integer', minimum: 0 },
+      truncated: { type: 'boolean', description: 'True when more matched than this page returned (see nextCursor).' },
+      nextCursor: { type: 'string', description: 'Pass as cursor to get the next page; absent on the last page.' },
+      hint: { type: 'string' },
+      nodes: nodesSchema,
+    },
+    required: ['calls', 'returned', 'truncated', 'nodes'],
+    additionalProperties: false,
+  },
+  annotations: { readOnlyHint: true, openWorldHint: false },
+  async handler(args, ctx) {
+    const { query, offset } = resolvePage(args);
+    const result = await inArgumentTerms(
+      ctx.source.listApiCalls!({ ...query, limit: args.limit }, { signal: ctx.signal }),
+      { ...QUERY_TO_ARGUMENT, protocol: 'protocol', after: 'cursor' },
+    );
+    const calls = result.calls.slice(0, args.limit);
+    const rows = calls.map(apiCallView);
+    const lines = rows.map(callLine);
+    const filters = { ...(query.protocol ? { protocol: query.protocol } : {}), ...(query.since_us !== undefined ? { since_us: query.since_us } : {}), ...(query.until_us !== undefined ? { until_us: query.until_us } : {}) };
+
+    /** The page cut to its first `n` calls; `cut` says the output budget (not the limit) did it. */
+    const render = (n: number, cut: boolean): ToolOutput => {
+      const more = n < calls.length || result.more;
+      const after = calls[n - 1]?.cursor;
+      const nextCursor = more && after ? encodeCursor(listApiCalls.name, { ...filters, after }, offset + n) : undefined;
+      const hint = cut
+        ? `Cut to ${n} calls to fit the output budget (~${ctx.budget.maxTokens} tokens): narrow with protocol or a shorter start/end window, or page on with cursor.`
+        : undefined;
+      const from = offset > 0 ? ` from #${offset + 1}` : '';
+      const of = result.total !== undefined ? ` of ${result.total}` : '';
+      const header = `${n}${of} API calls${from}${more ? ' (more match)' : ''} (nodes: ${nodesLine(result.nodes)})`;
+      const tail = [...(hint ? [hint] : []), ...(nextCursor ? [`Next page: call list_api_calls with cursor "${nextCursor}".`] : [])];
+      return {
+        structured: {
+          calls: rows.slice(0, n),
+          ...(result.total !== undefined ? { total: result.total } : {}),
+          returned: n,
+          truncated: more,
+          ...(nextCursor ? { nextCursor } : {}),
+          ...(hint ? { hint } : {}),
+          nodes: result.nodes,
+        },
+        text: [header, ...lines.slice(0, n), ...tail].join('\n'),
+      };
+    };
+
+    const full = render(rows.length, false);
+    if (resultChars(full) <= ctx.budget.maxChars) return full;
+    // Over budget: estimate how many calls fit from their sizes, then confirm by rendering.
+    let room = ctx.budget.maxChars - resultChars(render(0, true));
+    let n = 0;
+    while (n < rows.length) {
+      room -= JSON.stringify(rows[n]).length + 1 + lines[n]!.length + 1;
+      if (room < 0) break;
+      n++;
+    }
+    let out = render(Math.max(n, 1), true);
+    while (n > 1 && resultChars(out) > ctx.budget.maxChars) out = render(--n, true);
+    // At least one call, so that paging makes progress.
+    return out;
+  },
+};
+
+/** Longest body text get_api_call returns per message. */
+export const BODY_PREVIEW_CHARS = 2048;
+
+/** The record with each message's body cut to a preview. */
+function withBodyPreviews(call: Record<string, unknown>, chars: number): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...call };
+  for (const k of ['request', 'response']) {
+    const m = call[k];
+    if (typeof m !== 'object' || m === null) continue;
+    const msg = { ...(m as Record<string, unknown>) };
+    if (typeof msg.body === 'string' && msg.body.length > chars) {
+      msg.body = msg.body.slice(0, chars);
+      msg.body_preview_truncated = true;
+    }
+    out[k] = msg;
+  }
+  return out;
+}
+
+function headerLines(label: string, m: unknown): string[] {
+  if (typeof m !== 'object' || m === null) return [`${label}: none`];
+  const msg = m as { headers?: unknown; body_size?: unknown; body?: unknown };
+  const headers = Array.isArray(msg.headers)
+    ? msg.headers.map((h) => (Array.isArray(h) ? `${String(h[0])}: ${String(h[1])}` : typeof h === 'object' && h !== null && 'name' in h ? `${String((h as { name: unknown }).name)}: ${String((h as { value?: unknown }).value)}` : JSON.stringify(h)))
+    : typeof msg.headers === 'object' && msg.headers !== null
+      ? Object.entries(msg.headers).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : String(v)}`)
+      : [];
+  return [`${label} (${String(msg.body_size ?? 0)} B body):`, ...headers.map((h) => `  ${h}`), ...(typeof msg.body === 'string' && msg.body.length > 0 ? [`  body: ${msg.body}`] : [])];
+}
+
+export const getApiCall: ToolDefinition<{ id: string }> = {
+  name: 'get_api_call',
+  title: 'Get one API call',
+  description:
+    'The full record of one API call by the id list_api_calls gives: for HTTP the request and response headers and body previews (text, or base64 for binary), ' +
+    'version and status text; for DNS the questions, answers, authorities and additionals.',
+  inputSchema: {
+    type: 'object',
+    properties: { id: { type: 'string', minLength: 1, maxLength: 512, description: 'An id from list_api_calls ("<node>/<flow>/<index>").' } },
+    required: ['id'],
+    additionalProperties: false,
+  },
+  outputSchema: {
+    type: 'object',
+    properties: {
+      call: { type: 'object', description: 'The full record: the list_api_calls fields plus protocol details (request/response headers and body previews, DNS records).' },
+      nodes: nodesSchema,
+    },
+    required: ['call', 'nodes'],
+    additionalProperties: false,
+  },
+  annotations: { readOnlyHint: true, openWorldHint: false },
+  async handler(args, ctx) {
+    const { call, nodes } = await inArgumentTerms(ctx.source.getApiCall!(args.id, { signal: ctx.signal }), {}, { not_found: 'id', invalid_argument: 'id' });
+    const render = (chars: number): ToolOutput => {
+      const c = withBodyPreviews(call, chars);
+      const ts = typeof c.timestamp === 'number' ? isoMicros(c.timestamp) : String(c.timestamp ?? '');
+      const src = c.src as { ip?: string; port?: number } | undefined;
+      const dst = c.dst as { ip?: string; port?: number } | undefined;
+      const lines = [
+        `${String(c.protocol)} ${String(c.method)} ${String(c.url || c.path)} -> ${String(c.status_code)} at ${ts}, ${String(c.elapsed_time)} us, ` +
+          `${src?.ip}:${src?.port} -> ${dst?.ip}:${dst?.port} (id ${String(c.id)}, flow ${String(c.flow_id)})`,
+        ...(c.error ? [`error: ${String(c.error)}`] : []),
+        ...headerLines('request', c.request),
+        ...headerLines('response', c.response),
+        `Nodes: ${nodesLine(nodes)}`,
+      ];
+      return { structured: { call: c, nodes }, text: lines.join('\n') };
+    };
+    let chars = BODY_PREVIEW_CHARS;
+    let out = render(chars);
+    while (chars > 0 && resultChars(out) > ctx.budget.maxChars) out = render((chars = Math.floor(chars / 4)));
+    return out;
+  },
+};
