@@ -2,7 +2,7 @@ import { decodeCursor, encodeCursor, invalidCursor } from '../cursor';
 import { isoMicros } from '../model';
 import { resultChars, type ToolDefinition, type ToolOutput } from '../registry';
 import type { ApiCall, ApiCallQuery, ApiProtocol } from '../traffic-source';
-import { QUERY_TO_ARGUMENT, inArgumentTerms, nodesLine, timeWindow, type TimeArgs } from './common';
+import { QUERY_TO_ARGUMENT, fitRows, inArgumentTerms, nodesLine, timeWindow, type TimeArgs } from './common';
 import { limitArg, nodesSchema, timeArg } from './schemas';
 
 /** An API call as list_api_calls returns it. */
@@ -190,20 +190,7 @@ export const listApiCalls: ToolDefinition<ListApiCallsArgs> = {
       };
     };
 
-    const full = render(rows.length, false);
-    if (resultChars(full) <= ctx.budget.maxChars) return full;
-    // Over budget: estimate how many calls fit from their sizes, then confirm by rendering.
-    let room = ctx.budget.maxChars - resultChars(render(0, true));
-    let n = 0;
-    while (n < rows.length) {
-      room -= JSON.stringify(rows[n]).length + 1 + lines[n]!.length + 1;
-      if (room < 0) break;
-      n++;
-    }
-    let out = render(Math.max(n, 1), true);
-    while (n > 1 && resultChars(out) > ctx.budget.maxChars) out = render(--n, true);
-    // At least one call, so that paging makes progress.
-    return out;
+    return fitRows(rows, lines, ctx.budget.maxChars, render);
   },
 };
 

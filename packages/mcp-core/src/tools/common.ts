@@ -1,5 +1,6 @@
 import { TrafficSourceError, type ErrorCode } from '../errors';
 import { isoMicros } from '../model';
+import { resultChars, type ToolOutput } from '../registry';
 import type { NodeCoverage, TimeRange } from '../traffic-source';
 
 export interface TimeArgs {
@@ -101,3 +102,24 @@ export const snapshotNameArg = (what: string): Record<string, unknown> => ({
   pattern: '^[A-Za-z0-9][A-Za-z0-9._-]*$',
   description: `${what}: 1-64 letters, digits, dots, dashes or underscores, starting with a letter or digit.`,
 });
+
+/**
+ * The longest prefix of `rows` whose rendering fits the budget, and at least one row so that
+ * paging makes progress. `render(n, cut)` renders the first n rows (`cut` = more rows follow);
+ * `lines` are the rows' text lines. Estimates from the sizes first, then confirms by rendering.
+ */
+export function fitRows(rows: unknown[], lines: string[], maxChars: number, render: (n: number, cut: boolean) => ToolOutput): ToolOutput {
+  const full = render(rows.length, false);
+  if (resultChars(full) <= maxChars) return full;
+  let room = maxChars - resultChars(render(0, true));
+  let n = 0;
+  while (n < rows.length) {
+    room -= JSON.stringify(rows[n]).length + 1 + lines[n]!.length + 1;
+    if (room < 0) break;
+    n++;
+  }
+  n = Math.max(n, 1);
+  let out = render(n, true);
+  while (n > 1 && resultChars(out) > maxChars) out = render(--n, true);
+  return out;
+}

@@ -3,7 +3,7 @@ import { decodeCursor, encodeCursor, invalidCursor } from '../cursor';
 import { flowGroupView, flowSummaryView, flowView, type FlowGroupView, type FlowView } from '../model';
 import { resultChars, type ToolDefinition, type ToolOutput } from '../registry';
 import type { FlowAggregate, FlowOrder, FlowQuery, L4Protocol } from '../traffic-source';
-import { nodesLine, timeWindow, type TimeArgs } from './common';
+import { fitRows, nodesLine, timeWindow, type TimeArgs } from './common';
 import { flowGroupSchema, flowSchema, limitArg, nodesSchema, summarySchema, timeArg } from './schemas';
 
 export { timeWindow };
@@ -199,20 +199,7 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
       };
     };
 
-    const full = render(rows.length, false);
-    if (resultChars(full) <= ctx.budget.maxChars) return full;
-    // Over budget: estimate how many rows fit from their sizes, then confirm by rendering.
-    let room = ctx.budget.maxChars - resultChars(render(0, true));
-    let n = 0;
-    while (n < rows.length) {
-      room -= JSON.stringify(rows[n]).length + 1 + lines[n]!.length + 1;
-      if (room < 0) break;
-      n++;
-    }
-    let out = render(n, true);
-    while (n > 1 && resultChars(out) > ctx.budget.maxChars) out = render(--n, true);
-    // Always return at least one row, so that paging makes progress (the minimum budget fits one).
-    return n === 0 ? render(1, true) : out;
+    return fitRows(rows, lines, ctx.budget.maxChars, render);
   },
 };
 
