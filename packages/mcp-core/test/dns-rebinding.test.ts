@@ -1,10 +1,10 @@
-import { request as httpRequest } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { mcpFastifyPlugin, type McpPluginOptions } from '../src/index';
 import { MemorySource, summaryWithHandshake, tcpFlow } from './memory-source';
+import { rawHttp, type RawAnswer } from '@kubeshark-mcp/testkit';
 
 const INITIALIZE = JSON.stringify({
   jsonrpc: '2.0',
@@ -13,29 +13,8 @@ const INITIALIZE = JSON.stringify({
   params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'raw-http', version: '0' } },
 });
 
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: string;
-}
-
-/**
- * One HTTP request with exactly the headers given. node:http, not fetch: fetch (undici) sets
- * Host itself and does not let the caller choose it, and a DNS-rebinding attack is precisely a
- * foreign Host arriving at a local socket.
- */
-function send(port: number, method: string, path: string, headers: Record<string, string>, body?: string): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, method, path, headers: { ...headers, ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}) } }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end(body);
-  });
-}
+const send = rawHttp;
+type Answer = RawAnswer;
 
 const MCP_HEADERS = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
 const initialize = (port: number, headers: Record<string, string>): Promise<Answer> => send(port, 'POST', '/mcp', { ...MCP_HEADERS, ...headers }, INITIALIZE);

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import path from 'node:path';
 
 /**
@@ -245,5 +246,33 @@ export function grpcUnary<Res>(client: object, method: string, req: object, time
   if (!fn) return Promise.reject(new Error(`no method ${method}`));
   return new Promise((resolve, reject) => {
     fn.call(client, req, { deadline: Date.now() + timeoutMs }, (err, res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+/** What `rawHttp` got back. */
+export interface RawAnswer {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+/**
+ * One HTTP request to 127.0.0.1 with exactly the headers given. node:http, not fetch: fetch
+ * (undici) sets Host itself and does not let the caller choose it, and a DNS-rebinding attack is
+ * precisely a foreign Host arriving at a local socket.
+ */
+export function rawHttp(port: number, method: string, path: string, headers: Record<string, string>, body?: string): Promise<RawAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(
+      { host: '127.0.0.1', port, method, path, headers: { ...headers, ...(body !== undefined ? { 'content-length': String(Buffer.byteLength(body)) } : {}) } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
   });
 }
