@@ -3,7 +3,7 @@ import { isoMicros } from '../model';
 import { resultChars, type ToolDefinition, type ToolOutput } from '../registry';
 import type { ApiCall, ApiCallQuery, ApiProtocol } from '../traffic-source';
 import { QUERY_TO_ARGUMENT, fitRows, inArgumentTerms, nodesLine, timeWindow, type TimeArgs } from './common';
-import { limitArg, nodesSchema, timeArg } from './schemas';
+import { cursorArg, limitArg, nodesSchema, pagingFields, timeArg } from './schemas';
 
 /** An API call as list_api_calls returns it. */
 export interface ApiCallView {
@@ -130,11 +130,7 @@ export const listApiCalls: ToolDefinition<ListApiCallsArgs> = {
       end: timeArg('Only calls made at or before this time'),
       protocol: { type: 'string', enum: ['http', 'dns'], description: 'Only HTTP or only DNS calls.' },
       limit: limitArg(100, 1000, 'calls per page'),
-      cursor: {
-        type: 'string',
-        minLength: 1,
-        description: 'nextCursor from a previous result: returns the next page of the same query. Opaque; pass it unchanged.',
-      },
+      cursor: cursorArg,
     },
     additionalProperties: false,
   },
@@ -143,10 +139,7 @@ export const listApiCalls: ToolDefinition<ListApiCallsArgs> = {
     properties: {
       calls: { type: 'array', items: apiCallSchema },
       total: { type: 'integer', minimum: 0, description: 'Matching calls over all pages, when known.' },
-      returned: { type: 'integer', minimum: 0 },
-      truncated: { type: 'boolean', description: 'True when more matched than this page returned (see nextCursor).' },
-      nextCursor: { type: 'string', description: 'Pass as cursor to get the next page; absent on the last page.' },
-      hint: { type: 'string' },
+      ...pagingFields,
       nodes: nodesSchema,
     },
     required: ['calls', 'returned', 'truncated', 'nodes'],

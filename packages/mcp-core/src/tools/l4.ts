@@ -4,7 +4,7 @@ import { flowGroupView, flowSummaryView, flowView, type FlowGroupView, type Flow
 import { resultChars, type ToolDefinition, type ToolOutput } from '../registry';
 import type { FlowAggregate, FlowOrder, FlowQuery, L4Protocol } from '../traffic-source';
 import { fitRows, nodesLine, timeWindow, type TimeArgs } from './common';
-import { flowGroupSchema, flowSchema, limitArg, nodesSchema, summarySchema, timeArg } from './schemas';
+import { cursorArg, flowGroupSchema, flowSchema, limitArg, nodesSchema, pagingFields, summarySchema, timeArg } from './schemas';
 
 export { timeWindow };
 
@@ -139,11 +139,7 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
         description: 'bytes/packets: largest first; recent: latest activity first; oldest: earliest start first.',
       },
       limit: limitArg(100, 1000, 'flows or groups per page'),
-      cursor: {
-        type: 'string',
-        minLength: 1,
-        description: 'nextCursor from a previous result: returns the next page of the same query. Opaque; pass it unchanged.',
-      },
+      cursor: cursorArg,
     },
     additionalProperties: false,
   },
@@ -154,10 +150,7 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
       groups: { type: 'array', items: flowGroupSchema },
       total: { type: 'integer', minimum: 0, description: 'Matching flows or groups, over all pages.' },
       offset: { type: 'integer', minimum: 0, description: 'Position of the first row of this page among all matches.' },
-      returned: { type: 'integer', minimum: 0 },
-      truncated: { type: 'boolean', description: 'True when more matched than this page returned (see nextCursor).' },
-      nextCursor: { type: 'string', description: 'Pass as cursor to get the next page; absent on the last page.' },
-      hint: { type: 'string', description: 'How to narrow the query when the result was cut.' },
+      ...pagingFields,
       nodes: nodesSchema,
     },
     required: ['total', 'offset', 'returned', 'truncated', 'nodes'],

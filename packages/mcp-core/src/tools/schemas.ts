@@ -194,3 +194,18 @@ export const summarySchema: JsonSchema = {
   required: ['total_flows', 'total_packets', 'total_bytes', 'tcp', 'udp', 'unique_clients', 'unique_servers', 'top_by_bytes', 'top_by_packets', 'tcp_handshakes', 'nodes'],
   additionalProperties: false,
 };
+
+/** The `cursor` argument of every paged tool. */
+export const cursorArg = {
+  type: 'string',
+  minLength: 1,
+  description: 'nextCursor from a previous result: returns the next page of the same query. Opaque; pass it unchanged.',
+};
+
+/** Output fields every paged tool returns alongside its rows. */
+export const pagingFields = {
+  returned: { type: 'integer', minimum: 0 },
+  truncated: { type: 'boolean', description: 'True when more matched than this page returned (see nextCursor).' },
+  nextCursor: { type: 'string', description: 'Pass as cursor to get the next page; absent on the last page.' },
+  hint: { type: 'string', description: 'How to narrow the query when the result was cut.' },
+};
