@@ -48,4 +48,10 @@ export interface Entry {
   response: EntryMessage | null;
   /** Absent on a complete call. */
   error?: EntryError;
+  /**
+   * Set when the protocol itself reports that the call failed, as the protocol words it
+   * (`HTTP 503 Service Unavailable`, `SQLSTATE 42P01: relation "x" does not exist`,
+   * `ERR unknown command`, `NXDOMAIN`); absent on success. Error rates count these.
+   */
+  failure?: string;
 }

@@ -6,3 +6,4 @@ export { HttpDissector } from './http1';
 export type { HttpEntry, HttpTime, HttpDissectorOptions, HttpDissectorStats } from './http1';
 export { DnsDissector, parseDnsMessage, DNS_MALFORMED_REASONS, DnsType } from './dns';
 export type { DnsEntry, DnsMessage, DnsQuestion, DnsRecord, DnsRecordData, DnsDissectorOptions, DnsStats, DnsMalformedReason } from './dns';
+export type { TcpProtocol, TcpDissector, StreamOpen, Verdict } from './stream';
