@@ -1,5 +1,6 @@
-import { formatIpv4, formatIpv6, type L4Packet, type RawPacket, type TcpChunk, type TcpEnd, type TcpGap, type TcpStreamConsumer } from '@kubeshark-mcp/capture';
+import { formatIpv4, formatIpv6, type L4Packet, type RawPacket, type TcpChunk, type TcpEnd, type TcpGap } from '@kubeshark-mcp/capture';
 import type { Entry, EntryMessage } from './entry';
+import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
 
 /**
  * DNS (RFC 1035) over UDP datagrams and TCP streams (RFC 7766: each message behind a 2-byte
@@ -405,12 +406,35 @@ function rcodeName(rcode: number): string {
 }
 
 /**
+ * DNS over TCP by content: a 2-byte length, then a header whose counts and opcode are those
+ * of a plausible query or response (one to a few questions, standard opcodes, no reserved
+ * bit), judged on the header alone so a long first message need not be buffered.
+ */
+export const DNS_TCP_PROTOCOL: TcpProtocol = {
+  name: 'dns',
+  ports: [53, 5353],
+  detect(b: Uint8Array): Verdict {
+    if (b.length < 14) return 'more';
+    const len = (b[0]! << 8) | b[1]!;
+    const flags = (b[4]! << 8) | b[5]!;
+    const opcode = (flags >> 11) & 0xf;
+    const z = (flags >> 6) & 1;
+    const qd = (b[6]! << 8) | b[7]!;
+    const an = (b[8]! << 8) | b[9]!;
+    const ns = (b[10]! << 8) | b[11]!;
+    const ar = (b[12]! << 8) | b[13]!;
+    const plausible = len >= 17 && opcode <= 6 && opcode !== 3 && z === 0 && qd >= 1 && qd <= 4 && an <= 512 && ns <= 512 && ar <= 512;
+    return plausible ? 'yes' : 'no';
+  },
+};
+
+/**
  * Turns DNS datagrams and TCP streams into `DnsEntry`s. Feed UDP with `onUdp` (or
  * `onDatagram`), TCP by passing the dissector as a `TcpReassembler` consumer (for port-53
  * streams only: it frames every byte it gets as DNS). Entries go to `emit` when a pair
  * completes, a query times out, a TCP stream closes, or at `flush`.
  */
-export class DnsDissector implements TcpStreamConsumer {
+export class DnsDissector implements TcpDissector {
   private readonly timeoutNs: number;
   private readonly latest: boolean;
   private readonly keepBodies: boolean;
@@ -432,6 +456,9 @@ export class DnsDissector implements TcpStreamConsumer {
     this.latest = options.pairWith === 'latest';
     this.keepBodies = options.keepBodies ?? true;
   }
+
+  /** Queries and responses are told apart by the QR bit, so the client direction is not needed. */
+  open(_stream: number, _info: StreamOpen): void {}
 
   /** A UDP packet decoded by `decodePacket`, with its flow index from `FlowTable.add`. */
   onUdp(p: RawPacket, d: L4Packet, flow: number): void {

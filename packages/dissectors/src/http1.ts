@@ -1,6 +1,7 @@
 import zlib from 'node:zlib';
-import type { TcpChunk, TcpDirection, TcpEnd, TcpGap, TcpStreamConsumer } from '@kubeshark-mcp/capture';
+import type { TcpChunk, TcpDirection, TcpEnd, TcpGap } from '@kubeshark-mcp/capture';
 import type { Entry, EntryError, EntryMessage, HeaderList } from './entry';
+import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
 
 /**
  * HTTP/1.x dissector: consumes the two byte streams of each TCP connection (a
@@ -56,11 +57,44 @@ export interface HttpEntry extends Entry {
   };
 }
 
+/**
+ * A connection that switched protocols (`101 Switching Protocols`): where HTTP/1.x ended in
+ * each direction and the bytes the dissector already held beyond that point, so the new
+ * protocol's dissector can take over from there.
+ */
+export interface HttpUpgrade {
+  stream: number;
+  /** The `Upgrade` header of the response (else the request's), lower-cased: `websocket`, `h2c`, ... */
+  protocol: string;
+  path: string;
+  host: string;
+  requestHeaders: HeaderList;
+  responseHeaders: HeaderList;
+  /** The next entry index on this stream (the HTTP/1.x entries took the ones below). */
+  firstIndex: number;
+  /** Per direction, the stream offset of the first byte after the HTTP/1.x exchange. */
+  boundary: [number, number];
+  /** Per direction, bytes already received past the boundary (copies), with the capture time of their first chunk. */
+  rest: [HttpRest | null, HttpRest | null];
+}
+
+export interface HttpRest {
+  offset: number;
+  bytes: Uint8Array;
+  sec: number;
+  nsec: number;
+}
+
 export interface HttpDissectorOptions {
   /** Body bytes kept per message, both on the wire (de-chunked) and decoded. Default 64 KiB; 0 keeps none. */
   maxBodySize?: number;
   /** Largest header block (start line included) accepted. Default 64 KiB. */
   maxHeaderSize?: number;
+  /**
+   * Called when a connection switches protocols after a 101 response, after the upgrade
+   * exchange was emitted. HTTP/1.x parsing of that connection stops either way.
+   */
+  onUpgrade?: (upgrade: HttpUpgrade) => void;
 }
 
 export interface HttpDissectorStats {
@@ -97,6 +131,8 @@ interface Message {
   headers: HeaderList;
   start: HttpTime;
   end: HttpTime | null;
+  /** Stream offset just past the message, once finished. */
+  endOffset: number;
   parts: Uint8Array[];
   kept: number;
   bodySize: number;
@@ -166,6 +202,22 @@ function couldStart(buf: Uint8Array): boolean {
   const head = Buffer.from(buf.buffer, buf.byteOffset, Math.min(buf.length, 22)).toString('latin1');
   return METHOD_PREFIX.test(head) || head.startsWith('HTTP/1.') || 'HTTP/1.'.startsWith(head);
 }
+
+/**
+ * HTTP/1.x by content: a direction that starts with a request line or a status line (judged
+ * on the first line, or the first 8 KiB when no line ends sooner).
+ */
+export const HTTP_PROTOCOL: TcpProtocol = {
+  name: 'http',
+  ports: [80, 8080, 8000, 3000, 5000, 8888],
+  detect(bytes: Uint8Array): Verdict {
+    if (!couldStart(bytes)) return 'no';
+    const nl = bytes.indexOf(0x0a);
+    if (nl < 0) return bytes.length > MAX_START_LINE ? 'no' : 'more';
+    const line = Buffer.from(bytes.buffer, bytes.byteOffset, nl).toString('latin1').replace(/\r$/, '');
+    return REQUEST_LINE.test(line) || STATUS_LINE.test(line) ? 'yes' : 'no';
+  },
+};
 
 /** Finds the end of a header block (just past the empty line) in buf[from, end), or -1. */
 function headerEnd(buf: Uint8Array, from: number, end: number): number {
@@ -264,11 +316,12 @@ function decodeBody(raw: Buffer, encoding: string, max: number, cut: boolean): {
 }
 
 /** HTTP/1.x over reassembled TCP streams; see the module comment. */
-export class HttpDissector implements TcpStreamConsumer {
+export class HttpDissector implements TcpDissector {
   private readonly conns = new Map<number, Conn>();
   private readonly nextIndex = new Map<number, number>();
   private readonly maxBody: number;
   private readonly maxHeader: number;
+  private readonly onUpgrade: ((upgrade: HttpUpgrade) => void) | undefined;
   private readonly counters: HttpDissectorStats = {
     entries: 0,
     errors: { 'pair-not-found': 0, timeout: 0, dissection: 0 },
@@ -283,7 +336,14 @@ export class HttpDissector implements TcpStreamConsumer {
   ) {
     this.maxBody = options.maxBodySize ?? DEFAULT_MAX_BODY;
     this.maxHeader = options.maxHeaderSize ?? DEFAULT_MAX_HEADER;
+    this.onUpgrade = options.onUpgrade;
   }
+
+  /** Roles are told by content (request or status line), so the client direction is not needed. */
+  open(_stream: number, _info: StreamOpen): void {}
+
+  /** Nothing is pending outside streams: every exchange comes out when its stream ends. */
+  flush(): void {}
 
   stats(): HttpDissectorStats {
     return { ...this.counters, errors: { ...this.counters.errors } };
@@ -362,7 +422,7 @@ export class HttpDissector implements TcpStreamConsumer {
     }
     if (e.closed) {
       for (const x of conn.exchanges) if (!x.responseDone) x.unanswered = true;
-      this.flush(conn, e.stream);
+      this.emitReady(conn, e.stream);
       this.conns.delete(e.stream);
       // Only a stream that ended by idle time, eviction or flush can start again under its id.
       if (e.reason === 'fin' || e.reason === 'rst') this.nextIndex.delete(e.stream);
@@ -584,6 +644,7 @@ export class HttpDissector implements TcpStreamConsumer {
       headers: [],
       start: this.timeAt(d, d.pendingOffset, false),
       end: null,
+      endOffset: 0,
       parts: [],
       kept: 0,
       bodySize: 0,
@@ -701,6 +762,7 @@ export class HttpDissector implements TcpStreamConsumer {
     if (d.state !== 'resync' && d.state !== 'dead') d.state = 'start';
     if (!msg) return;
     msg.end = end;
+    msg.endOffset = d.pendingOffset;
     if (msg.kind === 'request') {
       const x = conn.exchanges.find((e) => e.request === msg);
       if (x) x.requestDone = true;
@@ -713,14 +775,39 @@ export class HttpDissector implements TcpStreamConsumer {
         if (upgrade) {
           conn.opaque = true;
           for (const e of conn.exchanges) e.requestDone = true;
+          if (msg.status === 101 && x.request && this.onUpgrade) {
+            this.emitReady(conn, stream);
+            this.handOver(conn, stream, dir, x.request, msg);
+            return;
+          }
         }
       }
     }
-    this.flush(conn, stream);
+    this.emitReady(conn, stream);
+  }
+
+  /** Tells `onUpgrade` where the new protocol starts, with the bytes already held past it. */
+  private handOver(conn: Conn, stream: number, dir: TcpDirection, req: Message, res: Message): void {
+    const boundary: [number, number] = [0, 0];
+    const rest: [HttpRest | null, HttpRest | null] = [null, null];
+    boundary[dir] = res.endOffset;
+    boundary[dir === 0 ? 1 : 0] = req.endOffset;
+    for (const i of [0, 1] as const) {
+      const d = conn.dirs[i];
+      const skip = boundary[i] - d.pendingOffset;
+      if (skip >= 0 && skip < d.pending.length) {
+        const t = this.timeAt(d, boundary[i], false);
+        rest[i] = { offset: boundary[i], bytes: Buffer.from(d.pending.subarray(skip)), sec: t.sec, nsec: t.nsec };
+      }
+      d.pending = Buffer.alloc(0);
+      d.marks = [];
+    }
+    const protocol = (header(res.headers, 'upgrade') ?? header(req.headers, 'upgrade') ?? '').trim().toLowerCase();
+    this.onUpgrade!({ stream, protocol, path: req.target, host: header(req.headers, 'host') ?? '', requestHeaders: req.headers, responseHeaders: res.headers, firstIndex: this.nextIndex.get(stream) ?? 0, boundary, rest });
   }
 
   /** Emits the exchanges at the head of the queue that are complete. */
-  private flush(conn: Conn, stream: number): void {
+  private emitReady(conn: Conn, stream: number): void {
     while (conn.exchanges.length > 0) {
       const x = conn.exchanges[0]!;
       const allEnded = conn.dirs.every((d) => d.ended);

@@ -7,3 +7,8 @@ export type { HttpEntry, HttpTime, HttpDissectorOptions, HttpDissectorStats } fr
 export { DnsDissector, parseDnsMessage, DNS_MALFORMED_REASONS, DnsType } from './dns';
 export type { DnsEntry, DnsMessage, DnsQuestion, DnsRecord, DnsRecordData, DnsDissectorOptions, DnsStats, DnsMalformedReason } from './dns';
 export type { TcpProtocol, TcpDissector, StreamOpen, Verdict } from './stream';
+export { HTTP_PROTOCOL } from './http1';
+export type { HttpUpgrade, HttpRest } from './http1';
+export { DNS_TCP_PROTOCOL } from './dns';
+export { StreamRouter } from './router';
+export type { RoutedProtocol, StreamFacts, StreamRouterOptions, StreamRouterStats } from './router';

@@ -43,6 +43,8 @@ export interface StreamOpen {
     /** Request and response header fields of the upgrade exchange (WebSocket key, subprotocol, HTTP2-Settings). */
     requestHeaders: [name: string, value: string][];
     responseHeaders: [name: string, value: string][];
+    /** Index to give the first entry of this stream: the HTTP/1.x entries before the upgrade took the ones below. */
+    firstIndex: number;
   };
 }
 
