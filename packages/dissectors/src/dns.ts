@@ -692,7 +692,10 @@ export class DnsDissector implements TcpDissector {
       dns_request: req,
       dns_response: res,
     };
-    if (res) e.dns_rcode = res.rcode;
+    if (res) {
+      e.dns_rcode = res.rcode;
+      if (res.rcode !== 0) e.failure = rcodeName(res.rcode);
+    }
     if (error) e.error = error;
     else if (req?.malformed || res?.malformed) e.error = 'dissection';
     return e;

@@ -853,6 +853,7 @@ export class HttpDissector implements TcpDissector {
       status_text: res?.reason ?? '',
       times: { request_start: req?.start ?? null, request_end: req?.end ?? null, response_start: res?.start ?? null, response_end: res?.end ?? null },
     };
+    if (res && res.status >= 400) entry.failure = `HTTP ${res.status}${res.reason ? ` ${res.reason}` : ''}`;
     if (error) {
       entry.error = error;
       this.counters.errors[error]++;

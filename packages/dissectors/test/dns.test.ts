@@ -232,7 +232,7 @@ describe('DNS against tshark', () => {
   it('dns-tcp-multirequest-buffer: twenty queries in one segment, each paired over TCP', async () => {
     const r = await run('suricata-verify/dns-tcp-multirequest-buffer.pcap');
     expect(r.entries).toHaveLength(20);
-    expect(r.entries.every((e) => e.transport === 'tcp' && e.error === undefined && e.status_code === 3 && e.dns_rcode === 3)).toBe(true);
+    expect(r.entries.every((e) => e.transport === 'tcp' && e.error === undefined && e.status_code === 3 && e.dns_rcode === 3 && e.failure === 'NXDOMAIN')).toBe(true);
     expect(r.entries.map((e) => e.index)).toEqual([...Array(20).keys()]);
     expect(r.entries[0]!).toMatchObject({ protocol: 'dns', method: 'QUERY', path: '0.google.com', dns_id: 0, elapsed_time: 118_018 });
     expect(r.entries[0]!.dns_authorities.map((a) => a.data.kind)).toEqual(['SOA']);

@@ -219,6 +219,9 @@ describe.each(GOLDEN)('%s against tshark', (capture) => {
       expect(e.url).toBe(host + e.path);
       expect(e.protocol).toBe('http');
       expect(e.error === 'pair-not-found').toBe(e.request === null || e.response === null);
+      // The protocol's own failure: a 4xx or 5xx status, worded as the status line has it.
+      if (e.status_code >= 400) expect(e.failure).toBe(`HTTP ${e.status_code}${e.status_text ? ` ${e.status_text}` : ''}`);
+      else expect(e.failure).toBeUndefined();
     }
   });
 
