@@ -1,5 +1,21 @@
-import type { FlowTable, L4Packet, RawPacket, TcpChunk, TcpEnd, TcpGap, TcpStreamConsumer } from '@kubeshark-mcp/capture';
-import { DnsDissector, HttpDissector, type DnsEntry, type Entry, type EntryMessage, type HttpEntry } from '@kubeshark-mcp/dissectors';
+import { Completeness, parseIp, type FlowTable, type L4Packet, type RawPacket, type TcpStreamConsumer } from '@kubeshark-mcp/capture';
+import {
+  DNS_TCP_PROTOCOL,
+  DnsDissector,
+  HTTP_PROTOCOL,
+  HttpDissector,
+  StreamRouter,
+  type DnsEntry,
+  type Entry,
+  type EntryMessage,
+  type HttpEntry,
+  type RoutedProtocol,
+  type StreamFacts,
+  type TcpDissector,
+} from '@kubeshark-mcp/dissectors';
+
+/** Every entry the worker stores: the dissectors' own types. */
+export type AnyEntry = HttpEntry | DnsEntry;
 
 /**
  * L7 API calls on the worker: the dissectors wired behind the flow tracker, and a bounded
@@ -20,7 +36,7 @@ export interface StoredEntry {
   /** The flow's client (src) and server (dst); empty when the flow was already dropped. */
   src: EntryEndpoint;
   dst: EntryEndpoint;
-  entry: HttpEntry | DnsEntry;
+  entry: AnyEntry;
   /** Insertion order: breaks timestamp ties, so (timestamp, seq) orders entries totally. */
   seq: number;
 }
@@ -223,63 +239,67 @@ export class EntryStore {
   }
 }
 
-/** Routes each TCP stream to the DNS dissector (port 53) or the HTTP one (detected by content). */
-class StreamRouter implements TcpStreamConsumer {
-  private readonly route = new Map<number, TcpStreamConsumer>();
-
-  constructor(
-    private readonly flows: () => FlowTable,
-    private readonly http: TcpStreamConsumer,
-    private readonly dns: TcpStreamConsumer,
-  ) {}
-
-  private pick(stream: number): TcpStreamConsumer {
-    let c = this.route.get(stream);
-    if (c === undefined) {
-      const table = this.flows();
-      const row = table.rowOf(stream);
-      const f = row >= 0 ? table.get(row) : undefined;
-      c = f && (f.client.port === 53 || f.server.port === 53) ? this.dns : this.http;
-      this.route.set(stream, c);
-    }
-    return c;
-  }
-
-  onData(c: TcpChunk): void {
-    this.pick(c.stream).onData(c);
-  }
-
-  onGap(g: TcpGap): void {
-    this.pick(g.stream).onGap(g);
-  }
-
-  onEnd(e: TcpEnd): void {
-    this.pick(e.stream).onEnd(e);
-    if (e.closed) this.route.delete(e.stream);
-  }
-}
-
-/** Body bytes kept per HTTP message: previews, so 100,000 entries stay within memory. */
+/** Body bytes kept per message: previews, so 100,000 entries stay within memory. */
 const BODY_PREVIEW = 4096;
 
+export interface L7Options {
+  /** More ports per protocol name, asked first when detecting (Kubeshark's `portMapping`). */
+  portMapping?: Record<string, number[]>;
+  /** Body bytes kept per message. Default 4 KiB. */
+  maxBodySize?: number;
+}
+
+/** Direction 0 is the endpoint with the lower address (then port), as `packetSide` numbers them. */
+function lowerEndpoint(a: { ip: string; port: number }, b: { ip: string; port: number }): boolean {
+  const x = parseIp(a.ip);
+  const y = parseIp(b.ip);
+  if (x && y) {
+    const xs = [x.w0, x.w1, x.w2, x.w3];
+    const ys = [y.w0, y.w1, y.w2, y.w3];
+    for (let i = 0; i < 4; i++) {
+      const u = xs[i]! >>> 0;
+      const v = ys[i]! >>> 0;
+      if (u !== v) return u < v;
+    }
+  }
+  return a.port <= b.port;
+}
+
 /**
- * The dissectors behind one flow tracker, storing what they produce. Give `tcpConsumer` and
- * `onUdp` to the tracker's options, then `bind` the tracker's flow table.
+ * The dissectors behind one flow tracker, storing what they produce: TCP streams go through
+ * the stream router (each protocol claims streams by content, ports only order the questions;
+ * HTTP/1.1 upgrades hand over to the protocol they name), UDP port 53 to the DNS dissector.
+ * Give `tcpConsumer` and `onUdp` to the tracker's options, then `bind` the tracker's flow table.
  */
 export class L7Pipeline {
   readonly http: HttpDissector;
   readonly dns: DnsDissector;
+  readonly router: StreamRouter;
   readonly tcpConsumer: TcpStreamConsumer;
+  private readonly dissectors: TcpDissector[];
   private table: FlowTable | undefined;
 
   constructor(
     readonly node: string,
     readonly store: EntryStore,
+    options: L7Options = {},
   ) {
-    const emit = (e: HttpEntry | DnsEntry): void => this.emit(e);
-    this.http = new HttpDissector(emit, { maxBodySize: BODY_PREVIEW });
+    const emit = (e: Entry): void => this.emit(e);
+    const maxBodySize = options.maxBodySize ?? BODY_PREVIEW;
+    this.http = new HttpDissector(emit, { maxBodySize, onUpgrade: (u) => this.router.upgrade(u) });
     this.dns = new DnsDissector(emit, { keepBodies: false });
-    this.tcpConsumer = new StreamRouter(() => this.table!, this.http, this.dns);
+    const protocols: RoutedProtocol[] = [
+      { protocol: HTTP_PROTOCOL, dissector: this.http },
+      { protocol: DNS_TCP_PROTOCOL, dissector: this.dns },
+    ];
+    this.dissectors = protocols.map((p) => p.dissector);
+    this.router = new StreamRouter({
+      protocols,
+      facts: (stream) => this.facts(stream),
+      ...(options.portMapping ? { portMapping: options.portMapping } : {}),
+      upgrades: {},
+    });
+    this.tcpConsumer = this.router;
     this.onUdp = this.onUdp.bind(this);
   }
 
@@ -291,9 +311,9 @@ export class L7Pipeline {
     if (d.srcPort === 53 || d.dstPort === 53) this.dns.onUdp(p, d, flow);
   }
 
-  /** After the streams were flushed: queries still waiting become entries. */
+  /** After the streams were flushed: what is still pending becomes entries. */
   flush(): void {
-    this.dns.flush();
+    for (const d of new Set(this.dissectors)) d.flush();
   }
 
   /** Live capture: advances the DNS clock so unanswered queries time out. */
@@ -301,7 +321,20 @@ export class L7Pipeline {
     this.dns.advance(sec, nsec);
   }
 
-  private emit(e: Entry & (HttpEntry | DnsEntry)): void {
+  /** The client's direction (when the handshake was captured) and the ports, from the flow table. */
+  private facts(stream: number): StreamFacts {
+    const table = this.table;
+    const row = table ? table.rowOf(stream) : -1;
+    if (!table || row < 0) return { clientDir: undefined, ports: [0, 0] };
+    const f = table.get(row);
+    const clientLow = lowerEndpoint(f.client, f.server);
+    const handshake = (f.completeness & (Completeness.SYN | Completeness.SYN_ACK)) !== 0;
+    const low = clientLow ? f.client.port : f.server.port;
+    const high = clientLow ? f.server.port : f.client.port;
+    return { clientDir: handshake ? (clientLow ? 0 : 1) : undefined, ports: [low, high] };
+  }
+
+  private emit(e: Entry): void {
     const table = this.table;
     const row = table ? table.rowOf(e.stream) : -1;
     const f = row >= 0 ? table!.get(row) : undefined;
@@ -312,7 +345,7 @@ export class L7Pipeline {
       flow_id: flowId,
       src: f ? { ip: f.client.ip, port: f.client.port } : { ip: '', port: 0 },
       dst: f ? { ip: f.server.ip, port: f.server.port } : { ip: '', port: 0 },
-      entry: e,
+      entry: e as AnyEntry,
     });
   }
 }

@@ -3,7 +3,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { decodePacket, FlowTable, IPPROTO_TCP, newL4Packet, packetSide, readCaptureFile, TcpReassembler, type TcpChunk, type TcpDirection, type TcpEndReason } from '@kubeshark-mcp/capture';
 import { capturePath, GOLDEN_DIR } from '@kubeshark-mcp/testkit';
-import { HttpDissector, type HttpDissectorOptions, type HttpEntry, type HttpTime } from '../src';
+import { HttpDissector, type HttpDissectorOptions, type HttpEntry, type HttpTime, type HttpUpgrade } from '../src';
 
 /**
  * The HTTP/1.x dissector against tshark's HTTP fields for the same captures
@@ -421,6 +421,38 @@ describe('HTTP/1.x by hand', () => {
     f.data(0, REQ('/ws', 'Upgrade: websocket\r\nConnection: Upgrade\r\n'), 1).data(1, 'HTTP/1.1 101 Switching Protocols\r\n\r\n', 2);
     f.data(1, '\x81\x05hello', 3).data(0, 'GET / HTTP/1.1\r\n\r\n', 4);
     expect(f.end().map((e) => [e.status_code, e.error])).toEqual([[101, undefined]]);
+  });
+
+  test('onUpgrade gets the boundary per direction and the bytes already past it, with the next entry index', () => {
+    const ups: HttpUpgrade[] = [];
+    const f = new Feed({ onUpgrade: (u) => ups.push(u) });
+    const req = REQ('/ws', 'Upgrade: websocket\r\nConnection: Upgrade\r\n');
+    const res = 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: WebSocket\r\n\r\n';
+    f.data(0, REQ('/first'), 1).data(1, RES('x'), 2);
+    f.data(0, req, 3).data(1, res + '\x81\x05hello', 4);
+    f.data(1, '\x81\x01!', 5);
+    expect(f.end().map((e) => [e.index, e.status_code])).toEqual([
+      [0, 200],
+      [1, 101],
+    ]);
+    expect(ups).toHaveLength(1);
+    const u = ups[0]!;
+    expect(u).toMatchObject({ stream: 7, protocol: 'websocket', path: '/ws', host: 'example.com', firstIndex: 2 });
+    expect(u.boundary).toEqual([REQ('/first').length + req.length, RES('x').length + res.length]);
+    expect(u.rest[0]).toBeNull();
+    expect(u.rest[1]).toMatchObject({ offset: u.boundary[1], sec: 0, nsec: 4e6 });
+    expect(Buffer.from(u.rest[1]!.bytes).toString('latin1')).toBe('\x81\x05hello');
+  });
+
+  test('4xx and 5xx responses carry the failure as the status line words it', () => {
+    const f = new Feed();
+    f.data(0, REQ('/a') + REQ('/b') + REQ('/c'), 1);
+    f.data(1, 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\nHTTP/1.1 503\r\nContent-Length: 0\r\n\r\n' + RES('ok'), 2);
+    expect(f.end().map((e) => [e.status_code, e.failure])).toEqual([
+      [404, 'HTTP 404 Not Found'],
+      [503, 'HTTP 503'],
+      [200, undefined],
+    ]);
   });
 
   test('a gap inside headers ends the message with `dissection`; parsing resyncs at the next start line', () => {
