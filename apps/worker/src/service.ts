@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { WorkerHandlers } from '@kubeshark-mcp/proto';
 import type { Flow, FlowGroup } from '@kubeshark-mcp/mcp-core/model';
 import { QueryError, type WorkerEngine } from './engine';
+import { apiStats } from './api-stats';
 import { CursorError, entryDetail, entrySummary, type StoredEntry } from './entries';
 import { SnapshotError, type SnapshotInfo } from './snapshots';
 
@@ -229,6 +230,29 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       const s = store.get(call.request.id);
       if (!s) return callback({ code: grpc.status.NOT_FOUND, details: `no entry "${call.request.id}" (ids look like ${engine.node}/<flow>/<index>; it may have been evicted)` });
       callback(null, toProtoEntry(s, true));
+    },
+    GetApiStats(call, callback) {
+      const r = call.request;
+      const store = engine.entries;
+      if (!store) return callback(unimplemented('GetApiStats on a worker without L7 dissection'));
+      if (r.since_us && r.until_us && r.until_us < r.since_us) return callback(toStatus(new QueryError('until_us', 'until_us is before since_us')));
+      const { entries } = store.query({ sinceUs: r.since_us, untilUs: r.until_us });
+      const selected = r.protocol ? entries.filter((s) => s.entry.protocol === r.protocol) : entries;
+      const groups = apiStats(selected).map((g) => ({
+        service: g.service,
+        dst: g.dst,
+        protocol: g.protocol,
+        method: g.method,
+        endpoint: g.endpoint,
+        requests: g.requests,
+        failures: g.failures,
+        unanswered: g.unanswered,
+        statuses: g.statuses,
+        latency: { count: g.latency.count, p50_us: g.latency.p50Us, p90_us: g.latency.p90Us, p99_us: g.latency.p99Us, sketch: g.latencySketch.toBytes() },
+        first_us: g.firstUs,
+        last_us: g.lastUs,
+      }));
+      callback(null, { node: engine.node, groups, entries: selected.length });
     },
     StartCapture: unaryUnimplemented('StartCapture'),
     StopCapture: unaryUnimplemented('StopCapture'),

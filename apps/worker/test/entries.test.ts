@@ -5,6 +5,7 @@ import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
 import { GOLDEN_DIR, capturePath, grpcUnary } from '@kubeshark-mcp/testkit';
+import { endpointOf } from '../src/api-stats';
 import { WorkerEngine, startWorkerServer, type RunningWorkerServer } from '../src';
 
 /** L7 entries through a real gRPC server, checked against tshark's HTTP and DNS views of the captures. */
@@ -180,4 +181,89 @@ test('analyze --entries prints the API calls of a capture', async () => {
   expect(lines.map((e) => `${e.method} ${e.path} ${e.status_code}`)).toEqual(expected.map((e) => e.key));
   expect(lines[0]).toMatchObject({ id: 'n1/0/0', node: 'n1', protocol: 'http', flow_id: 'n1/0', src: { port: 59856 }, dst: { ip: '192.150.187.43', port: 80 } });
   expect(lines[0].timestamp).toBe(expected[0]!.ts);
+});
+
+interface WireStatsGroup {
+  service: string;
+  protocol: string;
+  method: string;
+  endpoint: string;
+  requests: number;
+  failures: number;
+  unanswered: number;
+  statuses: { status_code: number; count: number }[];
+  latency: { count: number; p50_us: number; p90_us: number; p99_us: number; sketch: Buffer };
+  first_us: number;
+  last_us: number;
+}
+
+test('GetApiStats counts requests, statuses and unanswered calls per endpoint as tshark sees them; latency is nearest-rank over the answered calls', async () => {
+  const res = await unary<{ node: string; groups: WireStatsGroup[]; entries: number }>('GetApiStats', {});
+  const { entries } = await stream({});
+  expect(res.node).toBe('node-e');
+  expect(res.entries).toBe(entries.length);
+  expect(res.groups.reduce((n, g) => n + g.requests, 0)).toBe(entries.length);
+
+  // tshark's requests per (method, uri): count, status multiset, unanswered. These URIs carry no
+  // identifier-like segments, so the endpoint is the URI itself.
+  const expected = new Map<string, { requests: number; unanswered: number; statuses: Map<number, number> }>();
+  for (const r of HTTP_CAPTURES.flatMap(tsharkRequests)) {
+    const [method, uri, status] = r.key.split(' ') as [string, string, string];
+    const k = `http ${method} ${uri}`;
+    const x = expected.get(k) ?? { requests: 0, unanswered: 0, statuses: new Map() };
+    x.requests++;
+    if (status === '0') x.unanswered++;
+    x.statuses.set(Number(status), (x.statuses.get(Number(status)) ?? 0) + 1);
+    expected.set(k, x);
+  }
+  for (const q of psv(DNS_CAPTURE, 'dns.psv').filter((r) => r['dns.flags.response'] === '0')) {
+    const k = `dns QUERY ${q['dns.qry.name']}`;
+    const x = expected.get(k) ?? { requests: 0, unanswered: 0, statuses: new Map([[0, 0]]) };
+    x.requests++;
+    x.statuses.set(0, x.statuses.get(0)! + 1);
+    expected.set(k, x);
+  }
+  const got = new Map<string, { requests: number; unanswered: number; statuses: Map<number, number> }>();
+  for (const g of res.groups) {
+    const k = `${g.protocol} ${g.method} ${g.endpoint}`;
+    const x = got.get(k) ?? { requests: 0, unanswered: 0, statuses: new Map() };
+    x.requests += g.requests;
+    x.unanswered += g.unanswered;
+    for (const s of g.statuses) x.statuses.set(s.status_code, (x.statuses.get(s.status_code) ?? 0) + s.count);
+    got.set(k, x);
+  }
+  expect(got).toEqual(expected);
+
+  // The 1000-request connection: latency over the 999 answered calls, nearest rank.
+  const big = res.groups.find((g) => g.requests === 1000)!;
+  expect(big).toMatchObject({ protocol: 'http', method: 'GET', endpoint: '/', unanswered: 1, failures: 0, service: '[::1]:80' });
+  const elapsed = entries
+    .filter((e) => e.protocol === 'http' && e.status_code !== 0 && `[${e.dst.ip}]:${e.dst.port}` === big.service)
+    .map((e) => e.elapsed_time_us)
+    .sort((a, b) => a - b);
+  expect(elapsed).toHaveLength(999);
+  const rank = (p: number): number => elapsed[Math.ceil((p / 100) * elapsed.length) - 1]!;
+  expect(big.latency).toMatchObject({ count: 999, p50_us: rank(50), p90_us: rank(90), p99_us: rank(99) });
+  expect(big.latency.sketch.length).toBeGreaterThan(0);
+
+  const onlyDns = await unary<{ groups: WireStatsGroup[]; entries: number }>('GetApiStats', { protocol: 'dns' });
+  expect(onlyDns.groups.every((g) => g.protocol === 'dns')).toBe(true);
+  expect(onlyDns.entries).toBe(entries.filter((e) => e.protocol === 'dns').length);
+  const window = await unary<{ entries: number }>('GetApiStats', { since_us: entries[10]!.timestamp_us, until_us: entries[20]!.timestamp_us });
+  expect(window.entries).toBe(entries.filter((e) => e.timestamp_us >= entries[10]!.timestamp_us && e.timestamp_us <= entries[20]!.timestamp_us).length);
+  const bad = await unary('GetApiStats', { since_us: 10, until_us: 5 }).catch((e: grpc.ServiceError) => e);
+  expect((bad as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
+});
+
+test('endpoints group identifier-like path segments and drop the query', () => {
+  const e = (protocol: string, path: string): Parameters<typeof endpointOf>[0] =>
+    ({ protocol, path, stream: 0, index: 0, timestamp: 0, elapsed_time: 0, method: 'GET', url: '', status_code: 0, request: null, response: null });
+  expect(endpointOf(e('http', '/users/12345/orders?page=2'))).toBe('/users/:id/orders');
+  expect(endpointOf(e('http', '/users/6f1c2a9e-3b7d-4c1a-9e2f-0a1b2c3d4e5f'))).toBe('/users/:id');
+  expect(endpointOf(e('http', '/blobs/deadbeefcafe0123'))).toBe('/blobs/:id');
+  expect(endpointOf(e('http', '/api/v2/checkout#top'))).toBe('/api/v2/checkout');
+  expect(endpointOf(e('http', '/static/app.css'))).toBe('/static/app.css');
+  expect(endpointOf(e('http', '/'))).toBe('/');
+  expect(endpointOf(e('redis', 'session:123'))).toBe('');
+  expect(endpointOf(e('dns', 'example.com'))).toBe('example.com');
 });
