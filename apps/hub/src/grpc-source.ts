@@ -7,6 +7,8 @@ import {
   type ApiCallDetail,
   type ApiCallList,
   type ApiCallQuery,
+  type ApiStatsQuery,
+  type ApiStatsReport,
   type BoundariesReport,
   type CallContext,
   type Flow,
@@ -42,6 +44,7 @@ import {
   type WorkerClient,
   type WorkerStatus,
 } from '@kubeshark-mcp/proto';
+import { mergeApiStats, type ProtoApiStats } from './api-stats-merge';
 import type { DownloadStore, PendingDownload } from './downloads';
 
 // Message types the proto package does not re-export, taken from the client's signatures.
@@ -514,6 +517,13 @@ export class GrpcTrafficSource implements TrafficSource {
       throw new TrafficSourceError(ERROR_CODES.INTERNAL, `worker ${w.node ?? w.address} sent entry "${id}" with a malformed record`);
     }
     return { call, nodes: this.coverage(e.node || (w.node ?? w.address)) };
+  }
+
+  async getApiStats(q: ApiStatsQuery, ctx: CallContext): Promise<ApiStatsReport> {
+    const w = this.worker;
+    const res = (await this.unary(w, w.client.GetApiStats as never, { since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, protocol: q.protocol ?? '' }, ctx.signal)) as ProtoApiStats;
+    w.node = res.node || w.node;
+    return { ...mergeApiStats([res]), nodes: this.coverage(res.node || (w.node ?? w.address)) };
   }
 
   /** One StreamEntries call read to its end, within the deadline; cancelled with the request. */

@@ -369,6 +369,79 @@ test('list_api_calls returns the DNS queries of the dns-udp capture, filtered an
   expect(all.length).toBeGreaterThanOrEqual(dns.length + 1);
 });
 
+interface StatsOut {
+  service: string;
+  protocol: string;
+  method: string;
+  endpoint: string;
+  requests: number;
+  failures: number;
+  error_rate: number;
+  unanswered: number;
+  statuses: { status_code: number; count: number }[];
+  latency_p50_us: number;
+  latency_p99_us: number;
+}
+
+test('get_api_stats counts the demo captures\' HTTP requests and DNS queries per endpoint as tshark lists them, paged and ordered', async () => {
+  const first = (await client.callTool({ name: 'get_api_stats', arguments: {} })) as CallToolResult;
+  expect(first.isError).toBeFalsy();
+  const s = first.structuredContent as { groups: StatsOut[]; total_groups: number; entries: number; truncated: boolean; nodes: unknown[] };
+  expect(s.nodes).toEqual([{ node: 'node-e2e', state: 'ok' }]);
+  expect(s.truncated).toBe(false);
+  expect(s.groups).toHaveLength(s.total_groups);
+  const calls = await allApiCalls({});
+  expect(s.entries).toBe(calls.length);
+  expect(s.groups.reduce((n, g) => n + g.requests, 0)).toBe(calls.length);
+  // Default order: most requests first.
+  expect(s.groups.map((g) => g.requests)).toEqual([...s.groups.map((g) => g.requests)].sort((a, b) => b - a));
+
+  // tshark: requests per (method, uri) over the demo captures with HTTP, queries per name.
+  const expected = new Map<string, number>();
+  for (const f of demoFiles) {
+    const capture = f.replace('_', '/');
+    for (const file of ['http.psv', 'dns.psv']) {
+      let rows: Record<string, string>[];
+      try {
+        rows = psv(capture, file);
+      } catch {
+        continue;
+      }
+      for (const r of rows) {
+        const k = file === 'http.psv' ? (r['http.request.method'] ? `http ${r['http.request.method']} ${r['http.request.uri']!.split('?')[0]}` : '') : r['dns.flags.response'] === '0' ? `dns QUERY ${r['dns.qry.name']}` : '';
+        if (k) expected.set(k, (expected.get(k) ?? 0) + 1);
+      }
+    }
+  }
+  const got = new Map<string, number>();
+  for (const g of s.groups) got.set(`${g.protocol} ${g.method} ${g.endpoint.replace(/\.$/, '')}`, (got.get(`${g.protocol} ${g.method} ${g.endpoint.replace(/\.$/, '')}`) ?? 0) + g.requests);
+  expect(got).toEqual(expected);
+  for (const g of s.groups) {
+    expect(g.error_rate).toBeCloseTo(g.failures / g.requests, 4);
+    expect(g.latency_p50_us).toBeLessThanOrEqual(g.latency_p99_us);
+  }
+
+  // One group per page, by p99: the same groups, each once, in descending p99.
+  const paged: StatsOut[] = [];
+  let cursor: string | undefined;
+  for (let i = 0; i < 100; i++) {
+    const r = (await client.callTool({ name: 'get_api_stats', arguments: { order_by: 'p99', limit: 1, ...(cursor ? { cursor } : {}) } })) as CallToolResult;
+    const page = r.structuredContent as { groups: StatsOut[]; nextCursor?: string };
+    paged.push(...page.groups);
+    cursor = page.nextCursor;
+    if (!cursor) break;
+  }
+  expect(paged).toHaveLength(s.groups.length);
+  expect(paged.map((g) => g.latency_p99_us)).toEqual([...paged.map((g) => g.latency_p99_us)].sort((a, b) => b - a));
+  expect(new Set(paged.map((g) => `${g.service} ${g.protocol} ${g.method} ${g.endpoint}`)).size).toBe(paged.length);
+
+  const dns = (await client.callTool({ name: 'get_api_stats', arguments: { protocol: 'dns' } })) as CallToolResult;
+  expect((dns.structuredContent as { groups: StatsOut[] }).groups.every((g) => g.protocol === 'dns')).toBe(true);
+  const bad = (await client.callTool({ name: 'get_api_stats', arguments: { order_by: 'speed' } })) as CallToolResult;
+  expect(bad.isError).toBe(true);
+  expect((bad.content[0] as { text: string }).text).toMatch(/"order_by"/);
+});
+
 test('get_api_call with an unknown id is isError naming "id"', async () => {
   const r = (await client.callTool({ name: 'get_api_call', arguments: { id: 'node-e2e/no-such/0' } })) as CallToolResult;
   expect(r.isError).toBe(true);

@@ -15,6 +15,8 @@ export { exportPcap, PCAP_MEDIA_TYPES } from './tools/export';
 export { createSnapshot, listSnapshots, getSnapshot, deleteSnapshot } from './tools/snapshots';
 export { listApiCalls, getApiCall, apiCallView, BODY_PREVIEW_CHARS } from './tools/api-calls';
 export type { ApiCallView } from './tools/api-calls';
+export { getApiStats, API_STATS_ORDERS } from './tools/api-stats';
+export type { ApiStatsView } from './tools/api-stats';
 export { TOOL_CATALOGUE, toolsFor } from './tools/catalogue';
 export type { CatalogueEntry } from './tools/catalogue';
 export { flowView, flowGroupView, flowSummaryView, isoMicros, rttBand } from './model';
@@ -24,6 +26,9 @@ export type {
   ApiProtocol,
   ApiCall,
   ApiCallQuery,
+  ApiStatsQuery,
+  ApiStatsGroup,
+  ApiStatsReport,
   ApiCallList,
   ApiCallDetail,
   CallContext,

@@ -330,6 +330,42 @@ export interface ApiCallQuery {
   after?: string;
 }
 
+export interface ApiStatsQuery {
+  since_us?: number;
+  until_us?: number;
+  protocol?: ApiProtocol;
+}
+
+/**
+ * One (server, protocol, method, endpoint). The endpoint is the HTTP path without its query,
+ * identifier-like segments replaced by `:id`; the gRPC method path; the DNS name; empty for
+ * Redis and SQL, which group by method (command or SQL verb) only.
+ */
+export interface ApiStatsGroup {
+  /** The server: `ip:port` until Kubernetes identities name it. */
+  service: string;
+  protocol: string;
+  method: string;
+  endpoint: string;
+  requests: number;
+  /** Calls the protocol reported as failed (HTTP >= 400, DNS rcode != 0, gRPC status != 0, SQL errors, ...). */
+  failures: number;
+  /** Calls that got no answer. */
+  unanswered: number;
+  statuses: { status_code: number; count: number }[];
+  /** elapsed_time of the answered calls, microseconds. */
+  latency: Percentiles;
+  first_us: number;
+  last_us: number;
+}
+
+export interface ApiStatsReport {
+  groups: ApiStatsGroup[];
+  /** Entries counted, over all nodes. */
+  entries: number;
+  nodes: NodeCoverage[];
+}
+
 /** One API call (L7 entry) in its summary shape. */
 export interface ApiCall {
   /** `<node>/<flow id>/<index>`. */
@@ -395,4 +431,6 @@ export interface TrafficSource {
   listApiCalls?(query: ApiCallQuery, ctx: CallContext): Promise<ApiCallList>;
   /** One API call's full record; a TrafficSourceError `not_found` when there is none. */
   getApiCall?(id: string, ctx: CallContext): Promise<ApiCallDetail>;
+  /** Request counts, failures and latency per server and endpoint, merged over the nodes. */
+  getApiStats?(query: ApiStatsQuery, ctx: CallContext): Promise<ApiStatsReport>;
 }

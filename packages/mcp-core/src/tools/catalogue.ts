@@ -1,6 +1,7 @@
 import type { ToolDefinition } from '../registry';
 import type { TrafficSource } from '../traffic-source';
 import { getApiCall, listApiCalls } from './api-calls';
+import { getApiStats } from './api-stats';
 import { exportPcap } from './export';
 import { getL4FlowSummary, listL4Flows } from './l4';
 import { createSnapshot, deleteSnapshot, getSnapshot, listSnapshots } from './snapshots';
@@ -23,6 +24,7 @@ export const TOOL_CATALOGUE: readonly CatalogueEntry[] = [
   entry(getL4FlowSummary, 'getFlowSummary'),
   entry(listApiCalls, 'listApiCalls'),
   entry(getApiCall, 'getApiCall'),
+  entry(getApiStats, 'getApiStats'),
   entry(getStatus, 'getStatus'),
   entry(getDataBoundaries, 'getDataBoundaries'),
   entry(exportPcap, 'exportPcap'),
