@@ -4,6 +4,8 @@ import {
   type ApiCallDetail,
   type ApiCallList,
   type ApiCallQuery,
+  type ApiStatsQuery,
+  type ApiStatsReport,
   type BoundariesReport,
   type CallContext,
   type Flow,
@@ -164,7 +166,7 @@ export function summaryWithHandshake(p50Us: number): FlowSummary {
  * snapshots, answered from fields the test sets, with every request recorded. `fail` makes the
  * next call of a method throw.
  */
-export class CapableSource extends MemorySource implements Required<Pick<TrafficSource, 'getStatus' | 'getDataBoundaries' | 'exportPcap' | 'createSnapshot' | 'listSnapshots' | 'getSnapshot' | 'deleteSnapshot' | 'listApiCalls' | 'getApiCall'>> {
+export class CapableSource extends MemorySource implements Required<Pick<TrafficSource, 'getStatus' | 'getDataBoundaries' | 'exportPcap' | 'createSnapshot' | 'listSnapshots' | 'getSnapshot' | 'deleteSnapshot' | 'listApiCalls' | 'getApiCall' | 'getApiStats'>> {
   readonly calls: { method: string; args: unknown }[] = [];
   status: StatusReport = { workers: [] };
   boundaries: BoundariesReport = { boundaries: [], nodes: [] };
@@ -205,6 +207,14 @@ export class CapableSource extends MemorySource implements Required<Pick<Traffic
     const c = this.apiCalls.find((x) => x.id === id);
     if (!c) throw new TrafficSourceError('not_found', `no entry "${id}"`);
     return { call: { ...c }, nodes: this.nodes };
+  }
+
+  /** What get_api_stats sees. */
+  apiStats: ApiStatsReport = { groups: [], entries: 0, nodes: [{ node: 'node-a', state: 'ok' }] };
+
+  async getApiStats(query: ApiStatsQuery, ctx: CallContext): Promise<ApiStatsReport> {
+    this.record('getApiStats', query, ctx);
+    return this.apiStats;
   }
 
   async getStatus(ctx: CallContext): Promise<StatusReport> {
