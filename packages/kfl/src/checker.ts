@@ -364,6 +364,14 @@ export function check(root: Node): Checked {
     if (!n.target && n.fn === 'has') {
       argc(1);
       const a = n.args[0]!;
+      // KFL2's top-level variables are fields too: has(status_code) is accepted (strict CEL wants a selection).
+      if (a.kind === 'ident' && !sc.vars.has(a.name)) {
+        const f = field(a.name);
+        if (f) {
+          fields.add(f.name);
+          return { k: 'present', t: T.bool, pos, f };
+        }
+      }
       if (a.kind !== 'select') return typeErr('has() takes a field selection, e.g. has(request.headers.authorization)', pos);
       const q = qualifiedName(a);
       if (q !== null && !sc.vars.has(q.split('.')[0]!)) {
