@@ -155,9 +155,9 @@ function validSettings(b: Uint8Array, p: number, len: number): boolean {
 }
 
 /**
- * HTTP/2 for the stream router. A client direction is HTTP/2 when it starts with the connection
- * preface (`more` while it is a prefix of it). A server direction (`fromClient === false`
- * only) is when it starts with a non-ACK SETTINGS frame on stream 0 whose whole payload is
+ * HTTP/2 for the stream router. A client direction (or one of unknown role) is HTTP/2 when it
+ * starts with the connection preface (`more` while it is a prefix of it). A server direction
+ * (`fromClient === false` only) is when it starts with a non-ACK SETTINGS frame on stream 0 whose whole payload is
  * valid settings (at most 10 of them); nothing else is claimed. No port hints: cleartext
  * HTTP/2 runs on any port and its preface is unambiguous.
  */
@@ -167,7 +167,7 @@ export const HTTP2_PROTOCOL: TcpProtocol = {
   detect(bytes: Uint8Array, fromClient: boolean | undefined): Verdict {
     if (fromClient !== false) {
       const n = Math.min(bytes.length, HTTP2_PREFACE.length);
-      for (let i = 0; i < n; i++) if (bytes[i] !== HTTP2_PREFACE[i]) return fromClient === undefined ? detectServer(bytes) : 'no';
+      for (let i = 0; i < n; i++) if (bytes[i] !== HTTP2_PREFACE[i]) return 'no';
       return n === HTTP2_PREFACE.length ? 'yes' : 'more';
     }
     return detectServer(bytes);
@@ -444,19 +444,18 @@ export class Http2Dissector implements TcpDissector {
     }
     d.marks.push([c.offset, c.firstSec, c.firstNsec, c.lastSec, c.lastNsec]);
     const add = Buffer.from(c.buf.buffer, c.buf.byteOffset + c.start, c.length);
-    d.pending = d.pending.length === 0 ? Buffer.from(add) : Buffer.concat([d.pending, add]);
+    // Parse from the caller's buffer when nothing is pending; keep a copy of what is left.
+    d.pending = d.pending.length === 0 ? add : Buffer.concat([d.pending, add]);
     this.run(conn, c.dir);
+    if (d.pending.length > 0 && d.pending.buffer === add.buffer) d.pending = Buffer.from(d.pending);
   }
 
   onGap(g: TcpGap): void {
     const conn = this.conns.get(g.stream);
     if (!conn) return;
     const d = conn.dirs[g.dir];
-    if (!d.seen) {
-      d.seen = true;
-      d.pendingOffset = g.offset;
-      this.toResync(d, true);
-    }
+    // A direction that starts with a hole starts mid-stream: the general case below.
+    d.seen = true;
     if (d.state === 'dead') return;
     let left = g.length;
     if (d.pending.length === 0 && (d.state === 'data' || d.state === 'skip')) {

@@ -671,6 +671,7 @@ describe('detection', () => {
     expect(verdict(s.subarray(0, 5), false)).toBe('more');
     expect(verdict(s.subarray(0, 12), false)).toBe('more');
     expect(verdict(s, true)).toBe('no');
+    expect(verdict(s, undefined)).toBe('no'); // a SETTINGS frame alone is not enough when the roles are unknown
     expect(verdict(SETTINGS([[5, 10]]), false)).toBe('no'); // MAX_FRAME_SIZE below 16384
     expect(verdict(SETTINGS_ACK, false)).toBe('no');
     expect(verdict(HEADERS(1, RES(200)), false)).toBe('no');
