@@ -2,8 +2,8 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { ErrorCode, McpError } from '@modelcontextprotocol/sdk/types.js';
-import { ToolRegistry, createMcpServer, getL4FlowSummary, listL4Flows } from '../src/index';
-import { MemorySource } from './memory-source';
+import { BUILTIN_PROMPTS, PromptRegistry, TOOL_CATALOGUE, ToolRegistry, createMcpServer, getL4FlowSummary, listL4Flows } from '../src/index';
+import { CapableSource, MemorySource } from './memory-source';
 
 const open: { client: Client; server: Server }[] = [];
 
@@ -47,22 +47,28 @@ async function invalidParams(client: Client, name: string, args: Record<string, 
 }
 
 describe('prompts', () => {
-  it('advertises the prompts capability and lists the three prompts with their arguments', async () => {
+  it('advertises the prompts capability and lists the nine prompts with their arguments', async () => {
     const client = await connect();
     expect(client.getServerCapabilities()?.prompts).toBeDefined();
     const { prompts } = await client.listPrompts();
-    expect(prompts.map((p) => p.name)).toEqual(['network_health', 'debug_connection', 'show_topology']);
     const args = Object.fromEntries(prompts.map((p) => [p.name, (p.arguments ?? []).map((a) => a.name)]));
     expect(args).toEqual({
+      investigate_failed_request: ['time', 'window_minutes', 'path', 'search'],
+      find_errors: ['start', 'end'],
+      latency_analysis: ['start', 'end', 'threshold_ms'],
       network_health: ['start', 'end'],
-      debug_connection: ['ip', 'endpoint', 'port', 'start', 'end'],
+      security_audit: ['start', 'end'],
       show_topology: ['start', 'end', 'top'],
+      compare_traffic: ['baseline_start', 'baseline_end', 'compare_start', 'compare_end'],
+      debug_connection: ['ip', 'endpoint', 'port', 'start', 'end'],
+      trace_request: ['id'],
     });
+    expect(prompts.filter((p) => (p.arguments ?? []).some((a) => a.required)).map((p) => p.name)).toEqual(['compare_traffic', 'trace_request']);
     for (const p of prompts) {
       expect(p.description).toEqual(expect.any(String));
       expect(p.title).toEqual(expect.any(String));
     }
-    expect(prompts[1]!.description).toContain('export_pcap');
+    expect(prompts.find((p) => p.name === 'debug_connection')!.description).toContain('export_pcap');
   });
 
   it('network_health names the tools, the RTT bands and the TCP health counters', async () => {
@@ -113,9 +119,51 @@ describe('prompts', () => {
     ['network_health', { colour: 'red' }, /unknown argument "colour"/],
     ['show_topology', { top: '1000' }, /"top" must be an integer from 1 to 100/],
     ['no_such_prompt', {}, /Unknown prompt: no_such_prompt/],
+    ['investigate_failed_request', { time: '14:15' }, /"time" must be an RFC 3339 time/],
+    ['investigate_failed_request', { time: '2024-05-01T14:15:00Z', window_minutes: '0' }, /"window_minutes" must be an integer from 1 to 1440/],
+    ['latency_analysis', { threshold_ms: 'fast' }, /"threshold_ms" must be an integer/],
+    ['compare_traffic', { baseline_start: '2024-05-01T14:00:00Z', baseline_end: '2024-05-01T15:00:00Z', compare_start: '2024-05-01T16:00:00Z' }, /missing required argument "compare_end"/],
+    ['compare_traffic', { baseline_start: '2024-05-01T15:00:00Z', baseline_end: '2024-05-01T14:00:00Z', compare_start: '2024-05-01T16:00:00Z', compare_end: '2024-05-01T17:00:00Z' }, /"end" is before "start"/],
+    ['trace_request', {}, /missing required argument "id"/],
+    ['trace_request', { id: 'GET /checkout' }, /"id" must be an API call id/],
   ])('%s with %j is an invalid-params error', async (name, args, message) => {
     const client = await connect();
     const err = await invalidParams(client, name, args);
     expect(err.message).toMatch(message);
+  });
+});
+
+describe('every tool call a prompt writes out is one the tools accept', () => {
+  const SAMPLE_ARGS: Record<string, Record<string, string>> = {
+    investigate_failed_request: { time: '2024-05-01T14:15:00Z', window_minutes: '10', path: '/checkout', search: '12345' },
+    find_errors: { start: '2024-05-01T14:00:00Z', end: '1714575600000' },
+    latency_analysis: { start: '2024-05-01T14:00:00Z', threshold_ms: '250' },
+    network_health: { start: '2024-05-01T14:00:00Z', end: '2024-05-01T15:00:00Z' },
+    security_audit: {},
+    show_topology: { top: '7' },
+    compare_traffic: { baseline_start: '2024-05-01T14:00:00Z', baseline_end: '2024-05-01T15:00:00Z', compare_start: '1714579200000', compare_end: '1714582800000' },
+    debug_connection: { endpoint: '10.0.0.1:443', start: '2024-05-01T14:00:00Z' },
+    trace_request: { id: 'node-a/12/3' },
+  };
+
+  it.each(BUILTIN_PROMPTS.map((p) => p.name))('%s', async (name) => {
+    const registry = new ToolRegistry();
+    for (const { tool } of TOOL_CATALOGUE) registry.register(tool);
+    const prompts = new PromptRegistry();
+    const text = (prompts.get(name, SAMPLE_ARGS[name]!).messages[0]!.content as { text: string }).text;
+    // Every `tool {json}` in the text: the tool exists and its arguments validate against its schema.
+    const calls = [...text.matchAll(/\b([a-z][a-z0-9]*(?:_[a-z0-9]+)+) (\{[^\n]*?\})(?=[ .,:;)]|$)/gm)];
+    expect(calls.length).toBeGreaterThan(0);
+    const source = new CapableSource();
+    for (const [, tool, json] of calls) {
+      expect(registry.has(tool!)).toBe(true);
+      const args = JSON.parse(json!) as Record<string, unknown>;
+      if (JSON.stringify(args).includes('<')) continue; // a placeholder the model fills in
+      const r = await registry.call(tool!, args, { source, signal: new AbortController().signal });
+      const message = (r.content[0] as { text: string }).text;
+      expect(message).not.toMatch(/^Invalid arguments/);
+    }
+    // Tool names mentioned in prose exist too.
+    for (const [, word] of text.matchAll(/\b((?:list|get|export|create|delete)_[a-z0-9_]+)\b/g)) expect(registry.has(word!)).toBe(true);
   });
 });
