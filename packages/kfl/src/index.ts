@@ -6,4 +6,4 @@ export { LIMITS } from './limits';
 export { parse } from './parser';
 export { print } from './printer';
 export type { Node, Literal } from './ast';
-export type { KflRecord, KflEndpoint, KflMessage, KflPodRef } from './record';
+export type { KflRecord, KflEndpoint, KflMessage, KflPodRef, KflNodeRef } from './record';

@@ -14,6 +14,10 @@ export interface KflPodRef {
   namespace?: string;
 }
 
+export interface KflNodeRef {
+  name?: string;
+}
+
 export interface KflEndpoint {
   ip?: string;
   port?: number;
@@ -21,7 +25,7 @@ export interface KflEndpoint {
   service?: KflPodRef;
   name?: string;
   namespace?: string;
-  node?: { name?: string };
+  node?: KflNodeRef;
   dns?: string;
 }
 
