@@ -871,7 +871,8 @@ function clientVerdict(b: Uint8Array): Verdict {
   const nl = text.indexOf('\n');
   if (nl < 0) return text.length < 256 && /^[\x20-\x7e\t]*$/.test(text) ? 'more' : 'no';
   const line = text.slice(0, nl).replace(/\r$/, '');
-  if (!/^[\x20-\x7e\t]*$/.test(line) || HTTP_LINE.test(line)) return 'no';
+  // HTTP request lines, HTTP/0.9's `GET /path` included, are not inline commands.
+  if (!/^[\x20-\x7e\t]*$/.test(line) || HTTP_LINE.test(line) || /^GET +(\/|[a-z]+:\/\/)/i.test(line)) return 'no';
   const next = text[word.length];
   return next === ' ' || next === '\r' || next === '\n' ? 'yes' : 'no';
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TcpChunk, TcpDirection, TcpEnd, TcpEndReason, TcpGap } from '@kubeshark-mcp/capture';
-import { GOLDEN_DIR } from '@kubeshark-mcp/testkit';
+import { GOLDEN_DIR, goldenCaptures } from '@kubeshark-mcp/testkit';
 import { POSTGRESQL_PROTOCOL, PostgresqlDissector, sqlKeyword, type PostgresqlDissectorOptions, type PostgresqlEntry } from '../src/postgresql';
 import type { StreamOpen, TcpDissector } from '../src/stream';
 import { feedCapture } from './support/feed';
@@ -494,6 +494,56 @@ describe('behaviour on hand-made streams', () => {
       'SSH-2.0-OpenSSH\r\n',
     ];
     for (const o of others) for (const dir of [true, false, undefined]) expect([o, d(Buffer.from(o, 'latin1'), dir)]).toEqual([o, 'no']);
+  });
+});
+
+/** The first bytes (up to 4 KiB) each direction of each TCP stream of a capture sent, and who sent them. */
+async function firstBytes(capture: string, port?: number): Promise<{ bytes: Buffer; fromClient: boolean | undefined; key: string }[]> {
+  const out = new Map<string, { parts: Buffer[]; size: number; fromClient: boolean | undefined }>();
+  const client = new Map<number, TcpDirection | undefined>();
+  const rec: TcpDissector = {
+    open: (s: number, i: StreamOpen) => client.set(s, i.clientDir),
+    flush: () => undefined,
+    onGap: () => undefined,
+    onEnd: () => undefined,
+    onData: (c: TcpChunk) => {
+      const key = `${c.stream}/${c.dir}`;
+      const cd = client.get(c.stream);
+      const o = out.get(key) ?? { parts: [], size: 0, fromClient: cd === undefined ? undefined : cd === c.dir };
+      out.set(key, o);
+      if (o.size >= 4096 || c.offset !== o.size) return; // contiguous from the first byte only
+      o.parts.push(Buffer.from(c.buf.subarray(c.start, c.start + Math.min(c.length, 4096 - o.size))));
+      o.size += Math.min(c.length, 4096 - o.size);
+    },
+  };
+  await feedCapture(capture, rec, port === undefined ? {} : { accept: (s, d) => s === port || d === port });
+  return [...out].map(([key, o]) => ({ key, bytes: Buffer.concat(o.parts), fromClient: o.fromClient }));
+}
+
+/** The verdicts the router would see as the bytes arrive: every prefix up to 64 bytes, then the whole. */
+function verdicts(bytes: Buffer, fromClient: boolean | undefined): Set<string> {
+  const seen = new Set<string>();
+  for (let n = 1; n <= Math.min(64, bytes.length); n++) seen.add(POSTGRESQL_PROTOCOL.detect(bytes.subarray(0, n), fromClient));
+  seen.add(POSTGRESQL_PROTOCOL.detect(bytes, fromClient));
+  return seen;
+}
+
+describe('detection on every golden capture', () => {
+  const others = goldenCaptures().filter((c) => !(c.includes('pgsql') || c.startsWith('zeek/postgresql_')));
+  test.each(CAPTURES)('%s: every direction is claimed, on its first bytes', async (capture) => {
+    const firsts = await firstBytes(capture, PORT);
+    expect(firsts.length).toBeGreaterThan(0);
+    for (const { key, bytes, fromClient } of firsts) {
+      // A server that only answered an SSLRequest or GSSENCRequest with one byte says no more.
+      const expected = bytes.length === 1 ? 'more' : 'yes';
+      for (const dir of new Set([fromClient, undefined])) expect([key, dir, POSTGRESQL_PROTOCOL.detect(bytes, dir)]).toEqual([key, dir, expected]);
+    }
+  });
+
+  test.each(others)('%s: no stream is claimed', async (capture) => {
+    for (const { key, bytes, fromClient } of await firstBytes(capture)) {
+      for (const dir of new Set([fromClient, undefined])) expect([key, dir, verdicts(bytes, dir).has('yes')]).toEqual([key, dir, false]);
+    }
   });
 });
 

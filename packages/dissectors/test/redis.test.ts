@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TcpChunk, TcpDirection, TcpEnd, TcpEndReason, TcpGap } from '@kubeshark-mcp/capture';
-import { GOLDEN_DIR } from '@kubeshark-mcp/testkit';
+import { GOLDEN_DIR, goldenCaptures } from '@kubeshark-mcp/testkit';
 import { decodeResp, REDIS_PROTOCOL, RedisDissector, type RedisDissectorOptions, type RedisEntry, type RespValue } from '../src/redis';
 import type { StreamOpen, TcpDissector } from '../src/stream';
 import { feedCapture } from './support/feed';
@@ -449,6 +449,7 @@ describe('behaviour on hand-made streams', () => {
     expect([d(b('*2'), true), d(b('PIN'), true), d(b('+OK'), false), d(b(''), true)]).toEqual(['more', 'more', 'more', 'more']);
     const others = [
       'GET / HTTP/1.1\r\nHost: x\r\n\r\n',
+      'GET /bad.html\r\n',
       'HTTP/1.1 200 OK\r\n\r\n',
       '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03',
       '\x00\x00\x00\x08\x04\xd2\x16/',
@@ -460,6 +461,56 @@ describe('behaviour on hand-made streams', () => {
       '*\x00\x01',
     ];
     for (const o of others) for (const dir of [true, false, undefined]) expect([o, d(b(o), dir)]).toEqual([o, 'no']);
+  });
+});
+
+/** The first bytes (up to 4 KiB) each direction of each TCP stream of a capture sent, and who sent them. */
+async function firstBytes(capture: string, port?: number): Promise<{ bytes: Buffer; fromClient: boolean | undefined; key: string }[]> {
+  const out = new Map<string, { parts: Buffer[]; size: number; fromClient: boolean | undefined }>();
+  const client = new Map<number, TcpDirection | undefined>();
+  const rec: TcpDissector = {
+    open: (s: number, i: StreamOpen) => client.set(s, i.clientDir),
+    flush: () => undefined,
+    onGap: () => undefined,
+    onEnd: () => undefined,
+    onData: (c: TcpChunk) => {
+      const key = `${c.stream}/${c.dir}`;
+      const cd = client.get(c.stream);
+      const o = out.get(key) ?? { parts: [], size: 0, fromClient: cd === undefined ? undefined : cd === c.dir };
+      out.set(key, o);
+      if (o.size >= 4096 || c.offset !== o.size) return; // contiguous from the first byte only
+      o.parts.push(Buffer.from(c.buf.subarray(c.start, c.start + Math.min(c.length, 4096 - o.size))));
+      o.size += Math.min(c.length, 4096 - o.size);
+    },
+  };
+  await feedCapture(capture, rec, port === undefined ? {} : { accept: (s, d) => s === port || d === port });
+  return [...out].map(([key, o]) => ({ key, bytes: Buffer.concat(o.parts), fromClient: o.fromClient }));
+}
+
+/** The verdicts the router would see as the bytes arrive: every prefix up to 64 bytes, then the whole. */
+function verdicts(bytes: Buffer, fromClient: boolean | undefined): Set<string> {
+  const seen = new Set<string>();
+  for (let n = 1; n <= Math.min(64, bytes.length); n++) seen.add(REDIS_PROTOCOL.detect(bytes.subarray(0, n), fromClient));
+  seen.add(REDIS_PROTOCOL.detect(bytes, fromClient));
+  return seen;
+}
+
+describe('detection on every golden capture', () => {
+  const others = goldenCaptures().filter((c) => !(c.startsWith('zeek/redis_')));
+  test.each(Object.keys(CAPTURES))('%s: every direction is claimed, on its first bytes', async (capture) => {
+    const firsts = await firstBytes(capture, CAPTURES[capture]![0]);
+    expect(firsts.length).toBeGreaterThan(0);
+    for (const { key, bytes, fromClient } of firsts) {
+      // A server that only answered an SSLRequest or GSSENCRequest with one byte says no more.
+      const expected = bytes.length === 1 ? 'more' : 'yes';
+      for (const dir of new Set([fromClient, undefined])) expect([key, dir, REDIS_PROTOCOL.detect(bytes, dir)]).toEqual([key, dir, expected]);
+    }
+  });
+
+  test.each(others)('%s: no stream is claimed', async (capture) => {
+    for (const { key, bytes, fromClient } of await firstBytes(capture)) {
+      for (const dir of new Set([fromClient, undefined])) expect([key, dir, verdicts(bytes, dir).has('yes')]).toEqual([key, dir, false]);
+    }
   });
 });
 
