@@ -3,7 +3,8 @@ import path from 'node:path';
 import type { TcpChunk, TcpDirection, TcpEnd, TcpEndReason, TcpGap } from '@kubeshark-mcp/capture';
 import { GOLDEN_DIR } from '@kubeshark-mcp/testkit';
 import type { HeaderList } from '../src/entry';
-import type { HttpTime } from '../src/http1';
+import { HTTP_PROTOCOL, HttpDissector, type HttpEntry, type HttpTime } from '../src/http1';
+import { StreamRouter } from '../src/router';
 import { HTTP2_ERROR_NAMES, HTTP2_PREFACE, HTTP2_PROTOCOL, Http2Dissector, type Http2DissectorOptions, type Http2Entry } from '../src/http2';
 import type { StreamOpen, TcpDissector } from '../src/stream';
 import { feedCapture } from './support/feed';
@@ -792,5 +793,66 @@ describe('damage coverage', () => {
     expect(flagged.truncate).toBeGreaterThan(20);
     expect(flagged.drop).toBeGreaterThan(20);
     expect(flagged.flip).toBeGreaterThan(20);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Through the stream router, as the worker runs it: HTTP/1.x and HTTP/2 registered together.
+
+function routed(upgradeTo: Http2Dissector, http: HttpEntry[], clientDirs: Map<number, TcpDirection | undefined>): StreamRouter {
+  const router: StreamRouter = new StreamRouter({
+    protocols: [
+      { protocol: HTTP_PROTOCOL, dissector: new HttpDissector((e) => http.push(e), { onUpgrade: (u) => router.upgrade(u) }) },
+      { protocol: HTTP2_PROTOCOL, dissector: upgradeTo },
+    ],
+    upgrades: { h2c: upgradeTo },
+    facts: (stream) => ({ clientDir: clientDirs.get(stream), ports: [0, 0] }),
+  });
+  return router;
+}
+
+describe('through the stream router', () => {
+  test.each(GOLDEN)('%s: HTTP/2 detected by content, the same entries as fed directly, nothing for HTTP/1', async (capture) => {
+    const direct = await runCapture(capture);
+    const entries: Http2Entry[] = [];
+    const http: HttpEntry[] = [];
+    const clientDirs = new Map<number, TcpDirection | undefined>();
+    const router = routed(new Http2Dissector((e) => entries.push(e)), http, clientDirs);
+    await feedCapture(capture, {
+      open: (stream, info) => clientDirs.set(stream, info.clientDir),
+      onData: (c) => router.onData(c),
+      onGap: (g) => router.onGap(g),
+      onEnd: (e) => router.onEnd(e),
+      flush: () => {},
+    });
+    expect(entries).toEqual(direct.entries);
+    expect(http).toEqual([]);
+    expect(router.stats().claimed).toMatchObject({ http2: new Set(direct.entries.map((e) => e.stream)).size });
+  });
+
+  test('h2c: the 101 exchange is an HTTP/1.1 entry, then stream 1 answers the upgraded request, next index on', () => {
+    const entries: Http2Entry[] = [];
+    const http: HttpEntry[] = [];
+    const clientDirs = new Map<number, TcpDirection | undefined>([[9, 0]]);
+    const router = routed(new Http2Dissector((e) => entries.push(e)), http, clientDirs);
+    const offsets = [0, 0];
+    const send = (dir: TcpDirection, bytes: Uint8Array, t: number): void => {
+      router.onData({ stream: 9, dir, offset: offsets[dir]!, buf: bytes, start: 0, length: bytes.length, firstSec: t, firstNsec: 0, lastSec: t, lastNsec: 0, midStream: false });
+      offsets[dir]! += bytes.length;
+    };
+    send(0, Buffer.from('GET /old HTTP/1.1\r\nHost: h\r\n\r\n'), 1);
+    send(1, Buffer.from('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'), 2);
+    send(0, Buffer.from('GET /new?x HTTP/1.1\r\nHost: h2.example\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAEAAAAA\r\n\r\n'), 3);
+    // The 101, the server's SETTINGS and the response on stream 1 in one packet.
+    send(1, Buffer.concat([Buffer.from('HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n'), SETTINGS(), HEADERS(1, RES(200))]), 4);
+    send(0, Buffer.concat([HTTP2_PREFACE, SETTINGS(), SETTINGS_ACK]), 5);
+    // HTTP2-Settings announced a 0-octet table: the server's encoder may not insert anything.
+    send(1, Buffer.concat([SETTINGS_ACK, DATA(1, 'upgraded', true)]), 6);
+    for (const dir of [0, 1] as const) router.onEnd({ stream: 9, dir, offset: offsets[dir]!, reason: 'fin', sec: 7, nsec: 0, closed: dir === 1 });
+    expect(http.map((e) => [e.index, e.path, e.status_code])).toEqual([
+      [0, '/old', 200],
+      [1, '/new?x', 101],
+    ]);
+    expect(entries.map((e) => [e.index, e.http2_stream_id, e.method, e.url, e.status_code, text(e.response!.body), e.error])).toEqual([[2, 1, 'GET', 'h2.example/new?x', 200, 'upgraded', undefined]]);
   });
 });
