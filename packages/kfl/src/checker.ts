@@ -46,6 +46,7 @@ export type TExpr = { t: Type; pos: Position } & (
 );
 
 const MACROS = new Set<string>(['exists', 'all', 'exists_one', 'map', 'filter']);
+const HEADER_MAPS = new Set(['request.headers', 'response.headers']);
 const BUILTIN_NAMES = FUNCTIONS.map((f) => f.name);
 const NAME_CANDIDATES = [...FIELDS.map((f) => f.name), ...ALIASES.map((a) => a.name)];
 
@@ -89,6 +90,16 @@ export function expand(root: Node, opts: ExpandOptions, notes: string[]): Node {
         }
       }
     }
+    // Header maps have lower-case names; a constant key written otherwise is lower-cased, with a note.
+    const headerKey = (mapNode: Node, key: Node): Node => {
+      const q = qualifiedName(mapNode);
+      if (q === null || !HEADER_MAPS.has(q) || scope.has(q.split('.')[0]!) || key.kind !== 'lit' || key.lit.type !== 'string') return key;
+      const lower = key.lit.value.toLowerCase();
+      if (lower === key.lit.value) return key;
+      const note = `header names are lower-case: ${JSON.stringify(key.lit.value)} was read as ${JSON.stringify(lower)}`;
+      if (!notes.includes(note)) notes.push(note);
+      return { ...key, lit: { type: 'string', value: lower } };
+    };
     switch (n.kind) {
       case 'lit':
       case 'ident':
@@ -96,13 +107,17 @@ export function expand(root: Node, opts: ExpandOptions, notes: string[]): Node {
       case 'select':
         return { ...n, operand: go(n.operand, scope, stack) };
       case 'index':
-        return { ...n, operand: go(n.operand, scope, stack), index: go(n.index, scope, stack) };
+        return { ...n, operand: go(n.operand, scope, stack), index: go(headerKey(n.operand, n.index), scope, stack) };
       case 'call': {
         const target = n.target ? go(n.target, scope, stack) : null;
         const v = n.args[0];
         if (target && MACROS.has(n.fn) && v && v.kind === 'ident' && n.args.length >= 2) {
           const inner = new Set(scope).add(v.name);
           return { ...n, target, args: [v, ...n.args.slice(1).map((a) => go(a, inner, stack))] };
+        }
+        if (!target && n.fn === 'map_get' && n.args.length === 3) {
+          const [m, key, d] = n.args as [Node, Node, Node];
+          return { ...n, args: [go(m, scope, stack), go(headerKey(m, key), scope, stack), go(d, scope, stack)] };
         }
         if (!target && n.fn === 'has') return { ...n, args: n.args.map((a) => (a.kind === 'select' ? { ...a, operand: go(a.operand, scope, stack) } : go(a, scope, stack))) };
         return { ...n, target, args: n.args.map((a) => go(a, scope, stack)) };
@@ -113,8 +128,10 @@ export function expand(root: Node, opts: ExpandOptions, notes: string[]): Node {
         return { ...n, entries: n.entries.map((e) => ({ key: go(e.key, scope, stack), value: go(e.value, scope, stack) })) };
       case 'unary':
         return { ...n, operand: go(n.operand, scope, stack) };
-      case 'binary':
-        return { ...n, left: go(n.left, scope, stack), right: go(n.right, scope, stack) };
+      case 'binary': {
+        const left = n.op === 'in' ? headerKey(n.right, n.left) : n.left;
+        return { ...n, left: go(left, scope, stack), right: go(n.right, scope, stack) };
+      }
       case 'cond':
         return { ...n, cond: go(n.cond, scope, stack), then: go(n.then, scope, stack), else: go(n.else, scope, stack) };
     }

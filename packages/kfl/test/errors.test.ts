@@ -119,6 +119,19 @@ describe('legacy aliases', () => {
     expect(f.matches({ elapsed_time: 500_000 })).toBe(false);
   });
 
+  test('header names are lower-case: a constant key written otherwise is lower-cased, with a note', () => {
+    const f = compile('request.headers["Content-Type"] == "application/json" && "Authorization" in request.headers && map_get(response.headers, "Server", "") == "nginx"');
+    expect(f.normalized).toBe('request.headers["content-type"] == "application/json" && "authorization" in request.headers && map_get(response.headers, "server", "") == "nginx"');
+    expect(f.notes).toEqual([
+      'header names are lower-case: "Content-Type" was read as "content-type"',
+      'header names are lower-case: "Authorization" was read as "authorization"',
+      'header names are lower-case: "Server" was read as "server"',
+    ]);
+    expect(f.matches({ request: { headers: { 'content-type': 'application/json', authorization: 'x' } }, response: { headers: { server: 'nginx' } } })).toBe(true);
+    // Other maps keep their keys as written.
+    expect(compile('"App" in local_labels').normalized).toBe('"App" in local_labels');
+  });
+
   test('a comprehension variable shadows an alias or field of the same name', () => {
     expect(compile('["a"].exists(src, src == "a")').matches({})).toBe(true);
   });
