@@ -69,11 +69,6 @@ export class GrpcMessageParser {
   /** Bytes were lost: message boundaries are unknown from here on. */
   lost = false;
 
-  /** Whether the last message is complete (no partial prefix or body pending). */
-  get atBoundary(): boolean {
-    return this.prefixLen === 0 && this.remaining === 0;
-  }
-
   push(buf: Uint8Array, from: number, to: number): void {
     if (this.lost) return;
     let pos = from;
