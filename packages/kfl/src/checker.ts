@@ -74,7 +74,7 @@ export function expand(root: Node, opts: ExpandOptions, notes: string[]): Node {
           if (!t) aliasTrees.set(q, (t = parse(a.replacement)));
           return reposition(t, startPos(n));
         }
-        if (n.kind === 'ident' && Object.prototype.hasOwnProperty.call(macros, n.name)) {
+        if (n.kind === 'ident' && Object.prototype.hasOwnProperty.call(macros, n.name) && !field(n.name)) {
           if (stack.includes(n.name)) throw new KflError('macro', `macro "${n.name}" refers to itself (${[...stack, n.name].join(' -> ')})`, n.pos);
           let t = macroTrees.get(n.name);
           if (!t) {
@@ -119,7 +119,15 @@ export function expand(root: Node, opts: ExpandOptions, notes: string[]): Node {
           const [m, key, d] = n.args as [Node, Node, Node];
           return { ...n, args: [go(m, scope, stack), go(headerKey(m, key), scope, stack), go(d, scope, stack)] };
         }
-        if (!target && n.fn === 'has') return { ...n, args: n.args.map((a) => (a.kind === 'select' ? { ...a, operand: go(a.operand, scope, stack) } : go(a, scope, stack))) };
+        if (!target && n.fn === 'has') {
+          // has(a.b) names a field: only its operand is an expression, unless the whole name is a legacy alias.
+          const arg = (a: Node): Node => {
+            const q = qualifiedName(a);
+            if (a.kind !== 'select' || (q !== null && alias(q) && !scope.has(q.split('.')[0]!))) return go(a, scope, stack);
+            return { ...a, operand: go(a.operand, scope, stack) };
+          };
+          return { ...n, args: n.args.map(arg) };
+        }
         return { ...n, target, args: n.args.map((a) => go(a, scope, stack)) };
       }
       case 'list':
@@ -311,6 +319,7 @@ export function check(root: Node): Checked {
       if (lit?.type === 'string' && isNumeric(other) && /^-?[0-9]+(\.[0-9]+)?$/.test(lit.value)) hint = `; write ${lit.value} without quotes`;
       else if (lit && (lit.type === 'int' || lit.type === 'double') && other.k === 'string') hint = `; write "${lit.value}" in quotes`;
       else if (isNumeric(l.t) && isNumeric(r.t)) hint = '; convert one side with int() or double()';
+      else if ((l.t.k === 'timestamp' && r.t.k === 'int') || (l.t.k === 'int' && r.t.k === 'timestamp')) hint = '; write the time as timestamp("2026-03-14T22:00:00Z") or timestamp(<Unix seconds>)';
       else if ((l.t.k === 'duration' && r.t.k === 'int') || (l.t.k === 'int' && r.t.k === 'duration')) hint = '; durations are not numbers: elapsed_time is int microseconds, compare it with e.g. 5000000';
       const says = [describeOperand(n.left, l.t), describeOperand(n.right, r.t)].filter((d) => d.includes(' is '));
       return typeErr(`cannot ${verb} ${typeName(l.t)} and ${typeName(r.t)}${says.length > 0 ? ` (${says.join(', ')})` : ''}${hint}`, pos);

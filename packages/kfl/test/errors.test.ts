@@ -36,6 +36,7 @@ describe('errors that teach', () => {
     expect(e.message).toBe('cannot compare int and string (status_code is int, "200" is string); write 200 without quotes at 1:13');
     expect(refusal('method == 1').message).toMatch(/cannot compare string and int .*write "1" in quotes/);
     expect(refusal('http && elapsed_time > duration("5s")').message).toMatch(/durations are not numbers/);
+    expect(refusal('timestamp > 1773525600').message).toMatch(/cannot order timestamp and int .*timestamp\(<Unix seconds>\)/);
     expect(refusal('method').message).toMatch(/a filter must be a bool expression, but this one is string at 1:1/);
     expect(refusal('method && http').message).toMatch(/"&&" needs bool operands, but method is string at 1:1/);
     expect(refusal('"a" in method').message).toMatch(/for substrings use method.contains/);
@@ -109,6 +110,13 @@ describe('legacy aliases', () => {
     ]);
     expect(f.matches({ status_code: 503, path: '/api/v1', src: { namespace: 'a' }, dst: { namespace: 'b' } })).toBe(true);
     expect(f.matches({ status_code: 503, path: '/api/v1', src: { namespace: 'a' }, dst: { namespace: 'c' } })).toBe(false);
+  });
+
+  test('has() of a legacy name tests the KFL2 field', () => {
+    const f = compile('has(response.status)');
+    expect(f.normalized).toBe('has(status_code)');
+    expect(f.matches({ status_code: 0 })).toBe(true);
+    expect(f.matches({})).toBe(false);
   });
 
   test('response.latency is milliseconds, elapsed_time microseconds', () => {
