@@ -84,6 +84,14 @@ const KEEP_SMALL = 1024;
 const KEEP_ERROR = 8 * 1024;
 /** Statements and portals remembered per connection. */
 const MAX_NAMES = 1024;
+/**
+ * Per connection: exchanges waiting to be emitted, requests waiting for answers, and raw bytes
+ * kept for pending exchanges. Past the first two, the oldest is given up (a pipelining client
+ * with no answers in the capture); past the third, further bodies are not kept (`truncated`).
+ */
+const MAX_PENDING = 1024;
+const MAX_PENDING_OPS = 4 * MAX_PENDING;
+const MAX_PENDING_BYTES = 4 * 1024 * 1024;
 
 const SSL_CODE = 80877103;
 const GSSENC_CODE = 80877104;
@@ -121,8 +129,10 @@ interface Exchange {
   encryption?: 'accepted' | 'refused';
   done: boolean;
   damaged: boolean;
-  /** Answered (done) or given up. */
+  /** Given up: no answer will complete it. */
   unanswered: boolean;
+  /** Already emitted: later bytes for it are not kept. */
+  emitted: boolean;
 }
 
 type OpKind = 'startup' | 'ssl' | 'gssenc' | 'query' | 'parse' | 'bind' | 'describe' | 'execute' | 'close' | 'sync';
@@ -172,6 +182,8 @@ interface Conn {
   batchOps: Op[];
   /** Server messages are skipped through the next ReadyForQuery (their request was lost). */
   skipToReady: boolean;
+  /** Raw bytes that pending exchanges may still keep. */
+  budget: { left: number };
 }
 
 const newPart = (): Part => ({ parts: [], kept: 0, size: 0, cut: false, start: null });
@@ -323,7 +335,7 @@ export class PostgresqlDissector implements TcpDissector {
   private conn(stream: number): Conn {
     let c = this.conns.get(stream);
     if (!c) {
-      c = { dirs: [newDir(), newDir()], ops: [], exchanges: [], opaque: false, statements: new Map(), portals: new Map(), batch: newPart(), batchOps: [], skipToReady: false };
+      c = { dirs: [newDir(), newDir()], ops: [], exchanges: [], opaque: false, statements: new Map(), portals: new Map(), batch: newPart(), batchOps: [], skipToReady: false, budget: { left: MAX_PENDING_BYTES } };
       this.conns.set(stream, c);
     }
     return c;
@@ -401,16 +413,20 @@ export class PostgresqlDissector implements TcpDissector {
     d.type = '';
     d.body = [];
     d.bodyKept = 0;
-    if (d.isClient) this.frontend(conn, stream, d, type, body, bodyCut, raw);
-    else this.backend(conn, stream, type, body, raw);
+    if (d.isClient) {
+      this.frontend(conn, stream, d, type, body, bodyCut, raw);
+      this.drain(conn, stream); // exchanges given up for the pending bound
+    } else this.backend(conn, stream, type, body, raw);
   }
 
   private newExchange(kind: Kind, method: string, query: string): Exchange {
-    return { kind, method, query, request: newPart(), response: newPart(), tags: [], rows: 0, hasRows: false, done: false, damaged: false, unanswered: false };
+    return { kind, method, query, request: newPart(), response: newPart(), tags: [], rows: 0, hasRows: false, done: false, damaged: false, unanswered: false, emitted: false };
   }
 
   private push(conn: Conn, x: Exchange): void {
     conn.exchanges.push(x);
+    if (conn.exchanges.length > MAX_PENDING) conn.exchanges[0]!.unanswered = true;
+    if (conn.ops.length > MAX_PENDING_OPS) conn.ops.splice(0, conn.ops.length - MAX_PENDING_OPS);
   }
 
   private frontend(conn: Conn, stream: number, d: Dir, type: string, body: Buffer, cut: boolean, raw: Part): void {
@@ -420,14 +436,14 @@ export class PostgresqlDissector implements TcpDissector {
       if (code === SSL_CODE || code === GSSENC_CODE) {
         const ssl = code === SSL_CODE;
         const x = this.newExchange(ssl ? 'ssl' : 'gssenc', ssl ? 'SSL_REQUEST' : 'GSSENC_REQUEST', '');
-        merge(x.request, raw, this.maxBody);
+        merge(x.request, raw, this.maxBody, conn.budget);
         this.push(conn, x);
         conn.ops.push({ kind: ssl ? 'ssl' : 'gssenc', x, sql: '', start });
         return; // still untyped: a StartupMessage follows a refusal
       }
       if (code === CANCEL_CODE) {
         const x = this.newExchange('cancel', 'CANCEL', '');
-        merge(x.request, raw, this.maxBody);
+        merge(x.request, raw, this.maxBody, conn.budget);
         x.done = true;
         this.push(conn, x);
         this.drain(conn, stream);
@@ -446,7 +462,7 @@ export class PostgresqlDissector implements TcpDissector {
       if (conn.database === undefined && conn.user !== undefined) conn.database = conn.user; // the server's default
       d.untyped = false;
       const x = this.newExchange('startup', 'STARTUP', '');
-      merge(x.request, raw, this.maxBody);
+      merge(x.request, raw, this.maxBody, conn.budget);
       this.push(conn, x);
       conn.ops.push({ kind: 'startup', x, sql: '', start });
       return;
@@ -455,7 +471,7 @@ export class PostgresqlDissector implements TcpDissector {
       case 'Q': {
         const sql = this.sql(cstrings(body, 0)[0] ?? '', cut);
         const x = this.newExchange('query', sqlKeyword(sql), sql);
-        merge(x.request, raw, this.maxBody);
+        merge(x.request, raw, this.maxBody, conn.budget);
         this.push(conn, x);
         conn.ops.push({ kind: 'query', x, sql, start });
         return;
@@ -487,8 +503,8 @@ export class PostgresqlDissector implements TcpDissector {
         const [portal = ''] = cstrings(body, 0, 1);
         const sql = conn.portals.get(portal) ?? '';
         const x = this.newExchange('execute', sqlKeyword(sql), sql);
-        merge(x.request, conn.batch, this.maxBody);
-        merge(x.request, raw, this.maxBody);
+        merge(x.request, conn.batch, this.maxBody, conn.budget);
+        merge(x.request, raw, this.maxBody, conn.budget);
         conn.batch = newPart();
         for (const op of conn.batchOps) op.x ??= x;
         this.push(conn, x);
@@ -538,7 +554,7 @@ export class PostgresqlDissector implements TcpDissector {
       return;
     }
     const x = op.x;
-    if (x) merge(x.response, raw, this.maxBody);
+    if (x && !x.emitted) merge(x.response, raw, this.maxBody, conn.budget);
     const pop = (): void => {
       conn.ops.shift();
     };
@@ -584,7 +600,7 @@ export class PostgresqlDissector implements TcpDissector {
           } else {
             const b = this.newExchange('batch', sqlKeyword(op.sql || sync?.sql || ''), op.sql || sync?.sql || '');
             b.request.start = op.start;
-            merge(b.response, raw, this.maxBody);
+            merge(b.response, raw, this.maxBody, conn.budget);
             b.error = f;
             b.done = true;
             this.push(conn, b);
@@ -659,6 +675,8 @@ export class PostgresqlDissector implements TcpDissector {
       const x = conn.exchanges[0]!;
       if (!x.done && !x.unanswered) return;
       conn.exchanges.shift();
+      conn.budget.left += x.request.kept + x.response.kept;
+      x.emitted = true;
       this.emitExchange(conn, x, stream);
     }
   }
@@ -666,7 +684,7 @@ export class PostgresqlDissector implements TcpDissector {
   /** The bytes of a server message cut short still belong to the answer being read. */
   private partial(conn: Conn, d: Dir): void {
     const x = conn.ops[0]?.x;
-    if (!d.isClient && x && !conn.skipToReady && d.raw.size > 0) merge(x.response, d.raw, this.maxBody);
+    if (!d.isClient && x && !x.emitted && !conn.skipToReady && d.raw.size > 0) merge(x.response, d.raw, this.maxBody, conn.budget);
     d.raw = newPart();
   }
 
@@ -727,14 +745,15 @@ function message(p: Part): EntryMessage {
 }
 
 /** Appends the raw bytes of `src` to `dst`, bounded by max. */
-function merge(dst: Part, src: Part, max: number): void {
+function merge(dst: Part, src: Part, max: number, budget?: { left: number }): void {
   if (src.size === 0) return;
   if (dst.start === null) dst.start = src.start;
   for (const b of src.parts) {
-    const keep = Math.min(b.length, max - dst.kept);
+    const keep = Math.max(0, Math.min(b.length, max - dst.kept, budget ? budget.left : Infinity));
     if (keep > 0) {
       dst.parts.push(keep === b.length ? b : b.subarray(0, keep));
       dst.kept += keep;
+      if (budget) budget.left -= keep;
     }
     if (keep < b.length) dst.cut = true;
   }

@@ -129,6 +129,14 @@ const MAX_DEPTH = 64;
 const MAX_BULK = 512 * 1024 * 1024;
 const MAX_AGGREGATE = 2 ** 31;
 const MAX_ARGS = 32;
+/**
+ * Per connection: exchanges waiting to be emitted (a client pipelining without answers, or a
+ * one-sided capture), and raw bytes kept for them. Past the first, the oldest is given up
+ * (`pair-not-found`; a reply still coming for it would then pair with the next command); past
+ * the second, further bodies are not kept (`truncated`).
+ */
+const MAX_PENDING = 1024;
+const MAX_PENDING_BYTES = 4 * 1024 * 1024;
 const MAX_TEXT = 256;
 
 /** Commands whose first word is a container (`CLIENT SETNAME`): the subcommand is part of the name. */
@@ -210,8 +218,10 @@ interface Conn {
   clientDir: TcpDirection | undefined;
   dirs: [Dir, Dir];
   exchanges: Exchange[];
-  /** Subscriptions known from confirmations, per kind (channel, pattern, shard channel). */
+  /** Subscriptions known from confirmations (the count the last confirmation gave). */
   subscriptions: number;
+  /** Raw bytes kept in messages not yet emitted. */
+  keptBytes: number;
 }
 
 const newDir = (): Dir => ({ isClient: null, seen: false, resync: false, afterGap: false, line: [], lineLen: 0, stack: [], blobLeft: 0, blob: null, streamed: null, attr: null, nodes: 0, valueBytes: 0, msg: null, tail: [] });
@@ -632,7 +642,7 @@ export class RedisDissector implements TcpDissector {
       () => {
         d.msg = { value: null, start: time, parts: [], kept: 0, size: 0, cut: false, error: undefined };
       },
-      (a, b) => this.raw(d, c.buf, a, b),
+      (a, b) => this.raw(conn, d, c.buf, a, b),
     );
     this.cur = null;
     if (!ok) this.lose(conn, c.stream, d);
@@ -665,21 +675,22 @@ export class RedisDissector implements TcpDissector {
   private conn(stream: number): Conn {
     let c = this.conns.get(stream);
     if (!c) {
-      c = { clientDir: undefined, dirs: [newDir(), newDir()], exchanges: [], subscriptions: 0 };
+      c = { clientDir: undefined, dirs: [newDir(), newDir()], exchanges: [], subscriptions: 0, keptBytes: 0 };
       this.conns.set(stream, c);
     }
     return c;
   }
 
-  private raw(d: Dir, buf: Uint8Array, a: number, b: number): void {
+  private raw(conn: Conn, d: Dir, buf: Uint8Array, a: number, b: number): void {
     const m = d.msg;
     if (!m) return;
     const n = b - a;
     m.size += n;
-    const keep = Math.min(n, this.maxBody - m.kept);
+    const keep = Math.max(0, Math.min(n, this.maxBody - m.kept, MAX_PENDING_BYTES - conn.keptBytes));
     if (keep > 0) {
       m.parts.push(Buffer.from(buf.subarray(a, a + keep)));
       m.kept += keep;
+      conn.keptBytes += keep;
     }
     if (keep < n) m.cut = true;
   }
@@ -687,6 +698,7 @@ export class RedisDissector implements TcpDissector {
   /** Bytes were lost or could not be parsed: end the message being read and resync at a later chunk. */
   private lose(conn: Conn, stream: number, d: Dir): void {
     const m = d.msg;
+    if (m && !(d.isClient && m.size > 0)) conn.keptBytes -= m.kept;
     Object.assign(d, { ...newDir(), isClient: d.isClient, seen: true, resync: true, afterGap: true });
     this.counters.resyncs++;
     if (m && d.isClient && m.size > 0) {
@@ -715,6 +727,7 @@ export class RedisDissector implements TcpDissector {
       if (['SUBSCRIBE', 'PSUBSCRIBE', 'SSUBSCRIBE'].includes(base)) expect = Math.max(1, words!.length - 1);
       else if (['UNSUBSCRIBE', 'PUNSUBSCRIBE', 'SUNSUBSCRIBE'].includes(base)) expect = words!.length > 1 ? words!.length - 1 : Math.max(1, conn.subscriptions);
       conn.exchanges.push({ request: m, replies: [], expect, done: false, push: null, ...desc, unanswered: false });
+      if (conn.exchanges.length > MAX_PENDING) this.drain(conn, stream);
       return;
     }
     const kind = pubsubKind(v);
@@ -770,10 +783,12 @@ export class RedisDissector implements TcpDissector {
 
   /** Emits the exchanges at the head of the queue that are complete. */
   private drain(conn: Conn, stream: number): void {
+    if (conn.exchanges.length > MAX_PENDING) conn.exchanges[0]!.unanswered = true;
     while (conn.exchanges.length > 0) {
       const x = conn.exchanges[0]!;
       if (!x.done && !x.unanswered) return;
       conn.exchanges.shift();
+      for (const m of [x.request, ...x.replies]) if (m) conn.keptBytes -= m.kept;
       this.emitExchange(x, stream);
     }
   }

@@ -448,6 +448,19 @@ describe('behaviour on hand-made streams', () => {
     expect(es[1]!.response!.body!.length).toBe(100);
   });
 
+  test('pending queries are bounded: past 1024 the oldest is given up, past 4 MiB bodies stop being kept', () => {
+    const f = new Feed().data(0, STARTUP, 1).data(1, HELLO, 2);
+    const sql = (i: number): string => `SELECT ${i}, '${'x'.repeat(10000)}'`;
+    for (let i = 0; i < 3000; i++) f.data(0, Q(sql(i)), 3);
+    expect(f.entries).toHaveLength(1 + 3000 - 1024);
+    expect(f.entries.slice(1).every((e) => e.error === 'pair-not-found')).toBe(true);
+    const es = f.end();
+    expect(es.slice(1).map((e) => e.postgresql_query)).toEqual(Array.from({ length: 3000 }, (_, i) => sql(i)));
+    const waiting = es.slice(-1024);
+    expect(waiting.reduce((n, e) => n + (e.request!.body?.length ?? 0), 0)).toBeLessThanOrEqual(4 * 1024 * 1024);
+    expect(waiting.some((e) => e.request!.truncated)).toBe(true);
+  });
+
   test('a gap in the server direction: the waiting query is damaged, parsing resumes after the next ReadyForQuery', () => {
     const f = new Feed();
     f.data(0, STARTUP, 1).data(1, HELLO, 2);

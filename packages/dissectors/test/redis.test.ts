@@ -418,6 +418,19 @@ describe('behaviour on hand-made streams', () => {
     expect(e.response!.truncated).toBe(true);
   });
 
+  test('pending commands are bounded: past 1024 the oldest is given up, past 4 MiB bodies stop being kept', () => {
+    const f = new Feed();
+    for (let i = 0; i < 3000; i++) f.data(0, cmd('SET', `k${i}`, 'v'.repeat(10000)), 1);
+    expect(f.entries).toHaveLength(3000 - 1024);
+    expect(f.entries.every((e) => e.error === 'pair-not-found' && e.response === null)).toBe(true);
+    const es = f.end();
+    expect(es.map((e) => e.path)).toEqual(Array.from({ length: 3000 }, (_, i) => `k${i}`));
+    const waiting = es.slice(-1024);
+    expect(waiting.reduce((n, e) => n + (e.request!.body?.length ?? 0), 0)).toBeLessThanOrEqual(4 * 1024 * 1024);
+    expect(waiting.some((e) => e.request!.truncated)).toBe(true);
+    expect(waiting.every((e) => e.request!.body_size === cmd('SET', e.path, 'v'.repeat(10000)).length)).toBe(true);
+  });
+
   test('a gap in the reply direction: later replies pair with the latest command sent before them', () => {
     const f = new Feed();
     f.data(0, cmd('GET', 'a'), 1).data(0, cmd('GET', 'b'), 2).data(1, '$5\r\nvalu', 3).gap(1, 10, 4);
