@@ -830,10 +830,15 @@ function clientVerdict(b: Uint8Array): Verdict {
   if (code === SSL_CODE || code === GSSENC_CODE) return len === 8 ? 'yes' : 'no';
   if (code === CANCEL_CODE) return len === 16 ? 'yes' : 'no';
   if (code !== PROTOCOL_3 || len < 9 || len > MAX_STARTUP) return 'no';
-  // user=... must come: the first parameter name is printable ASCII.
-  if (b.length < 9) return 'more';
-  const c = b[8]!;
-  return c >= 0x61 && c <= 0x7a ? 'yes' : 'no';
+  // Parameters: NUL-terminated names and values, no other control bytes; the first name a
+  // lower-case identifier (`user`, `database`, ...).
+  const end = Math.min(b.length, len);
+  if (end <= 8) return 'more';
+  for (let i = 8; i < end; i++) if (b[i]! < 0x20 && b[i] !== 0) return 'no';
+  const nul = b.indexOf(0, 8);
+  const name = Buffer.from(b.subarray(8, nul < 0 || nul > end ? end : nul)).toString('latin1');
+  if (!/^[a-z_][a-z0-9_.]*$/.test(name)) return name === '' && end === 8 ? 'more' : 'no';
+  return nul >= 0 && nul < end ? 'yes' : 'more';
 }
 
 /** Server first bytes: an Authentication request or ErrorResponse, possibly after the one-byte answer to SSLRequest. */

@@ -577,6 +577,11 @@ function describeCommand(words: string[]): { command: string; args: string[]; ke
   return { command, args: rest.slice(0, MAX_ARGS).map((a) => clip(a)), key: key === undefined ? undefined : clip(key) };
 }
 
+/** `message`, `smessage`: kind, channel, payload; `pmessage`: kind, pattern, channel, payload; all bulk strings. */
+function isMessageShape(v: RespValue, kind: string): boolean {
+  return v.size === (kind === 'pmessage' ? 4 : 3) && v.items.every((i) => i.type === 'bulk-string');
+}
+
 /** The kind of a pub/sub reply (`message`, `subscribe`, ...) or null. */
 function pubsubKind(v: RespValue): string | null {
   if ((v.type !== 'array' && v.type !== 'push') || v.items.length === 0) return null;
@@ -733,7 +738,10 @@ export class RedisDissector implements TcpDissector {
     const kind = pubsubKind(v);
     const waiting = conn.exchanges.filter((x) => !x.done && !x.unanswered && x.push === null);
     const subscribing = kind !== null && SUBSCRIBE_KINDS.has(kind);
-    if (kind !== null && (v.type === 'push' || (conn.subscriptions > 0 && MESSAGE_KINDS.has(kind))) && !(subscribing && waiting[0] && waiting[0].command.toLowerCase() === kind)) {
+    // RESP2 messages are recognised in subscribed mode, or by their shape when no command waits
+    // (the SUBSCRIBE was before the capture).
+    const message = kind !== null && MESSAGE_KINDS.has(kind) && (conn.subscriptions > 0 || (waiting.length === 0 && isMessageShape(v, kind)));
+    if (kind !== null && (v.type === 'push' || message) && !(subscribing && waiting[0] && waiting[0].command.toLowerCase() === kind)) {
       // Out of band: a published message, an invalidation, or a confirmation nobody asked for.
       if (subscribing) this.noteSubscriptions(conn, v);
       const chan = v.items[kind === 'pmessage' ? 2 : 1];
@@ -922,7 +930,8 @@ function serverVerdict(b: Uint8Array): Verdict {
     if (text.length >= 128) return 'no';
     if (line === '') return 'more';
     // A prefix of a valid line: all of it must fit the line's alphabet.
-    const prefixOk = marker === '+' || marker === '-' ? /^[\x20-\x7e\t]*\r?$/.test(line) : /^-?[\d?]*\r?$/.test(line) || marker === '#' || marker === ',';
+    const prefixOk =
+      marker === '+' || marker === '-' ? /^[\x20-\x7e\t]*\r?$/.test(line) : marker === '#' ? /^[tf]?\r?$/.test(line) : marker === ',' ? /^[-+.\deEinfa]*\r?$/i.test(line) : /^-?[\d?]*\r?$/.test(line);
     return prefixOk ? 'more' : 'no';
   }
   if (!text.slice(0, nl).endsWith('\r')) return 'no';

@@ -280,6 +280,14 @@ class Feed {
     return this;
   }
 
+  /** Like `data` without copying: the bytes are passed as they are (no garbage to skew memory measurements). */
+  raw(dir: TcpDirection, bytes: Uint8Array, t: number): this {
+    const sec = Math.floor(t / 1000);
+    this.d.onData({ stream: this.stream, dir, offset: this.offsets[dir], buf: bytes, start: 0, length: bytes.length, firstSec: sec, firstNsec: 0, lastSec: sec, lastNsec: 0, midStream: false });
+    this.offsets[dir] += bytes.length;
+    return this;
+  }
+
   gap(dir: TcpDirection, length: number, t: number): this {
     this.d.onGap({ stream: this.stream, dir, offset: this.offsets[dir], length, reason: 'acked', sec: Math.floor(t / 1000), nsec: 0 });
     this.offsets[dir] += length;
@@ -336,18 +344,26 @@ describe('behaviour on hand-made streams', () => {
 
   test('startup and simple queries, split at every byte boundary', () => {
     const whole = new Feed().data(0, client, 1).data(1, server, 2).end();
+    const bodies = (es: PostgresqlEntry[]): string[] => es.map((e) => `${Buffer.from(e.request!.body!).toString('hex')}/${Buffer.from(e.response!.body!).toString('hex')}`);
+    // The kept bytes of the exchanges, back to back, are the two streams (less the NoticeResponse, which is asynchronous).
+    expect(whole.map((e) => Buffer.from(e.request!.body!).toString('hex')).join('')).toBe(client.toString('hex'));
+    expect(whole.map((e) => Buffer.from(e.response!.body!).toString('hex')).join('')).toBe(server.toString('hex').replace(msg('N', z('SNOTICE'), Buffer.from([0])).toString('hex'), ''));
     expect(summary(whole)).toEqual(expected);
     expect(whole[0]).toMatchObject({ postgresql_user: 'alice', postgresql_database: 'shop', postgresql_application_name: 'app', path: 'shop', url: 'shop' });
     expect(whole[3]).toMatchObject({ postgresql_error_code: '42601', postgresql_error_severity: 'ERROR' });
     for (let cut = 1; cut < client.length; cut += 1) {
       const f = new Feed().data(0, client.subarray(0, cut), 1).data(0, client.subarray(cut), 1);
       f.data(1, server.subarray(0, cut % server.length), 2).data(1, server.subarray(cut % server.length), 2);
-      expect(summary(f.end())).toEqual(expected);
+      const es = f.end();
+      expect(summary(es)).toEqual(expected);
+      expect(bodies(es)).toEqual(bodies(whole));
     }
     const bytewise = new Feed();
     for (const b of client) bytewise.data(0, Buffer.from([b]), 1);
     for (const b of server) bytewise.data(1, Buffer.from([b]), 2);
-    expect(summary(bytewise.end())).toEqual(expected);
+    const es = bytewise.end();
+    expect(summary(es)).toEqual(expected);
+    expect(bodies(es)).toEqual(bodies(whole));
   });
 
   test('SSLRequest refused then startup in clear; accepted stops at TLS', () => {
@@ -440,8 +456,8 @@ describe('behaviour on hand-made streams', () => {
     f.data(0, Buffer.concat([STARTUP, Q(`SELECT '${'x'.repeat(1000)}'`)]), 1).data(1, Buffer.concat([HELLO, T1, Buffer.from('D'), i32(0x3fffffff)]), 2);
     const before = process.memoryUsage().arrayBuffers;
     const block = Buffer.alloc(1 << 20, 0x61);
-    for (let k = 0; k < 50; k++) f.data(1, block, 3);
-    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(20 << 20);
+    for (let k = 0; k < 50; k++) f.raw(1, block, 3);
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(4 << 20);
     const es = f.end();
     expect(es[1]).toMatchObject({ method: 'SELECT', error: 'dissection', response: { truncated: true, body: expect.any(Buffer) as unknown } });
     expect(es[1]!.postgresql_query).toHaveLength(51);
@@ -504,6 +520,8 @@ describe('behaviour on hand-made streams', () => {
       'AMQP\x00\x00\x09\x01',
       '\x00\x00\x00\x2a\x00\x12\x00\x03\x00\x00\x00\x01',
       'J\x00\x00\x00\x0a5.7.33\x00',
+      // A Kafka Metadata v0 request: api key 3, version 0 reads as protocol 3.0.
+      '\x00\x00\x00\x14\x00\x03\x00\x00\x00\x00\x00\x07\x00\x06client\x00\x00\x00\x00',
       'SSH-2.0-OpenSSH\r\n',
     ];
     for (const o of others) for (const dir of [true, false, undefined]) expect([o, d(Buffer.from(o, 'latin1'), dir)]).toEqual([o, 'no']);
