@@ -34,8 +34,11 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  * are bounded by `maxBodySize`. Gaps and malformed messages end the message being read: a
  * client direction resumes at a later chunk starting with a plausible frontend message, a
  * server direction at the next ReadyForQuery; exchanges waiting for the lost answers end with
- * `dissection`. A server message that started before the request it would answer was sent
- * belongs to a request lost in a hole and is skipped through the next ReadyForQuery.
+ * `dissection`, and so does one whose answer was cut by the end of the stream mid-message. A
+ * server message that started before the request it would answer was sent belongs to a
+ * request lost in a hole and is skipped through the next ReadyForQuery. An exchange still
+ * waiting when its connection ends (a startup left at the password request, a query never
+ * answered) is `pair-not-found`.
  */
 
 export interface PostgresqlEntry extends Entry {
@@ -684,7 +687,11 @@ export class PostgresqlDissector implements TcpDissector {
   /** The bytes of a server message cut short still belong to the answer being read. */
   private partial(conn: Conn, d: Dir): void {
     const x = conn.ops[0]?.x;
-    if (!d.isClient && x && !x.emitted && !conn.skipToReady && d.raw.size > 0) merge(x.response, d.raw, this.maxBody, conn.budget);
+    if (!d.isClient && x && !x.emitted && !conn.skipToReady && d.raw.size > 0) {
+      merge(x.response, d.raw, this.maxBody, conn.budget);
+      x.response.cut = true;
+      x.damaged = true;
+    }
     d.raw = newPart();
   }
 
@@ -730,7 +737,7 @@ export class PostgresqlDissector implements TcpDissector {
     }
     let error: EntryError | undefined;
     if (x.damaged) error = 'dissection';
-    else if (!x.done && x.kind !== 'cancel') error = x.response.size > 0 ? 'dissection' : 'pair-not-found';
+    else if (!x.done && x.kind !== 'cancel') error = 'pair-not-found'; // not complete when the stream ended
     if (error) {
       entry.error = error;
       this.counters.errors[error]++;

@@ -94,7 +94,14 @@ export function generate(expr: TExpr): { source: string; consts: unknown[] } {
     return JSON.stringify(t.k);
   };
 
-  const g = (e: TExpr): string => {
+  /**
+   * `pos`: the node's value reaches the root only through `&&`, `||` and conditional branches.
+   * There an error and `false` lead to the same decision (the record does not match), so a
+   * comparison with a map entry that is absent can be false instead of throwing: the same
+   * result as CEL without an exception per record (`request.headers["x"] == "y"` on entries
+   * lacking the header). Elsewhere (under `!`, in conditions, macros) CEL's error stands.
+   */
+  const g = (e: TExpr, pos = false): string => {
     switch (e.k) {
       case 'const': {
         const v = e.v;
@@ -124,10 +131,10 @@ export function generate(expr: TExpr): { source: string; consts: unknown[] } {
         return e.t.k === 'int' ? `rt.chkI(-${g(e.x)})` : `(-${g(e.x)})`;
       case 'and':
       case 'or':
-        if (canThrow(e.l)) return `rt.${e.k}(() => ${g(e.l)}, () => ${g(e.r)})`;
-        return `(${g(e.l)} ${e.k === 'and' ? '&&' : '||'} ${g(e.r)})`;
+        if (canThrow(e.l)) return `rt.${e.k}(() => ${g(e.l, pos)}, () => ${g(e.r, pos)})`;
+        return `(${g(e.l, pos)} ${e.k === 'and' ? '&&' : '||'} ${g(e.r, pos)})`;
       case 'cond':
-        return `(${g(e.c)} ? ${g(e.a)} : ${g(e.b)})`;
+        return `(${g(e.c)} ? ${g(e.a, pos)} : ${g(e.b, pos)})`;
       case 'arith': {
         const l = g(e.l);
         const r = g(e.r);
@@ -151,6 +158,11 @@ export function generate(expr: TExpr): { source: string; consts: unknown[] } {
         if (e.l.t.k === 'bytes') return `(rt.cmpBytes(${g(e.l)}, ${g(e.r)}) ${e.op} 0)`;
         return `(${g(e.l)} ${e.op} ${g(e.r)})`;
       case 'eq':
+        if (pos && SCALAR_EQ.has(e.l.t.k) && SCALAR_EQ.has(e.r.t.k)) {
+          const entry = (x: TExpr): x is Extract<TExpr, { k: 'index' }> => x.k === 'index' && x.x.t.k === 'map' && !canThrow(x.x) && !canThrow(x.i);
+          const [m, v] = entry(e.l) ? [e.l, e.r] : entry(e.r) ? [e.r, e.l] : [null, null];
+          if (m && v && !canThrow(v)) return `rt.${e.neg ? 'neKey' : 'eqKey'}(${g(m.x)}, ${g(m.i)}, ${g(v)})`;
+        }
         if (SCALAR_EQ.has(e.l.t.k) && SCALAR_EQ.has(e.r.t.k)) return `(${g(e.l)} ${e.neg ? '!==' : '==='} ${g(e.r)})`;
         return `${e.neg ? '!' : ''}rt.eq(${g(e.l)}, ${g(e.r)})`;
       case 'in':
@@ -160,11 +172,11 @@ export function generate(expr: TExpr): { source: string; consts: unknown[] } {
       case 'has':
         return `rt.hasKey(${g(e.x)}, ${k(e.key)})`;
       case 'list':
-        return `[${e.elems.map(g).join(', ')}]`;
+        return `[${e.elems.map((x) => g(x)).join(', ')}]`;
       case 'mapLit':
         return `rt.mapOf([${e.entries.map(([a, b]) => `${g(a)}, ${g(b)}`).join(', ')}])`;
       case 'call': {
-        const a = e.args.map(g);
+        const a = e.args.map((x) => g(x));
         const from = kind(e.args[0]?.t ?? { k: 'dyn' });
         switch (e.fn) {
           case 'contains':
@@ -221,7 +233,7 @@ export function generate(expr: TExpr): { source: string; consts: unknown[] } {
     throw new Error('internal: unhandled node');
   };
 
-  const body = g(expr);
+  const body = g(expr, true);
   const decl = consts.map((_, i) => `k${i} = K[${i}]`).join(', ');
   const source = [
     '"use strict";',

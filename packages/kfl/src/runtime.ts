@@ -86,6 +86,14 @@ export function hasKey(m: ValueMap, k: Value): boolean {
 export function getKey(m: ValueMap, k: Value): Value {
   return typeof k === 'string' && hasOwn.call(m, k) ? m[k]! : fail(`no such key: ${JSON.stringify(k)}`);
 }
+/** `m[k] == v` where an absent key counts as false (positive positions only; see codegen). */
+export function eqKey(m: ValueMap, k: Value, v: Value): boolean {
+  return typeof k === 'string' && hasOwn.call(m, k) && m[k] === v;
+}
+/** `m[k] != v` where an absent key counts as false (positive positions only). */
+export function neKey(m: ValueMap, k: Value, v: Value): boolean {
+  return typeof k === 'string' && hasOwn.call(m, k) && m[k] !== v;
+}
 export function mapGet(m: ValueMap, k: Value, d: Value): Value {
   return typeof k === 'string' && hasOwn.call(m, k) ? m[k]! : d;
 }
@@ -297,7 +305,7 @@ export function compileRe2(pattern: string): RegExp {
       else if (e === 'Q') {
         const end = src.indexOf('\\E', i + 2);
         const lit = src.slice(i + 2, end < 0 ? src.length : end);
-        out += lit.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&');
+        out += lit.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&');
         i = end < 0 ? src.length : end + 2;
         lastWasGroup = false;
         continue;

@@ -43,13 +43,18 @@ describe('acceptance filters of issue 5', () => {
     expect(IDS.filter((id) => again.matches(RECORDS[id]!))).toEqual(expected);
   });
 
-  test('a header lookup on an entry without that header is a counted runtime error, not a match', () => {
+  test('a header the entry lacks: no match; under "!" it is a counted runtime error, as in CEL', () => {
+    // Where the comparison's result only flows through && and || to the root, an absent key is
+    // simply false (CEL's error would give the same decision), without an exception per record.
     const f = compile('http && request.headers["content-type"] == "application/json"', { now: NOW });
     for (const id of IDS) f.matches(RECORDS[id]!);
-    // r04 (http, no content-type) and r06 (http, no headers at all) fail the lookup; non-HTTP records stop at `http`.
-    expect(f.stats.errors).toBe(2);
-    expect(f.stats.evaluated).toBe(IDS.length);
-    expect(f.stats.lastError).toMatch(/no such key: "content-type"/);
+    expect(f.stats).toEqual({ evaluated: IDS.length, errors: 0 });
+    // Negated, the absent key must not turn into a match: r04 and r06 (http, no content-type) are errors.
+    const n = compile('http && !(request.headers["content-type"] == "application/json")', { now: NOW });
+    expect(IDS.filter((id) => n.matches(RECORDS[id]!))).toEqual(['r02', 'r03', 'r05']);
+    expect(IDS.filter((id) => n.interpret(RECORDS[id]!))).toEqual(['r02', 'r03', 'r05']);
+    expect(n.stats.errors).toBe(2);
+    expect(n.stats.lastError).toMatch(/no such key: "content-type"/);
   });
 
   test('fields used are reported', () => {

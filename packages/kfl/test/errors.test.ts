@@ -94,6 +94,7 @@ describe('errors that teach', () => {
     expect(compile('path.matches("\\\\Qa.b\\\\E")').matches({ path: 'axb' })).toBe(false);
     expect(compile('path.matches("\\\\Qa.b\\\\E")').matches({ path: 'a.b' })).toBe(true);
     expect(compile('path.matches("\\\\pL+")').matches({ path: 'ж' })).toBe(true);
+    expect(compile('path.matches("\\\\Q/a-b\\\\E\\\\pL")').matches({ path: '/a-bж' })).toBe(true);
     expect(compile('path.matches("(\\\\d{1,3}\\\\.){3}\\\\d{1,3}")').matches({ path: '10.0.0.1' })).toBe(true);
   });
 });

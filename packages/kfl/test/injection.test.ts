@@ -34,7 +34,7 @@ describe('code injection', () => {
     expect(src).not.toMatch(/evil|alert/);
     // Every identifier in the generated code is ours.
     const idents = new Set(src.replace(/"[^"]*"/g, '').match(/[A-Za-z_$][A-Za-z0-9_$]*/g));
-    const allowed = /^(use|strict|const|return|function|kflMatch|r|rt|st|K|k\d+|v\d+|true|false|null|now|http|request|headers|dns_questions|status_code|getKey|exists|newBudget|and|EMPTY_LIST|EMPTY_MAP)$/;
+    const allowed = /^(use|strict|const|return|function|kflMatch|r|rt|st|K|k\d+|v\d+|true|false|null|now|http|request|headers|dns_questions|status_code|getKey|eqKey|exists|newBudget|and|EMPTY_LIST|EMPTY_MAP)$/;
     for (const id of idents) expect(id).toMatch(allowed);
   });
 
