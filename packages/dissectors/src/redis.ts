@@ -16,6 +16,9 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  * - Client direction: arrays of bulk strings, or inline commands (a text line split on blanks).
  * - Pairing: replies pair with commands in order (pipelining). SUBSCRIBE-family commands take
  *   one confirmation per channel (UNSUBSCRIBE without channels: one per known subscription).
+ * - `CLIENT REPLY OFF` / `SKIP`: the commands the server does not answer are entries without a
+ *   response (and without error). After `MONITOR`, each command the server reports (a simple
+ *   string nobody asked for) is an entry of its own, method `monitor`.
  * - Pub/sub: once subscribed, arrays whose first element is `message`, `pmessage` or
  *   `smessage` (RESP2), and every RESP3 push (`>`) that is not a subscription confirmation
  *   (after `HELLO 3`), are not replies: each becomes an entry of its own, `method` the push
@@ -222,6 +225,11 @@ interface Conn {
   subscriptions: number;
   /** Raw bytes kept in messages not yet emitted. */
   keptBytes: number;
+  /** `CLIENT REPLY OFF` is in force; `CLIENT REPLY SKIP` applies to the next command. */
+  replyOff: boolean;
+  skipNext: boolean;
+  /** MONITOR was answered: simple strings nobody asked for are the commands it reports. */
+  monitor: boolean;
 }
 
 const newDir = (): Dir => ({ isClient: null, seen: false, resync: false, afterGap: false, line: [], lineLen: 0, stack: [], blobLeft: 0, blob: null, streamed: null, attr: null, nodes: 0, valueBytes: 0, msg: null, tail: [] });
@@ -680,7 +688,7 @@ export class RedisDissector implements TcpDissector {
   private conn(stream: number): Conn {
     let c = this.conns.get(stream);
     if (!c) {
-      c = { clientDir: undefined, dirs: [newDir(), newDir()], exchanges: [], subscriptions: 0, keptBytes: 0 };
+      c = { clientDir: undefined, dirs: [newDir(), newDir()], exchanges: [], subscriptions: 0, keptBytes: 0, replyOff: false, skipNext: false, monitor: false };
       this.conns.set(stream, c);
     }
     return c;
@@ -731,8 +739,13 @@ export class RedisDissector implements TcpDissector {
       const base = desc.command;
       if (['SUBSCRIBE', 'PSUBSCRIBE', 'SSUBSCRIBE'].includes(base)) expect = Math.max(1, words!.length - 1);
       else if (['UNSUBSCRIBE', 'PUNSUBSCRIBE', 'SUNSUBSCRIBE'].includes(base)) expect = words!.length > 1 ? words!.length - 1 : Math.max(1, conn.subscriptions);
-      conn.exchanges.push({ request: m, replies: [], expect, done: false, push: null, ...desc, unanswered: false });
-      if (conn.exchanges.length > MAX_PENDING) this.drain(conn, stream);
+      // CLIENT REPLY OFF / SKIP: the server sends no reply (to the command itself either).
+      const mode = base === 'CLIENT REPLY' ? (desc.args[0] ?? '').toUpperCase() : '';
+      if (conn.replyOff || conn.skipNext || mode === 'OFF' || mode === 'SKIP') expect = mode === 'ON' ? 1 : 0;
+      conn.skipNext = mode === 'SKIP';
+      if (mode === 'OFF' || mode === 'ON') conn.replyOff = mode === 'OFF';
+      conn.exchanges.push({ request: m, replies: [], expect, done: expect === 0, push: null, ...desc, unanswered: false });
+      this.drain(conn, stream);
       return;
     }
     const kind = pubsubKind(v);
@@ -761,9 +774,20 @@ export class RedisDissector implements TcpDissector {
       return;
     }
     if (subscribing) this.noteSubscriptions(conn, v);
+    if (conn.monitor && v.type === 'simple-string' && (waiting.length === 0 || after(waiting[0]!.request!.start, m.start))) {
+      conn.exchanges.push({ request: null, replies: [m], expect: 0, done: true, push: 'monitor', command: 'monitor', args: [clip(respText(v))], key: undefined, unanswered: false });
+      this.counters.pushes++;
+      this.drain(conn, stream);
+      return;
+    }
     let x = waiting[0];
+    if (x?.command === 'MONITOR' && v.type === 'simple-string') conn.monitor = true;
     // RESET leaves subscribed mode (and RESP3) and answers +RESET.
-    if (x?.command === 'RESET' && v.type === 'simple-string') conn.subscriptions = 0;
+    if (x?.command === 'RESET' && v.type === 'simple-string') {
+      conn.subscriptions = 0;
+      conn.monitor = false;
+      conn.replyOff = false;
+    }
     if (d.afterGap && waiting.length > 1) {
       const before = waiting.filter((w) => !after(w.request!.start, m.start));
       x = before[before.length - 1] ?? waiting[0];
@@ -815,7 +839,7 @@ export class RedisDissector implements TcpDissector {
     const reply = first?.value ?? null;
     const t0 = req?.start ?? first?.start ?? { sec: 0, nsec: 0 };
     let error: EntryError | undefined;
-    if (x.push === null && (!req || !first)) error = 'pair-not-found';
+    if (x.push === null && (!req || (!first && !(x.done && x.expect === 0)))) error = 'pair-not-found';
     else if (req?.error ?? x.replies.find((r) => r.error)?.error) error = 'dissection';
     const values = x.replies.map((r) => r.value).filter((r): r is RespValue => r !== null);
     const entry: RedisEntry = {

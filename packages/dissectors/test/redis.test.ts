@@ -401,6 +401,32 @@ describe('behaviour on hand-made streams', () => {
     ]);
   });
 
+  test('CLIENT REPLY OFF and SKIP: unanswered commands are entries without a response or error', () => {
+    const f = new Feed();
+    f.data(0, cmd('CLIENT', 'REPLY', 'SKIP') + cmd('SET', 'a', '1') + cmd('SET', 'b', '2'), 1).data(1, '+OK\r\n', 2);
+    f.data(0, cmd('CLIENT', 'REPLY', 'OFF') + cmd('INCR', 'c') + cmd('CLIENT', 'REPLY', 'ON') + cmd('GET', 'c'), 3).data(1, '+OK\r\n$1\r\n1\r\n', 4);
+    expect(f.end().map((e) => [e.method, e.path, e.redis_response, e.response === null, e.error])).toEqual([
+      ['CLIENT REPLY', '', '', true, undefined],
+      ['SET', 'a', '', true, undefined],
+      ['SET', 'b', 'OK', false, undefined],
+      ['CLIENT REPLY', '', '', true, undefined],
+      ['INCR', 'c', '', true, undefined],
+      ['CLIENT REPLY', '', 'OK', false, undefined],
+      ['GET', 'c', '"1"', false, undefined],
+    ]);
+  });
+
+  test('MONITOR: the commands the server reports are entries of their own', () => {
+    const f = new Feed();
+    f.data(0, cmd('MONITOR'), 1).data(1, '+OK\r\n', 2).data(1, '+1700000000.000000 [0 127.0.0.1:5000] "GET" "k"\r\n', 3);
+    f.data(0, cmd('PING'), 4).data(1, '+PONG\r\n', 5);
+    expect(f.end().map((e) => [e.method, e.redis_args, e.redis_response, e.request === null, e.error])).toEqual([
+      ['MONITOR', [], 'OK', false, undefined],
+      ['monitor', ['1700000000.000000 [0 127.0.0.1:5000] "GET" "k"'], '1700000000.000000 [0 127.0.0.1:5000] "GET" "k"', true, undefined],
+      ['PING', [], 'PONG', false, undefined],
+    ]);
+  });
+
   test('keys: container commands, EVAL, XREAD; commands without keys', () => {
     const f = new Feed();
     const cmds = [
