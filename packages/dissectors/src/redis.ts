@@ -27,9 +27,10 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  * - Gaps and protocol errors: the message being read is ended (`dissection`) and the direction
  *   resumes at the start of a later chunk (a packet) whose first line is a valid RESP type line.
  *   After a hole in the reply direction replies may be missing, so the next reply pairs with
- *   the latest command sent before it and the earlier unanswered ones get `pair-not-found`;
- *   a reply that started before any waiting command was sent answers a command lost in a hole
- *   and is dropped.
+ *   the latest command sent before it and the earlier unanswered ones get `pair-not-found`.
+ *   A reply with no command to pair with (one that started before any waiting command was
+ *   sent: its command was lost in a hole or before the capture) is an entry without request,
+ *   `pair-not-found`.
  * - When the handshake was not captured, the client side is the one whose first value is an
  *   array of bulk strings or an inline line starting with a known command.
  */
@@ -218,7 +219,6 @@ interface Dir {
 }
 
 interface Conn {
-  clientDir: TcpDirection | undefined;
   dirs: [Dir, Dir];
   exchanges: Exchange[];
   /** Subscriptions known from confirmations (the count the last confirmation gave). */
@@ -236,7 +236,7 @@ const newDir = (): Dir => ({ isClient: null, seen: false, resync: false, afterGa
 
 const newValue = (type: RespType, size: number): RespValue => ({ type, data: null, size, items: [], truncated: false });
 
-/** Text of a string-like value (latin1 keeps bytes one to one). */
+/** Text of a string-like value, as UTF-8. */
 export function respText(v: RespValue | undefined): string {
   if (!v || !v.data) return '';
   return v.data.toString('utf8');
@@ -550,7 +550,7 @@ function commandWords(v: RespValue): string[] | null {
   const words: string[] = [];
   for (const it of v.items) {
     if (it.type !== 'bulk-string' && it.type !== 'simple-string') return null;
-    words.push(it.data ? it.data.toString('latin1') : '');
+    words.push(it.data ? it.data.toString('utf8') : '');
   }
   return words;
 }
@@ -622,7 +622,6 @@ export class RedisDissector implements TcpDissector {
 
   open(stream: number, info: StreamOpen): void {
     const c = this.conn(stream);
-    c.clientDir = info.clientDir;
     if (info.clientDir !== undefined) {
       c.dirs[info.clientDir].isClient = true;
       c.dirs[info.clientDir === 0 ? 1 : 0].isClient = false;
@@ -688,7 +687,7 @@ export class RedisDissector implements TcpDissector {
   private conn(stream: number): Conn {
     let c = this.conns.get(stream);
     if (!c) {
-      c = { clientDir: undefined, dirs: [newDir(), newDir()], exchanges: [], subscriptions: 0, keptBytes: 0, replyOff: false, skipNext: false, monitor: false };
+      c = { dirs: [newDir(), newDir()], exchanges: [], subscriptions: 0, keptBytes: 0, replyOff: false, skipNext: false, monitor: false };
       this.conns.set(stream, c);
     }
     return c;

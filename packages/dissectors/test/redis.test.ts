@@ -145,7 +145,7 @@ function ourFlat(r: Run): { flat: Map<string, Flat>; inline: string[][] } {
   return { flat, inline };
 }
 
-const words = (v: RespValue): string[] => v.items.map((i) => i.data!.toString('latin1'));
+const words = (v: RespValue): string[] => v.items.map((i) => i.data!.toString('utf8'));
 
 describe.each(Object.keys(CAPTURES))('%s against tshark', (capture) => {
   let r: Run;
