@@ -290,7 +290,7 @@ export const FUNCTIONS: readonly { name: string; signature: string; description:
   { name: 'timestamp', signature: 'timestamp(string) -> timestamp', description: 'An RFC 3339 time ("2026-03-14T22:00:00Z"); timestamp(int) takes Unix seconds' },
   { name: 'duration', signature: 'duration(string) -> duration', description: 'A Go duration: "300ms", "5m", "1h30m", "1.5s"; units ns, us, ms, s, m, h' },
   { name: 'now', signature: 'now() -> timestamp', description: 'The time the filter was compiled (fixed for the whole query)' },
-  { name: 'int', signature: 'int(int | uint | double | string | timestamp | duration) -> int', description: 'Conversion; timestamps give Unix seconds, durations microseconds' },
+  { name: 'int', signature: 'int(int | uint | double | string | timestamp | duration) -> int', description: 'Conversion; timestamps give Unix seconds, durations nanoseconds (as in CEL)' },
   { name: 'uint', signature: 'uint(int | double | string) -> uint', description: 'Conversion' },
   { name: 'double', signature: 'double(int | uint | string) -> double', description: 'Conversion' },
   { name: 'string', signature: 'string(any scalar) -> string', description: 'Conversion; timestamps give RFC 3339, durations seconds ("1.5s")' },
@@ -331,7 +331,7 @@ export function renderReference(): string {
     '| Function | Description |',
     '|---|---|',
   );
-  for (const f of FUNCTIONS) out.push(`| \`${f.signature}\` | ${f.description} |`);
+  for (const f of FUNCTIONS) out.push(`| \`${f.signature.replace(/\|/g, '\\|')}\` | ${f.description} |`);
   out.push('', '## Fields', '', 'Names marked * are this deployment\'s additions to KFL2.', '');
   for (const g of FIELD_GROUPS) {
     out.push(`### ${GROUP_TITLES[g]}`, '', '| Field | Type | Description |', '|---|---|---|');

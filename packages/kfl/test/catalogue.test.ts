@@ -82,7 +82,21 @@ describe('the catalogue', () => {
   test('the reference lists every field, function and alias, and its examples compile', () => {
     const ref = renderReference();
     for (const f of FIELDS) expect(ref).toContain(`| \`${f.name}\``);
-    for (const fn of FUNCTIONS) expect(ref).toContain(fn.signature);
+    for (const fn of FUNCTIONS) expect(ref).toContain(fn.signature.replace(/\|/g, '\\|'));
+    // Every table row has as many cells as its header (pipes inside cells are escaped).
+    const cells = (l: string): number => l.replace(/\\\|/g, '').split('|').length;
+    let header = 0;
+    let rows = 0;
+    let prev = '';
+    for (const line of ref.split('\n')) {
+      if (line.startsWith('|') && !prev.startsWith('|')) header = cells(line);
+      else if (line.startsWith('|')) {
+        expect([line, cells(line)]).toEqual([line, header]);
+        rows++;
+      }
+      prev = line;
+    }
+    expect(rows).toBeGreaterThan(FIELDS.length + FUNCTIONS.length);
     for (const a of ALIASES) expect(ref).toContain(`\`${a.name}\``);
     const examples = ref.split('```')[1]!.trim().split('\n');
     expect(examples.length).toBeGreaterThan(5);
