@@ -26,6 +26,8 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  *   entries of their own, without a response. Those that carry content (publish, deliver,
  *   return, get-ok) come out once the content header and all body frames have arrived; the
  *   properties become the request's headers and the body its body.
+ * - Entries come out when complete; their `index` is taken when the call's first method
+ *   arrives, so indexes follow request order while emission follows completion.
  * - Gaps: a gap inside a body frame is skipped (the message is `truncated`, the entry flagged
  *   `dissection`); a gap anywhere else resyncs the direction, and content interrupted by it
  *   comes out flagged.
@@ -483,9 +485,10 @@ export const AMQP_PROTOCOL: TcpProtocol = {
   detect(bytes: Uint8Array, fromClient: boolean | undefined): Verdict {
     if (bytes.length === 0) return 'more';
     if (bytes[0] === 0x41) {
-      // 'A': the protocol header (a server sends its own when it refuses the version).
+      // 'A': the protocol header. (A server refusing the version answers with its own header
+      // and closes: not a 0-9-1 stream.)
       const n = Math.min(bytes.length, PROTOCOL_HEADER.length);
-      for (let i = 0; i < n; i++) if (bytes[i] !== PROTOCOL_HEADER[i] && !(i === 4 && fromClient === false)) return 'no';
+      for (let i = 0; i < n; i++) if (bytes[i] !== PROTOCOL_HEADER[i]) return 'no';
       return n < PROTOCOL_HEADER.length ? 'more' : 'yes';
     }
     if (fromClient === true) return 'no';
@@ -511,6 +514,7 @@ interface Content {
   cut: boolean;
   /** A request this content answers (basic.get-ok). */
   request: Call | null;
+  index: number;
 }
 
 interface Call {
@@ -518,6 +522,8 @@ interface Call {
   dir: TcpDirection;
   start: Time;
   message: EntryMessage;
+  /** The entry's index, taken when the call became an entry of its own (request order); -1 for a reply. */
+  index: number;
 }
 
 interface Channel {
@@ -696,9 +702,19 @@ export class AmqpDissector implements TcpDissector {
     this.counters.resyncs++;
   }
 
-  private feed(conn: Conn, stream: number, dir: TcpDirection, buf: Uint8Array, from: number, to: number): void {
+  private feed(conn: Conn, stream: number, dir: TcpDirection, input: Uint8Array, from: number, end: number): void {
     const d = conn.dirs[dir];
+    let buf = input;
     let pos = from;
+    let to = end;
+    /** Out of sync: rescan from `bytes` (a frame may start inside what was just rejected). */
+    const rescan = (bytes: Uint8Array): void => {
+      this.counters.malformed++;
+      this.toResync(d);
+      buf = Buffer.concat([bytes, buf.subarray(pos, to)]);
+      pos = 0;
+      to = buf.length;
+    };
     while (pos < to) {
       switch (d.state) {
         case 'dead':
@@ -720,9 +736,7 @@ export class AmqpDissector implements TcpDissector {
           d.size = ((h[3]! << 24) | (h[4]! << 16) | (h[5]! << 8) | h[6]!) >>> 0;
           const known = d.type === FRAME_METHOD || d.type === FRAME_HEADER || d.type === FRAME_BODY || d.type === FRAME_HEARTBEAT;
           if (!known || d.size > this.maxFrame) {
-            this.counters.malformed++;
-            this.toResync(d);
-            this.feedScan(conn, stream, dir, Buffer.from(h.subarray(1, 7)));
+            rescan(h.subarray(1, 7));
             break;
           }
           d.remaining = d.size;
@@ -737,9 +751,7 @@ export class AmqpDissector implements TcpDissector {
           if (d.headHave < 8) return;
           d.headHave = 0;
           if (d.head[0] !== 0x41 || d.head[1] !== 0x4d || d.head[2] !== 0x51 || d.head[3] !== 0x50) {
-            this.counters.malformed++;
-            this.toResync(d);
-            this.feedScan(conn, stream, dir, Buffer.from(d.head.subarray(1, 8)));
+            rescan(d.head.subarray(1, 8));
             break;
           }
           this.countStream(conn);
@@ -762,21 +774,24 @@ export class AmqpDissector implements TcpDissector {
           break;
         }
         case 'end': {
-          const ok = buf[pos++] === FRAME_END;
-          d.state = 'head';
-          if (!ok) {
-            this.counters.malformed++;
+          if (buf[pos] !== FRAME_END) {
             this.interrupt(conn, stream, dir, d.channel);
-            this.toResync(d);
-            this.feedScan(conn, stream, dir, buf.subarray(pos - 1, to));
-            return;
+            rescan(EMPTY);
+            break;
           }
+          pos++;
+          d.state = 'head';
           this.frame(conn, stream, dir);
           break;
         }
-        case 'resync':
-          this.feedScan(conn, stream, dir, buf.subarray(pos, to));
-          return;
+        case 'resync': {
+          const found = this.scan(d, buf.subarray(pos, to));
+          if (!found) return;
+          buf = found;
+          pos = 0;
+          to = found.length;
+          break;
+        }
         default: {
           const never: never = d.state;
           throw new Error(`unknown state ${String(never)}`);
@@ -785,30 +800,29 @@ export class AmqpDissector implements TcpDissector {
     }
   }
 
-  private feedScan(conn: Conn, stream: number, dir: TcpDirection, add: Uint8Array): void {
-    const d = conn.dirs[dir];
-    if (d.state !== 'resync') {
-      this.feed(conn, stream, dir, add, 0, add.length);
-      return;
-    }
+  /**
+   * In `resync`: adds bytes to the scan window and looks for a plausible frame. Returns the
+   * bytes from that frame on (framing restarts there), or null while none is found.
+   */
+  private scan(d: Dir, add: Uint8Array): Buffer | null {
     d.scan = d.scan.length === 0 ? Buffer.from(add) : Buffer.concat([d.scan, add]);
     const buf = d.scan;
     for (let p = 0; p < buf.length; p++) {
       const v = judgeFrame(buf.subarray(p), this.maxFrame, false);
       if (v === 'more') {
         this.skipScan(d, p);
-        return;
+        return null;
       }
       if (typeof v === 'number') {
         this.counters.skippedBytes += p;
         d.state = 'head';
         d.headHave = 0;
         d.scan = Buffer.alloc(0);
-        this.feed(conn, stream, dir, buf, p, buf.length);
-        return;
+        return buf.subarray(p);
       }
     }
     this.skipScan(d, buf.length);
+    return null;
   }
 
   private skipScan(d: Dir, n: number): void {
@@ -886,22 +900,23 @@ export class AmqpDissector implements TcpDissector {
     // A method ends content still being received on its channel.
     if (ch.content[dir]) this.interrupt(conn, stream, dir, channelId);
     const message: EntryMessage = { headers: m.args, body: null, body_size: 0, truncated: false };
-    const call: Call = { method: m, dir, start, message };
+    const call: Call = { method: m, dir, start, message, index: -1 };
 
     // A reply: pair with the oldest request of the other side that waits for it.
     const waiting = ch.pending.findIndex((p) => p.dir === other && p.method.classId === m.classId && p.method.def.replies?.includes(m.methodId) === true);
     if (waiting >= 0) {
       const req = ch.pending.splice(waiting, 1)[0]!;
       if (m.def.content) {
-        ch.content[dir] = this.newContent(m, start, req);
+        ch.content[dir] = this.newContent(m, start, req, req.index);
         return;
       }
       this.emitCall(stream, channelId, req, call, undefined);
       return;
     }
+    call.index = this.take(stream);
     const isReply = m.def.replies === undefined && /-(ok|empty)$/.test(m.def.name);
     if (isReply) {
-      if (m.def.content) ch.content[dir] = this.newContent(m, start, null);
+      if (m.def.content) ch.content[dir] = this.newContent(m, start, null, call.index);
       else this.emitCall(stream, channelId, null, call, 'pair-not-found');
       return;
     }
@@ -919,7 +934,7 @@ export class AmqpDissector implements TcpDissector {
       }
     }
     if (m.def.content) {
-      ch.content[dir] = this.newContent(m, start, null);
+      ch.content[dir] = this.newContent(m, start, null, call.index);
       return;
     }
     if (m.def.replies && !m.noWait) {
@@ -931,8 +946,15 @@ export class AmqpDissector implements TcpDissector {
     this.emitCall(stream, channelId, call, null, undefined);
   }
 
-  private newContent(m: Method, start: Time, request: Call | null): Content {
-    return { method: m, start, headerSeen: false, bodySize: 0, received: 0, properties: [], parts: [], kept: 0, cut: false, request };
+  private newContent(m: Method, start: Time, request: Call | null, index: number): Content {
+    return { method: m, start, headerSeen: false, bodySize: 0, received: 0, properties: [], parts: [], kept: 0, cut: false, request, index };
+  }
+
+  /** The next entry index of a stream. */
+  private take(stream: number): number {
+    const index = this.nextIndex.get(stream) ?? 0;
+    this.nextIndex.set(stream, index + 1);
+    return index;
   }
 
   /** Content fully received: its method comes out (alone, or as the reply to basic.get). */
@@ -948,7 +970,7 @@ export class AmqpDissector implements TcpDissector {
       body_size: c.headerSeen ? c.bodySize : 0,
       truncated,
     };
-    const call: Call = { method: c.method, dir, start: c.start, message };
+    const call: Call = { method: c.method, dir, start: c.start, message, index: c.index };
     const damaged = cut || c.cut || !c.headerSeen || c.received < c.bodySize;
     if (c.request) this.emitCall(stream, channelId, c.request, call, damaged ? 'dissection' : undefined);
     else if (/-ok$/.test(c.method.def.name)) this.emitCall(stream, channelId, null, call, 'pair-not-found');
@@ -975,9 +997,8 @@ export class AmqpDissector implements TcpDissector {
    * a reply alone (`req` null), or a request refused by a close (`closedBy`).
    */
   private emitCall(stream: number, channel: number, req: Call | null, res: Call | null, error: EntryError | undefined, closedBy?: Method): void {
-    const index = this.nextIndex.get(stream) ?? 0;
-    this.nextIndex.set(stream, index + 1);
     const main = (req ?? res)!;
+    const index = main.index;
     const m = main.method;
     const reply = res?.method;
     const exchange = m.exchange || reply?.exchange || '';

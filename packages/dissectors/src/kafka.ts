@@ -25,6 +25,8 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  *   partition's for Produce, Fetch and Metadata. Brokers answer in request order, so a
  *   response also ends the wait of the requests sent before its own (`pair-not-found`).
  *   Produce with acks=0 gets no response: it is emitted at once, complete.
+ * - Entries come out when complete (a response arrives, the stream ends); their `index` is
+ *   taken when the request (or a response without one) arrives, so indexes follow request order.
  * - Gaps: a gap inside a frame is skipped (the entry is flagged `dissection`, body
  *   `truncated`); past the frame, the direction resyncs at the next plausible header (a
  *   request header, or a size followed by a pending correlation id), scanning a bounded amount.
@@ -521,6 +523,8 @@ interface Pending {
   start: Time;
   /** Bytes of the request frame were missing. */
   cut: boolean;
+  /** The entry's index: taken when the request arrived, so indexes follow request order. */
+  index: number;
 }
 
 interface Conn {
@@ -673,9 +677,11 @@ export class KafkaDissector implements TcpDissector {
   }
 
   /** Runs buf[from, to) of one direction through the frame state machine. */
-  private feed(conn: Conn, stream: number, dir: TcpDirection, buf: Uint8Array, from: number, to: number): void {
+  private feed(conn: Conn, stream: number, dir: TcpDirection, input: Uint8Array, from: number, end: number): void {
     const d = conn.dirs[dir];
+    let buf = input;
     let pos = from;
+    let to = end;
     while (pos < to) {
       switch (d.state) {
         case 'dead':
@@ -688,9 +694,10 @@ export class KafkaDissector implements TcpDissector {
           if (size < 4 || size > this.maxFrame) {
             this.counters.malformed++;
             this.toResync(d);
-            // The bad size's bytes may hold the start of the next frame.
-            const copy = Buffer.from(d.size);
-            this.feedScan(conn, stream, dir, copy.subarray(1));
+            // The next frame may start inside the bad size field: rescan from its second byte.
+            buf = Buffer.concat([d.size.subarray(1), buf.subarray(pos, to)]);
+            pos = 0;
+            to = buf.length;
             break;
           }
           const total = size + 4;
@@ -716,8 +723,12 @@ export class KafkaDissector implements TcpDissector {
           break;
         }
         case 'resync': {
-          this.feedScan(conn, stream, dir, buf.subarray(pos, to));
-          return;
+          const found = this.scan(conn, d, buf.subarray(pos, to));
+          if (!found) return;
+          buf = found;
+          pos = 0;
+          to = found.length;
+          break;
         }
         default: {
           const never: never = d.state;
@@ -727,38 +738,38 @@ export class KafkaDissector implements TcpDissector {
     }
   }
 
-  /** In `resync`: adds bytes to the scan window and restarts framing at the first plausible header. */
-  private feedScan(conn: Conn, stream: number, dir: TcpDirection, add: Uint8Array): void {
-    const d = conn.dirs[dir];
-    if (d.state !== 'resync') {
-      this.feed(conn, stream, dir, add, 0, add.length);
-      return;
-    }
+  /**
+   * In `resync`: adds bytes to the scan window and looks for a plausible frame header. Returns
+   * the bytes from that header on (framing restarts there), or null while none is found.
+   */
+  private scan(conn: Conn, d: Dir, add: Uint8Array): Buffer | null {
     d.scan = d.scan.length === 0 ? Buffer.from(add) : Buffer.concat([d.scan, add]);
     const buf = d.scan;
-    const wantPending = conn.pending.length > 0 && d.role !== 'request';
+    const pending = d.role !== 'request' && conn.pending.length > 0 ? new Set(conn.pending.map((x) => x.header.correlationId)) : null;
     for (let p = 0; p + 4 <= buf.length; p++) {
-      const verdict = this.candidate(conn, d, buf, p, wantPending);
+      const verdict = this.candidate(d, buf, p, pending);
       if (verdict === 'more') {
         // Keep from p on, waiting for more bytes to judge it.
-        this.skipScan(d, p);
-        return;
+        this.skipScan(conn, d, p);
+        return null;
       }
       if (verdict === 'yes') {
         this.counters.skippedBytes += p;
         d.state = 'size';
         d.scan = Buffer.alloc(0);
-        this.feed(conn, stream, dir, buf, p, buf.length);
-        return;
+        return buf.subarray(p);
       }
     }
-    this.skipScan(d, Math.max(0, buf.length - 3));
+    this.skipScan(conn, d, Math.max(0, buf.length - 3));
+    return null;
   }
 
-  private skipScan(d: Dir, n: number): void {
-    d.scanned += n;
+  private skipScan(conn: Conn, d: Dir, n: number): void {
     this.counters.skippedBytes += n;
     d.scan = n === 0 ? d.scan : Buffer.from(d.scan.subarray(n));
+    // A response side with nothing pending waits for a request to resync on: not a reason to give up.
+    if (d.role === 'response' && conn.pending.length === 0) return;
+    d.scanned += n;
     if (d.scanned > MAX_RESYNC_SCAN) {
       d.state = 'dead';
       d.scan = Buffer.alloc(0);
@@ -766,7 +777,7 @@ export class KafkaDissector implements TcpDissector {
   }
 
   /** Judges a frame header at buf[p]: a request header, or a size followed by a pending correlation id. */
-  private candidate(conn: Conn, d: Dir, buf: Buffer, p: number, wantPending: boolean): Verdict {
+  private candidate(d: Dir, buf: Buffer, p: number, pending: ReadonlySet<number> | null): Verdict {
     const view = buf.subarray(p);
     if (d.role !== 'response') {
       const v = judgeRequest(view, this.maxFrame);
@@ -783,12 +794,11 @@ export class KafkaDissector implements TcpDissector {
         } else if (h.clientId !== '') return 'yes';
       }
     }
-    if (wantPending) {
+    if (pending) {
       if (view.length < 8) return 'more';
       const size = view.readUInt32BE(0);
       if (size < 4 || size > this.maxFrame) return 'no';
-      const corr = view.readInt32BE(4);
-      return conn.pending.some((x) => x.header.correlationId === corr) ? 'yes' : 'no';
+      return pending.has(view.readInt32BE(4)) ? 'yes' : 'no';
     }
     return 'no';
   }
@@ -827,7 +837,7 @@ export class KafkaDissector implements TcpDissector {
     }
     const out = { topics: [] as Topic[], all: false, acks: null as number | null };
     requestTopics(header, f.bytes, f.kept, out);
-    const p: Pending = { header, topics: out.topics, all: out.all, message: this.message(f), start: f.start, cut: f.cut };
+    const p: Pending = { header, topics: out.topics, all: out.all, message: this.message(f), start: f.start, cut: f.cut, index: this.take(stream) };
     if (header.apiKey === PRODUCE && out.acks === 0) {
       // acks=0: the broker sends no response.
       this.emitEntry(stream, p, null, true);
@@ -846,14 +856,21 @@ export class KafkaDissector implements TcpDissector {
     const corr = (f.bytes[4]! << 24) | (f.bytes[5]! << 16) | (f.bytes[6]! << 8) | f.bytes[7]!;
     const i = conn.pending.findIndex((x) => x.header.correlationId === corr);
     if (i < 0) {
-      this.emitEntry(stream, null, { frame: f, correlationId: corr, code: 0 }, false);
+      this.emitEntry(stream, null, { frame: f, correlationId: corr, code: 0, index: this.take(stream) }, false);
       return;
     }
     // Brokers answer in order: the requests before this one will not be answered.
     for (const x of conn.pending.splice(0, i)) this.emitEntry(stream, x, null, false);
     const req = conn.pending.shift()!;
     const code = responseError(req.header.apiKey, req.header.version, f.bytes, f.kept);
-    this.emitEntry(stream, req, { frame: f, correlationId: corr, code }, false);
+    this.emitEntry(stream, req, { frame: f, correlationId: corr, code, index: req.index }, false);
+  }
+
+  /** The next entry index of a stream. */
+  private take(stream: number): number {
+    const index = this.nextIndex.get(stream) ?? 0;
+    this.nextIndex.set(stream, index + 1);
+    return index;
   }
 
   private drain(conn: Conn, stream: number): void {
@@ -861,9 +878,8 @@ export class KafkaDissector implements TcpDissector {
   }
 
   /** Emits one entry: a request with its response, a request alone (`noResponse`: none is due), or a response alone. */
-  private emitEntry(stream: number, req: Pending | null, res: { frame: Frame; correlationId: number; code: number } | null, noResponse: boolean): void {
-    const index = this.nextIndex.get(stream) ?? 0;
-    this.nextIndex.set(stream, index + 1);
+  private emitEntry(stream: number, req: Pending | null, res: { frame: Frame; correlationId: number; code: number; index: number } | null, noResponse: boolean): void {
+    const index = req?.index ?? res!.index;
     const h = req?.header;
     const name = h ? (KAFKA_API_KEYS[h.apiKey] ?? '') : '';
     const topics: string[] = [];

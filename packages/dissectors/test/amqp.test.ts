@@ -296,6 +296,18 @@ describe('hand-made AMQP streams', () => {
     expect(out[1]!.amqp_routing_key).toBe('jobs');
   });
 
+  it('indexes calls in request order while a synchronous call waits for its reply', () => {
+    const out = runStream([
+      [0, B(method(1, 50, 10, [...u16(0), ...sstr('slow'), 0, ...table([])]))],
+      [0, B(method(2, 60, 40, [...u16(0), ...sstr('x'), ...sstr('k'), 0]), contentHeader(2, 0, 'a/b', []))],
+      [1, B(method(1, 50, 11, [...sstr('slow'), ...u32(5), ...u32(1)]))],
+    ]);
+    expect(out.map((e) => [e.index, e.amqp_method, e.amqp_channel])).toEqual([
+      [1, 'basic.publish', 2],
+      [0, 'queue.declare', 1],
+    ]);
+  });
+
   it('reports basic.return with its reply code', () => {
     const [e] = runStream([[1, B(method(1, 60, 50, [...u16(312), ...sstr('NO_ROUTE'), ...sstr('x'), ...sstr('nowhere')]), contentHeader(1, 0, 'text/plain', []))]]);
     expect(e).toMatchObject({ amqp_method: 'basic.return', status_code: 312, failure: '312 NO_ROUTE', path: 'x/nowhere' });

@@ -281,15 +281,16 @@ describe('hand-made Kafka streams', () => {
     expect(Buffer.from(e!.response!.body!)).toEqual(produceV9Response(7, 6));
   });
 
-  it('emits Produce with acks=0 at once, complete, without a response', () => {
+  it('emits Produce with acks=0 at once, complete, without a response; indexes follow request order', () => {
     const out = runStream([
-      [0, produceV9(1, 0)],
       [0, metadataV9(2, ['orders'])],
+      [0, produceV9(3, 0)],
       [1, metadataV9Response(2, 0)],
     ]);
-    expect(out.map((e) => [e.method, e.response === null, e.error])).toEqual([
-      ['PRODUCE', true, undefined],
-      ['METADATA', false, undefined],
+    // Emitted in completion order, indexed in request order.
+    expect(out.map((e) => [e.index, e.method, e.response === null, e.error])).toEqual([
+      [1, 'PRODUCE', true, undefined],
+      [0, 'METADATA', false, undefined],
     ]);
   });
 
