@@ -60,7 +60,7 @@ function canThrow(e: TExpr): boolean {
     case 'neg':
       return e.t.k === 'int' || canThrow(e.x);
     case 'arith':
-      return e.t.k === 'int' || e.t.k === 'uint' || canThrow(e.l) || canThrow(e.r);
+      return e.t.k !== 'double' && e.t.k !== 'timestamp' && e.t.k !== 'duration' ? true : canThrow(e.l) || canThrow(e.r);
     case 'call':
       if (e.fn === 'matches' && !e.re) return true;
       if (['timestamp', 'duration', 'int', 'uint', 'double', 'string'].includes(e.fn)) return true;
@@ -149,7 +149,9 @@ export function generate(expr: TExpr): { source: string; consts: unknown[] } {
           case 'bytes':
             return `rt.concatBytes(${l}, ${r})`;
           case 'list':
-            return `${l}.concat(${r})`;
+            return `rt.catL(${l}, ${r})`;
+          case 'string':
+            return `rt.catS(${l}, ${r})`;
           default:
             return `(${l} ${e.op} ${r})`;
         }

@@ -162,9 +162,13 @@ function deepEqual(a: Value, b: Value): boolean {
 
 function arith(e: Extract<TExpr, { k: 'arith' }>, a: Value, b: Value): Value {
   const t = e.t.k;
-  if (t === 'string') return (a as string) + (b as string);
-  if (t === 'bytes') return new Uint8Array([...(a as Uint8Array), ...(b as Uint8Array)]);
-  if (t === 'list') return [...(a as Value[]), ...(b as Value[])];
+  if (t === 'string' || t === 'bytes' || t === 'list') {
+    const size = (a as string | Uint8Array | Value[]).length + (b as string | Uint8Array | Value[]).length;
+    if (size > LIMITS.maxValueSize) throw new KflRuntimeError(`a value built by "+" is larger than ${LIMITS.maxValueSize}`);
+    if (t === 'string') return (a as string) + (b as string);
+    if (t === 'bytes') return new Uint8Array([...(a as Uint8Array), ...(b as Uint8Array)]);
+    return [...(a as Value[]), ...(b as Value[])];
+  }
   const x = a as number;
   const y = b as number;
   let r: number;

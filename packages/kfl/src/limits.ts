@@ -12,6 +12,11 @@ export const LIMITS = {
   maxNodes: 1000,
   /** Macro iterations (exists, all, map, ...) per record; beyond it the record does not match. */
   maxIterations: 10_000,
+  /**
+   * Characters of a string, elements of a list or bytes built by `+` (chained macros could
+   * otherwise double a value per step); over it the record does not match.
+   */
+  maxValueSize: 1_048_576,
   /** Characters of a regular expression given to `matches`. */
   maxRegexLength: 1024,
   /** Filters whose compiled form is kept (least recently used first out). */

@@ -549,7 +549,15 @@ export function sizeAny(v: Value): number {
   if (v instanceof Uint8Array || Array.isArray(v)) return v.length;
   return sizeMap(v as ValueMap);
 }
+const tooBig = (): never => fail(`a value built by "+" is larger than ${LIMITS.maxValueSize}`);
+export function catS(a: string, b: string): string {
+  return a.length + b.length > LIMITS.maxValueSize ? tooBig() : a + b;
+}
+export function catL(a: readonly Value[], b: readonly Value[]): readonly Value[] {
+  return a.length + b.length > LIMITS.maxValueSize ? tooBig() : a.concat(b);
+}
 export function concatBytes(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.length + b.length > LIMITS.maxValueSize) tooBig();
   const out = new Uint8Array(a.length + b.length);
   out.set(a, 0);
   out.set(b, a.length);

@@ -168,6 +168,16 @@ describe('limits', () => {
     expect(compile('dns_questions.exists(a, dns_questions.exists(b, false)) || true').matches({ dns_questions: big })).toBe(false);
   });
 
+  test('values built by "+" are bounded: doubling a string per macro step stops at the limit', () => {
+    const doubling = `[path]${'.map(a, a + a)'.repeat(24)}.exists(z, z.contains("q"))`;
+    const f = compile(doubling);
+    expect(f.matches({ path: '/api/users' })).toBe(false); // 10 x 2^24 characters > 1 MiB
+    expect(f.stats.lastError).toMatch(/larger than 1048576/);
+    expect(f.interpret({ path: '/api/users' })).toBe(false);
+    expect(compile(`[path]${'.map(a, a + a)'.repeat(4)}.exists(z, z.contains("q"))`).matches({ path: 'q' })).toBe(true);
+    expect(compile(`[1]${'.map(a, [a, a]).filter(l, true).map(l, l + l)'.repeat(1)}.size() == 1`).matches({})).toBe(true);
+  });
+
   test('macros expanded count against the node limit, and a macro may not refer to itself', () => {
     const macros = { a: 'b || b', b: 'c || c', c: 'd || d', d: 'e || e', e: 'f || f', f: 'g || g', g: 'h || h', h: 'i || i', i: 'j || j', j: 'http || dns' };
     expect(refusal('a', { macros }).code).toBe('limit');
