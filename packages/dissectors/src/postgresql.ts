@@ -33,7 +33,8 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  * error fields, bounded), so a length claim of 1 GB costs nothing; raw bytes kept in bodies
  * are bounded by `maxBodySize`. Gaps and malformed messages end the message being read: a
  * client direction resumes at a later chunk starting with a plausible frontend message, a
- * server direction at the next ReadyForQuery; exchanges waiting for the lost answers end with
+ * server direction at a later chunk made of whole backend messages, or after the next
+ * ReadyForQuery; a direction joined mid-stream starts the same way; exchanges waiting for the lost answers end with
  * `dissection`, and so does one whose answer was cut by the end of the stream mid-message. A
  * server message that started before the request it would answer was sent belongs to a
  * request lost in a hole and is skipped through the next ReadyForQuery. An exchange still
@@ -259,6 +260,8 @@ export class PostgresqlDissector implements TcpDissector {
     if (d.lost) {
       if (d.isClient) {
         if (!plausibleFrontend(buf, c.start, end)) return;
+        d.lost = false;
+      } else if (d.zMatch === 0 && plausibleBackend(buf, c.start, end)) {
         d.lost = false;
       } else {
         // Look for ReadyForQuery: 'Z', length 5, status I, T or E.
@@ -819,6 +822,24 @@ function plausibleFrontend(b: Uint8Array, from: number, to: number): boolean {
   const len = u32(b, from + 1);
   if (t === 'S' || t === 'H' || t === 'c' || t === 'X') return len === 4;
   return (t === 'Q' || t === 'P' || t === 'B' || t === 'E' || t === 'D' || t === 'C') && len >= 5 && len <= 1 << 24;
+}
+
+/**
+ * A chunk a lost server direction may resume at: backend messages back to back from its first
+ * byte, all with known types and sane lengths, ending with the chunk (or two or more whole
+ * ones, then the start of another).
+ */
+function plausibleBackend(b: Uint8Array, from: number, to: number): boolean {
+  let i = from;
+  let whole = 0;
+  while (to - i >= 5) {
+    const len = u32(b, i + 1);
+    if (!BACKEND_TYPES.has(String.fromCharCode(b[i]!)) || len < 4 || len > 1 << 24) return false;
+    if (i + 1 + len > to) return whole >= 2;
+    i += 1 + len;
+    whole++;
+  }
+  return i === to ? whole >= 1 : whole >= 2;
 }
 
 function looksLikeClient(b: Uint8Array): boolean {

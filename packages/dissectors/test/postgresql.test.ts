@@ -509,6 +509,23 @@ describe('behaviour on hand-made streams', () => {
     expect(summary(f.end()).slice(1)).toEqual([['SELECT', 'SELECT 2', 'SELECT 1', 1, undefined, undefined]]);
   });
 
+  test('joined mid-stream: each direction resumes at a chunk of whole messages', () => {
+    const f = new Feed({}, { clientDir: undefined });
+    const mid = (dir: TcpDirection, bytes: Buffer, t: number): void =>
+      f.d.onData({ stream: f.stream, dir, offset: 1000 + t, buf: bytes, start: 0, length: bytes.length, firstSec: 0, firstNsec: t * 1e6, lastSec: 0, lastNsec: t * 1e6, midStream: true });
+    mid(1, Buffer.concat([D1('9'), C('SELECT 7'), READY]), 1); // the end of an answer to a query before the capture
+    mid(0, Q('SELECT 1'), 2);
+    mid(1, Buffer.concat([T1, D1('1'), C('SELECT 1'), READY]), 3);
+    f.d.onGap({ stream: f.stream, dir: 0, offset: 1004, length: 3, reason: 'acked', sec: 0, nsec: 4e6 });
+    mid(0, Q('SELECT 2'), 5);
+    mid(1, Buffer.concat([T1, D1('2')]), 6);
+    mid(1, Buffer.concat([C('SELECT 1'), READY]), 7);
+    expect(summary(f.end())).toEqual([
+      ['SELECT', 'SELECT 1', 'SELECT 1', 1, undefined, undefined],
+      ['SELECT', 'SELECT 2', 'SELECT 1', 1, undefined, undefined],
+    ]);
+  });
+
   test('a query never answered is pair-not-found; a CancelRequest is an entry of its own', () => {
     const f = new Feed().data(0, Buffer.concat([STARTUP]), 1).data(1, HELLO, 2).data(0, Q('SELECT pg_sleep(10)'), 3);
     expect(summary(f.end()).slice(1)).toEqual([['SELECT', 'SELECT pg_sleep(10)', '', 0, undefined, 'pair-not-found']]);
