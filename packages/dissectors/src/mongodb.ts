@@ -352,7 +352,9 @@ export class MongodbDissector implements TcpDissector {
   private message(conn: Conn, stream: number, dir: TcpDirection, msg: Buffer, length: number, start: Time): void {
     const parsed = this.parse(msg, length);
     if (conn.clientDir === undefined) {
-      const isReply = parsed.op === OP_REPLY || parsed.responseTo !== 0;
+      // Legacy requests may carry any responseTo (some drivers send -1): only OP_REPLY and an
+      // OP_MSG answering something are replies.
+      const isReply = parsed.op === OP_REPLY || (parsed.op === OP_MSG && parsed.responseTo !== 0);
       conn.clientDir = (isReply ? (dir === 0 ? 1 : 0) : dir) as TcpDirection;
     }
     const body: EntryMessage = { headers: [], body: Buffer.from(msg.subarray(0, Math.min(this.maxBody, msg.length))), body_size: length, truncated: Math.min(this.maxBody, msg.length) < length };

@@ -74,6 +74,8 @@ export interface MysqlDissectorStats {
   resyncs: number;
   unexplainedBytes: number;
   tlsStreams: number;
+  /** Streams that switched to the compressed protocol after the login (not dissected further). */
+  compressedStreams: number;
 }
 
 const DEFAULT_MAX_BODY = 64 * 1024;
@@ -133,6 +135,9 @@ const CLIENT_SSL = 0x800;
 const CLIENT_SECURE_CONNECTION = 0x8000;
 const CLIENT_PLUGIN_AUTH_LENENC = 0x200000;
 const CLIENT_DEPRECATE_EOF = 0x1000000;
+const CLIENT_COMPRESS = 0x20;
+const CLIENT_ZSTD_COMPRESSION = 0x4000000;
+const CLIENT_QUERY_ATTRIBUTES = 0x8000000;
 const SERVER_MORE_RESULTS_EXISTS = 0x8;
 
 /** Bytes of a server greeting: protocol 10, a printable NUL-terminated version, then the fixed part. */
@@ -154,12 +159,14 @@ function looksLikeCommand(buf: Uint8Array, at: number, avail: number): boolean {
   const cmd = buf[at + 4]!;
   if (buf[at + 3] !== 0 || len < 1 || MYSQL_COMMANDS[cmd] === undefined || cmd === 0) return false;
   if (cmd === COM_QUERY || cmd === COM_STMT_PREPARE) {
-    // SQL text: printable (or UTF-8) in what we can see.
-    for (let i = 5; i < Math.min(at + 4 + len, at + avail, at + 64) - at; i++) {
+    // SQL text: printable (or UTF-8) in what we can see, after an empty query-attributes block
+    // (00 01: no parameters, one set) that MySQL 8.0.23+ clients send.
+    const from = cmd === COM_QUERY && buf[at + 5] === 0 && buf[at + 6] === 1 ? 7 : 5;
+    for (let i = from; i < Math.min(at + 4 + len, at + avail, at + 64) - at; i++) {
       const b = buf[at + i]!;
       if (b < 0x09 || (b > 0x0d && b < 0x20) || b === 0x7f) return false;
     }
-    return len >= 2;
+    return len >= from - 3;
   }
   return len <= 1024 * 1024;
 }
@@ -176,6 +183,7 @@ export const MYSQL_PROTOCOL: TcpProtocol = {
     if (bytes.length < 5) return bytes.length > 0 && bytes.length >= 4 && bytes[3] !== 0 ? 'no' : 'more';
     const len = bytes[0]! | (bytes[1]! << 8) | (bytes[2]! << 16);
     if (bytes[3] !== 0 || len < 1) return 'no';
+    if (fromClient !== true && bytes[4] === 0xff) return refusalVerdict(bytes, len);
     if (fromClient !== true) {
       if (len < 20 || len > 1024) return fromClient === false ? 'no' : clientVerdict(bytes, len);
       const v = greetingVerdict(bytes, 4, bytes.length - 4);
@@ -184,6 +192,21 @@ export const MYSQL_PROTOCOL: TcpProtocol = {
     return clientVerdict(bytes, len);
   },
 };
+
+/**
+ * A server that refuses the connection sends an ERR instead of the greeting (sequence 0: error
+ * code, then the message, no SQLSTATE): `Host '10.0.0.7' is not allowed to connect`. Claimed
+ * when the whole packet came alone and its message is printable text.
+ */
+function refusalVerdict(bytes: Uint8Array, len: number): Verdict {
+  if (len < 8 || len > 512) return 'no';
+  if (bytes.length < len + 4) return 'more';
+  if (bytes.length !== len + 4) return 'no';
+  const code = bytes[5]! | (bytes[6]! << 8);
+  if (code < 1000 || code > 5000) return 'no';
+  for (let i = 7; i < bytes.length; i++) if (bytes[i]! < 0x20 || bytes[i]! > 0x7e) return 'no';
+  return 'yes';
+}
 
 function clientVerdict(bytes: Uint8Array, len: number): Verdict {
   const cmd = bytes[4];
@@ -307,6 +330,53 @@ function cstring(p: Buffer, at: number, max = 256): [string, number] | null {
 const u16 = (p: Uint8Array, at: number): number => p[at]! | (p[at + 1]! << 8);
 const u32 = (p: Uint8Array, at: number): number => (p[at]! | (p[at + 1]! << 8) | (p[at + 2]! << 16) | (p[at + 3]! << 24)) >>> 0;
 
+/** Binary protocol value sizes by column type; -1: one length byte first (temporal types); absent: length-encoded string. */
+const VALUE_SIZE: Readonly<Record<number, number>> = { 1: 1, 2: 2, 3: 4, 4: 4, 5: 8, 6: 0, 7: -1, 8: 8, 9: 4, 10: -1, 11: -1, 12: -1, 13: 2 };
+
+/**
+ * Where the SQL of a COM_QUERY starts. With CLIENT_QUERY_ATTRIBUTES (MySQL 8.0.23+) a block of
+ * named parameters comes first: count, set count, null bitmap, types and names, binary values.
+ * Joined after the login (capabilities unknown), the common empty block `00 01` is recognised.
+ * -1 when the block cannot be read.
+ */
+function sqlStart(b: Buffer, conn: Conn): number {
+  const attrs = conn.version !== '' || conn.user !== '' ? (conn.caps & CLIENT_QUERY_ATTRIBUTES) !== 0 : b[1] === 0 && b[2] === 1;
+  if (!attrs) return 1;
+  const n = lenenc(b, 1);
+  if (!n) return -1;
+  let at = 1 + n[1];
+  const sets = lenenc(b, at);
+  if (!sets) return -1;
+  at += sets[1];
+  const count = n[0];
+  if (count === 0) return at;
+  if (count > 1024) return -1;
+  const bitmap = at;
+  at += Math.floor((count + 7) / 8);
+  if (b[at++] !== 1) return -1; // types not sent: the values cannot be sized
+  const types: number[] = [];
+  for (let i = 0; i < count; i++) {
+    if (at + 2 > b.length) return -1;
+    types.push(b[at]!);
+    at += 2;
+    const name = lenenc(b, at);
+    if (!name) return -1;
+    at += name[1] + name[0];
+  }
+  for (let i = 0; i < count; i++) {
+    if ((b[bitmap + (i >> 3)]! >> (i & 7)) & 1) continue; // NULL: no value
+    const size = VALUE_SIZE[types[i]!];
+    if (size === undefined) {
+      const l = lenenc(b, at);
+      if (!l) return -1;
+      at += l[1] + l[0];
+    } else if (size < 0) at += 1 + (b[at] ?? 0);
+    else at += size;
+    if (at > b.length) return -1;
+  }
+  return at;
+}
+
 /** First SQL keyword, upper-cased (comments and parentheses skipped). */
 export function sqlKeyword(sql: string): string {
   const s = sql.replace(/^(\s|\(|\/\*[\s\S]*?\*\/|--[^\n]*\n|#[^\n]*\n)*/, '');
@@ -324,6 +394,7 @@ export class MysqlDissector implements TcpDissector {
     resyncs: 0,
     unexplainedBytes: 0,
     tlsStreams: 0,
+    compressedStreams: 0,
   };
 
   constructor(
@@ -645,6 +716,11 @@ export class MysqlDissector implements TcpDissector {
         this.emitCall(conn, stream, call);
       }
       conn.phase = b[0] === 0xff ? 'dead' : 'command';
+      if (b[0] === 0x00 && (conn.caps & (CLIENT_COMPRESS | CLIENT_ZSTD_COMPRESSION)) !== 0) {
+        // The compressed protocol wraps every later packet: not dissected.
+        conn.phase = 'dead';
+        this.counters.compressedStreams++;
+      }
       return;
     }
     // 0xFE auth switch, 0x01 more auth data: another round follows.
@@ -700,10 +776,13 @@ export class MysqlDissector implements TcpDissector {
     let query = '';
     let stmtId = -1;
     switch (code) {
-      case COM_QUERY:
+      case COM_QUERY: {
+        const at = sqlStart(b, conn);
+        query = b.toString('utf8', at < 0 ? 1 : at);
+        break;
+      }
       case COM_STMT_PREPARE:
       case COM_INIT_DB:
-        // Classic clients (no CLIENT_QUERY_ATTRIBUTES) send the text right after the command byte.
         query = b.toString('utf8', 1);
         break;
       case COM_FIELD_LIST: {

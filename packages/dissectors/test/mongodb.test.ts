@@ -321,10 +321,15 @@ describe('MongoDB by hand', () => {
     ]);
   });
 
-  test('without the handshake the client is found by content', () => {
+  test('without the handshake the client is found by content (even an OP_QUERY with responseTo -1)', () => {
     const f = new Feed({}, { clientDir: undefined });
     f.data(1, opMsg(1, 0, [['ping', 1], ['$db', 'admin']]), 1).data(0, opMsg(2, 1, [['ok', { double: 1 }]]), 2);
     expect(f.end().map((e) => [e.method, e.mongodb_ok, e.error])).toEqual([['ping', 1, undefined]]);
+    const q = opQuery(5, 'admin.$cmd', [['getnonce', 1]]);
+    q.writeInt32LE(-1, 8);
+    const g = new Feed({}, { clientDir: undefined });
+    g.data(1, q, 1).data(0, opReply(6, 5, [[['nonce', 'abc'], ['ok', { double: 1 }]]]), 2);
+    expect(g.end().map((e) => [e.method, e.mongodb_ok, e.error])).toEqual([['getnonce', 1, undefined]]);
   });
 
   test('legacy OP_QUERY with $query, OP_REPLY QueryFailure, OP_INSERT and OP_GET_MORE', () => {

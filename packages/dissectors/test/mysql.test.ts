@@ -452,6 +452,41 @@ describe('MySQL by hand', () => {
     expect(f.d.stats().tlsStreams).toBe(1);
   });
 
+  test('CLIENT_QUERY_ATTRIBUTES: the SQL after the attribute block (none, or typed named values)', () => {
+    const QA = 0x8000000;
+    const attrs = (sql: string, block: number[]): Buffer => pkt(0, [0x03, ...block, ...Buffer.from(sql)]);
+    // Two attributes: a LONGLONG `n` = 5 and a VARCHAR `tag` = "x"; then one NULL (type LONG).
+    const two = [3, 1, 0b100, 1, 8, 0, ...lenencStr('n'), 15, 0, ...lenencStr('tag'), 3, 0, ...lenencStr('z'), ...Array<number>(8).fill(0).map((_, i) => (i === 0 ? 5 : 0)), ...lenencStr('x')];
+    const es = play([
+      [1, greeting(CAPS | QA)],
+      [0, login('u', '', CAPS | QA)],
+      [1, ok(2)],
+      [0, attrs('select 1', [0, 1])],
+      [1, resultSet(['1'], [['1']])],
+      [0, attrs('update t set a = 1', two)],
+      [1, ok(1, 3)],
+    ]);
+    expect(es.map((e) => [e.method, e.mysql_query, e.mysql_affected_rows])).toEqual([
+      ['LOGIN', '', 0],
+      ['SELECT', 'select 1', 0],
+      ['UPDATE', 'update t set a = 1', 3],
+    ]);
+    // Joined after the login: the empty block is recognised, and detection accepts it.
+    const f = new Feed({}, { clientDir: undefined });
+    f.data(0, attrs('SELECT 2', [0, 1]), 1).data(1, resultSet(['2'], [['2']]), 2);
+    expect(f.end().map((e) => [e.method, e.mysql_query])).toEqual([['SELECT', 'SELECT 2']]);
+    expect(MYSQL_PROTOCOL.detect(attrs('SELECT 2', [0, 1]), true)).toBe('yes');
+  });
+
+  test('the compressed protocol after the login: the login entry, then nothing is guessed', () => {
+    const COMPRESS = 0x20;
+    const f = new Feed();
+    f.data(1, greeting(CAPS | COMPRESS), 1).data(0, login('u', 'db', CAPS | COMPRESS), 2).data(1, ok(2), 3);
+    f.data(0, Buffer.from('0c0000000000000000', 'hex'), 4).data(1, Buffer.from('0b00000100000000', 'hex'), 5);
+    expect(f.end().map((e) => [e.mysql_command, e.mysql_response, e.error])).toEqual([['LOGIN', 'OK', undefined]]);
+    expect(f.d.stats().compressedStreams).toBe(1);
+  });
+
   test('without the handshake: roles by content, commands still paired', () => {
     const f = new Feed({}, { clientDir: undefined });
     f.data(1, query('SELECT 1'), 1).data(0, resultSet(['1'], [['1']]), 2).data(1, query('DELETE FROM t'), 3).data(0, ok(1, 5), 4);
@@ -561,6 +596,12 @@ describe('detection', () => {
     const d = MYSQL_PROTOCOL.detect;
     expect([d(query('SELECT 1'), true), d(query('SELECT 1'), undefined), d(query('SELECT 1').subarray(0, 6), true)]).toEqual(['yes', 'yes', 'more']);
     expect([d(pkt(0, [0x03, 0x01, 0x02, 0x03]), true), d(pkt(1, [0x03, ...Buffer.from('x')]), true), d(pkt(0, [0x0e]), true)]).toEqual(['no', 'no', 'no']);
+    // A server refusing the connection sends an ERR first (no SQLSTATE); claimed when whole and printable.
+    const refusal = pkt(0, [0xff, ...le16(1130), ...Buffer.from("Host '10.0.0.7' is not allowed to connect to this MySQL server")]);
+    expect([d(refusal, false), d(refusal, undefined), d(refusal.subarray(0, 20), false), d(Buffer.concat([refusal, Buffer.from([1])]), false)]).toEqual(['yes', 'yes', 'more', 'no']);
+    const refused = new Feed();
+    refused.data(1, refusal, 1);
+    expect(refused.end().map((e) => [e.mysql_command, e.status_code, e.failure])).toEqual([['LOGIN', 1130, "ERROR 1130: Host '10.0.0.7' is not allowed to connect to this MySQL server"]]);
   });
 
   const others = goldenCaptures().filter((c) => !CAPTURES.includes(c));
