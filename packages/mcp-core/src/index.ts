@@ -18,6 +18,11 @@ export { createSnapshot, listSnapshots, getSnapshot, deleteSnapshot } from './to
 export { listApiCalls, getApiCall, apiCallView, BODY_PREVIEW_CHARS } from './tools/api-calls';
 export type { ApiCallView } from './tools/api-calls';
 export { getApiStats, API_STATS_ORDERS } from './tools/api-stats';
+export { getServiceMap } from './tools/service-map';
+export { buildServiceMap, serviceMapMermaid } from './service-map';
+export type { ServiceMap, ServiceMapNode, ServiceMapEdge, ServiceMapQuery } from './service-map';
+export { ResourceCatalogue, LiveWatcher, STATIC_RESOURCES, TEMPLATE_RESOURCES, LIVE_TRAFFIC_URI } from './resources';
+export type { StaticResource, TemplateResource, ResourceContent } from './resources';
 export type { ApiStatsView } from './tools/api-stats';
 export { TOOL_CATALOGUE, toolsFor } from './tools/catalogue';
 export type { CatalogueEntry } from './tools/catalogue';

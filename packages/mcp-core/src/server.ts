@@ -1,14 +1,21 @@
 import { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import {
   CallToolRequestSchema,
+  CompleteRequestSchema,
   ErrorCode,
   GetPromptRequestSchema,
   ListPromptsRequestSchema,
+  ListResourceTemplatesRequestSchema,
+  ListResourcesRequestSchema,
   ListToolsRequestSchema,
   McpError,
+  ReadResourceRequestSchema,
+  SubscribeRequestSchema,
+  UnsubscribeRequestSchema,
   type Implementation,
 } from '@modelcontextprotocol/sdk/types.js';
 import { PromptRegistry } from './prompts';
+import { LiveWatcher, ResourceCatalogue, resourceNotFound } from './resources';
 import { UnknownToolError, type ProgressUpdate, type ToolRegistry } from './registry';
 import type { TrafficSource } from './traffic-source';
 
@@ -20,6 +27,22 @@ export interface McpServerOptions {
   instructions?: string;
   /** The prompts served (default: the built-in investigations, BUILTIN_PROMPTS). */
   prompts?: PromptRegistry;
+  /** How often subscriptions poll for new traffic (default 2000 ms); notifications come at most this often. */
+  liveIntervalMs?: number;
+}
+
+/** Completions returned at most (the MCP limit is 100). */
+const MAX_COMPLETIONS = 100;
+
+/** Prompt arguments with completions: recent API call ids, and the addresses that talk most. */
+async function completePromptArgument(source: TrafficSource, catalogue: ResourceCatalogue, prompt: string, argument: string, prefix: string, signal: AbortSignal): Promise<string[]> {
+  if (prompt === 'trace_request' && argument === 'id') return catalogue.complete('kubeshark://api-calls/{id}', 'id', prefix, { signal }).catch(() => []);
+  if ((prompt === 'debug_connection' && argument === 'ip') || (prompt === 'debug_connection' && argument === 'endpoint')) {
+    const s = await source.getFlowSummary({ top: 50 }, { signal });
+    const ips = [...new Set([...s.top_by_bytes, ...s.top_by_packets].map((t) => t.ip))];
+    return ips.filter((ip) => ip.startsWith(prefix));
+  }
+  return [];
 }
 
 /** Shared by every server that is not given its own: prompts hold no state. */
@@ -27,11 +50,13 @@ const DEFAULT_PROMPTS = new PromptRegistry();
 
 export const DEFAULT_INSTRUCTIONS =
   'Network truth for a Kubernetes cluster, from packets captured on every node. Start with get_l4_flow_summary ' +
-  'for an overview, then list_l4_flows to drill into connections (filter by ip, port, protocol, time). Every answer ' +
+  'for an overview, get_api_stats for API calls per endpoint (calls, failures, latency), then drill down with ' +
+  'list_l4_flows (connections) and list_api_calls / get_api_call (requests with headers and bodies). Every answer ' +
   'lists the nodes it covers; a node marked unavailable means its traffic is missing, not absent. When an answer is ' +
   'empty, get_status and get_data_boundaries (where offered) tell whether that traffic was captured at all. Lists are ' +
-  'paged: when a result has nextCursor, pass it back as cursor for the next page. The prompts network_health, ' +
-  'debug_connection and show_topology give step-by-step plans for common investigations.';
+  'paged: when a result has nextCursor, pass it back as cursor for the next page. The prompts (investigate_failed_request, ' +
+  'find_errors, latency_analysis, network_health, security_audit, show_topology, compare_traffic, debug_connection, ' +
+  'trace_request) give step-by-step plans; resources include live traffic (subscribable) and the service map.';
 
 /**
  * One MCP server (protocol endpoint) over the shared tool registry. The low-level SDK `Server`
@@ -39,7 +64,7 @@ export const DEFAULT_INSTRUCTIONS =
  */
 export function createMcpServer(options: McpServerOptions): Server {
   const server = new Server(options.serverInfo, {
-    capabilities: { tools: { listChanged: false }, prompts: { listChanged: false } },
+    capabilities: { tools: { listChanged: false }, prompts: { listChanged: false }, resources: { subscribe: true, listChanged: false }, completions: {} },
     instructions: options.instructions ?? DEFAULT_INSTRUCTIONS,
   });
   const prompts = options.prompts ?? DEFAULT_PROMPTS;
@@ -47,6 +72,43 @@ export function createMcpServer(options: McpServerOptions): Server {
   // A handful of prompts: one page, so a cursor is never issued.
   server.setRequestHandler(ListPromptsRequestSchema, () => ({ prompts: prompts.list() }));
   server.setRequestHandler(GetPromptRequestSchema, (request) => prompts.get(request.params.name, request.params.arguments ?? {}));
+  const resources = new ResourceCatalogue(options.source);
+  const live = new LiveWatcher(options.source, (uri) => server.sendResourceUpdated({ uri }), options.liveIntervalMs);
+  const closed = server.onclose;
+  server.onclose = () => {
+    live.stop();
+    closed?.();
+  };
+  server.setRequestHandler(ListResourcesRequestSchema, () => ({ resources: resources.list() }));
+  server.setRequestHandler(ListResourceTemplatesRequestSchema, () => ({ resourceTemplates: resources.listTemplates() }));
+  server.setRequestHandler(ReadResourceRequestSchema, async (request, extra) => {
+    const uri = request.params.uri;
+    const content = await resources.read(uri, { signal: extra.signal });
+    return { contents: [{ uri, mimeType: content.mimeType, text: content.text }] };
+  });
+  server.setRequestHandler(SubscribeRequestSchema, (request) => {
+    const uri = request.params.uri;
+    if (!resources.isSubscribable(uri)) {
+      if (resources.list().some((r) => r.uri === uri)) throw new McpError(ErrorCode.InvalidParams, `Resource ${uri} does not change by itself; read it again instead. Subscribable: kubeshark://traffic/live`);
+      throw resourceNotFound(uri);
+    }
+    live.subscribe(uri);
+    return {};
+  });
+  server.setRequestHandler(UnsubscribeRequestSchema, (request) => {
+    live.unsubscribe(request.params.uri);
+    return {};
+  });
+  server.setRequestHandler(CompleteRequestSchema, async (request, extra) => {
+    const { ref, argument } = request.params;
+    let values: string[];
+    if (ref.type === 'ref/resource') values = await resources.complete(ref.uri, argument.name, argument.value, { signal: extra.signal });
+    else {
+      if (!prompts.list().some((p) => p.name === ref.name)) throw new McpError(ErrorCode.InvalidParams, `Unknown prompt: ${ref.name}`);
+      values = await completePromptArgument(options.source, resources, ref.name, argument.name, argument.value, extra.signal);
+    }
+    return { completion: { values: values.slice(0, MAX_COMPLETIONS), total: values.length, hasMore: values.length > MAX_COMPLETIONS } };
+  });
   server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
     try {
       const token = extra._meta?.progressToken;

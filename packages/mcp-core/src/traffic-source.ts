@@ -308,7 +308,10 @@ export interface SnapshotRequest {
 }
 
 export interface SnapshotResult {
+  /** The snapshot (with several nodes: the first node's, as in `snapshots`). */
   snapshot: Snapshot;
+  /** Sources over several nodes: the snapshot as each node holds it, one per node. */
+  snapshots?: Snapshot[];
   nodes: NodeCoverage[];
 }
 

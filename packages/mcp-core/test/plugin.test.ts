@@ -122,7 +122,7 @@ describe('mcpFastifyPlugin over real HTTP', () => {
     expect(client.getServerVersion()).toEqual({ name: 'kubeshark-mcp', version: '0.1.0' });
 
     const { tools } = await client.listTools();
-    expect(tools.map((t) => t.name)).toEqual(['list_l4_flows', 'get_l4_flow_summary']);
+    expect(tools.map((t) => t.name)).toEqual(['list_l4_flows', 'get_l4_flow_summary', 'get_service_map']);
 
     const flows = (await client.callTool({ name: 'list_l4_flows', arguments: { port: 80, l4proto: 'tcp' } })) as CallToolResult;
     expect(flows.isError).toBeFalsy();
@@ -165,7 +165,7 @@ describe('mcpFastifyPlugin over real HTTP', () => {
     // The terminated session is gone; the other one still works.
     const stale = await post(started.url, { jsonrpc: '2.0', id: 7, method: 'tools/list' }, oldId);
     expect(stale.status).toBe(404);
-    expect((await second.client.listTools()).tools).toHaveLength(2);
+    expect((await second.client.listTools()).tools).toHaveLength(3);
 
     await second.transport.terminateSession();
     expect(started.app.mcp.sessionCount()).toBe(0);
@@ -238,8 +238,8 @@ describe('mcpFastifyPlugin over real HTTP', () => {
 
     const { client } = await connectClient(started.url);
     const { tools } = await client.listTools();
-    expect(tools.map((t) => t.name)).toEqual(['list_l4_flows', 'get_l4_flow_summary', 'hub_echo']);
-    expect(tools[2]).toMatchObject({ title: 'Echo', annotations: { readOnlyHint: true }, inputSchema: { required: ['word'] } });
+    expect(tools.map((t) => t.name)).toEqual(['list_l4_flows', 'get_l4_flow_summary', 'get_service_map', 'hub_echo']);
+    expect(tools.find((t) => t.name === 'hub_echo')).toMatchObject({ title: 'Echo', annotations: { readOnlyHint: true }, inputSchema: { required: ['word'] } });
 
     const result = (await client.callTool({ name: 'hub_echo', arguments: { word: 'ping' } })) as CallToolResult;
     expect(result.isError).toBeFalsy();

@@ -4,6 +4,7 @@ import { getApiCall, listApiCalls } from './api-calls';
 import { getApiStats } from './api-stats';
 import { exportPcap } from './export';
 import { getL4FlowSummary, listL4Flows } from './l4';
+import { getServiceMap } from './service-map';
 import { createSnapshot, deleteSnapshot, getSnapshot, listSnapshots } from './snapshots';
 import { getDataBoundaries, getStatus } from './status';
 
@@ -22,6 +23,7 @@ const entry = <Args>(tool: ToolDefinition<Args>, ...requires: (keyof TrafficSour
 export const TOOL_CATALOGUE: readonly CatalogueEntry[] = [
   entry(listL4Flows, 'listFlows'),
   entry(getL4FlowSummary, 'getFlowSummary'),
+  entry(getServiceMap, 'listFlows'),
   entry(listApiCalls, 'listApiCalls'),
   entry(getApiCall, 'getApiCall'),
   entry(getApiStats, 'getApiStats'),

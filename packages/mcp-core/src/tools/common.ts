@@ -30,9 +30,28 @@ export function timeWindow(args: TimeArgs): { since_us?: number; until_us?: numb
   return out;
 }
 
-/** "node-a, node-b unavailable (connection refused)". */
-export const nodesLine = (nodes: NodeCoverage[]): string =>
-  nodes.length === 0 ? 'no nodes' : nodes.map((n) => (n.state === 'ok' ? n.node : `${n.node} ${n.state}${n.message ? ` (${n.message})` : ''}`)).join(', ');
+/** "node-a, node-b & node-c unavailable (connection refused)": nodes that failed alike share one reason. */
+export function nodesLine(nodes: NodeCoverage[]): string {
+  if (nodes.length === 0) return 'no nodes';
+  // Nodes that failed the same way are named together, the reason once.
+  const groups = new Map<string, { names: string[]; n: NodeCoverage }>();
+  const parts: (string | { names: string[]; n: NodeCoverage })[] = [];
+  for (const n of nodes) {
+    if (n.state === 'ok') {
+      parts.push(n.node);
+      continue;
+    }
+    const key = `${n.state}\u0000${n.message ?? ''}`;
+    const g = groups.get(key);
+    if (g) g.names.push(n.node);
+    else {
+      const fresh = { names: [n.node], n };
+      groups.set(key, fresh);
+      parts.push(fresh);
+    }
+  }
+  return parts.map((p) => (typeof p === 'string' ? p : `${p.names.join(' & ')} ${p.n.state}${p.n.message ? ` (${p.n.message})` : ''}`)).join(', ');
+}
 
 /** A time range as tools return it: RFC 3339 with microseconds, and Unix ms rounded outwards. */
 export interface WindowView {

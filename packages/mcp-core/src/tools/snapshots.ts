@@ -1,7 +1,7 @@
 import { ERROR_CODES } from '../errors';
 import { isoMicros } from '../model';
 import type { ToolDefinition } from '../registry';
-import type { Snapshot } from '../traffic-source';
+import type { Snapshot, SnapshotResult } from '../traffic-source';
 import { QUERY_TO_ARGUMENT, inArgumentTerms, nodesLine, snapshotNameArg, timeWindow, type TimeArgs } from './common';
 import { nodesSchema, timeArg } from './schemas';
 
@@ -55,10 +55,25 @@ const snapshotLine = (s: SnapshotView): string =>
 
 const oneSnapshotOutput = {
   type: 'object' as const,
-  properties: { snapshot: snapshotSchema, nodes: nodesSchema },
+  properties: {
+    snapshot: snapshotSchema,
+    snapshots: { type: 'array', items: snapshotSchema, description: 'Present when several nodes hold the snapshot: each node\'s part.' },
+    nodes: nodesSchema,
+  },
   required: ['snapshot', 'nodes'],
   additionalProperties: false,
 };
+
+/**
+ * One snapshot's output; when several nodes hold it, `snapshots` lists each node's part (and
+ * the text a line per node, plus the coverage).
+ */
+function snapshotOutput(r: SnapshotResult): { structured: Record<string, unknown>; lines: string } {
+  const view = snapshotView(r.snapshot);
+  if (!r.snapshots || r.snapshots.length < 2) return { structured: { snapshot: view, nodes: r.nodes }, lines: snapshotLine(view) };
+  const views = r.snapshots.map(snapshotView);
+  return { structured: { snapshot: view, snapshots: views, nodes: r.nodes }, lines: [...views.map(snapshotLine), `(nodes: ${nodesLine(r.nodes)})`].join('\n') };
+}
 
 const nameOnlyInput = (what: string) => ({
   type: 'object' as const,
@@ -94,9 +109,9 @@ export const createSnapshot: ToolDefinition<CreateArgs> = {
   outputSchema: oneSnapshotOutput,
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   async handler(args, ctx) {
-    const { snapshot, nodes } = await inArgumentTerms(ctx.source.createSnapshot!({ name: args.name, ...timeWindow(args) }, { signal: ctx.signal }), QUERY_TO_ARGUMENT, ABOUT_NAME);
-    const view = snapshotView(snapshot);
-    return { structured: { snapshot: view, nodes }, text: `Created snapshot ${snapshotLine(view)}` };
+    const result = await inArgumentTerms(ctx.source.createSnapshot!({ name: args.name, ...timeWindow(args) }, { signal: ctx.signal }), QUERY_TO_ARGUMENT, ABOUT_NAME);
+    const { structured, lines } = snapshotOutput(result);
+    return { structured, text: `Created snapshot ${lines}` };
   },
 };
 
@@ -128,9 +143,9 @@ export const getSnapshot: ToolDefinition<{ name: string }> = {
   outputSchema: oneSnapshotOutput,
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, ctx) {
-    const { snapshot, nodes } = await inArgumentTerms(ctx.source.getSnapshot!(args.name, { signal: ctx.signal }), QUERY_TO_ARGUMENT, ABOUT_NAME);
-    const view = snapshotView(snapshot);
-    return { structured: { snapshot: view, nodes }, text: snapshotLine(view) };
+    const result = await inArgumentTerms(ctx.source.getSnapshot!(args.name, { signal: ctx.signal }), QUERY_TO_ARGUMENT, ABOUT_NAME);
+    const { structured, lines } = snapshotOutput(result);
+    return { structured, text: lines };
   },
 };
 
