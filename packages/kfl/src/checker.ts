@@ -319,6 +319,10 @@ export function check(root: Node): Checked {
       if (lit?.type === 'string' && isNumeric(other) && /^-?[0-9]+(\.[0-9]+)?$/.test(lit.value)) hint = `; write ${lit.value} without quotes`;
       else if (lit && (lit.type === 'int' || lit.type === 'double') && other.k === 'string') hint = `; write "${lit.value}" in quotes`;
       else if (isNumeric(l.t) && isNumeric(r.t)) hint = '; convert one side with int() or double()';
+      else if (verb === 'compare' && (l.t.k === 'list' || r.t.k === 'list') && (l.t.k !== 'list' || r.t.k !== 'list')) {
+        const [lst, one] = l.t.k === 'list' ? [n.left, n.right] : [n.right, n.left];
+        hint = `; to test membership write ${qualifiedName(one) ?? (one.kind === 'lit' && one.lit.type === 'string' ? JSON.stringify(one.lit.value) : 'x')} in ${qualifiedName(lst) ?? 'the list'}`;
+      }
       else if ((l.t.k === 'timestamp' && r.t.k === 'int') || (l.t.k === 'int' && r.t.k === 'timestamp')) hint = '; write the time as timestamp("2026-03-14T22:00:00Z") or timestamp(<Unix seconds>)';
       else if ((l.t.k === 'duration' && r.t.k === 'int') || (l.t.k === 'int' && r.t.k === 'duration')) hint = '; durations are not numbers: elapsed_time is int microseconds, compare it with e.g. 5000000';
       const says = [describeOperand(n.left, l.t), describeOperand(n.right, r.t)].filter((d) => d.includes(' is '));
@@ -423,6 +427,10 @@ export function check(root: Node): Checked {
       case 'matches': {
         if (!target && n.fn !== 'matches') return typeErr(`${n.fn} is a method: write text.${n.fn}("...")`, pos);
         if (recv.length !== 2) return typeErr(`${n.fn}() takes one argument, got ${recv.length - 1}`, pos);
+        if (n.fn === 'contains' && (recv[0]!.t.k === 'list' || recv[0]!.t.k === 'map')) {
+          const what = qualifiedName(n.target!) ?? 'the collection';
+          return typeErr(`${what} is ${typeName(recv[0]!.t)}: test membership with x in ${what}, or ${what}.exists(v, v.contains("..."))`, pos);
+        }
         needString(recv[0]!, `the receiver of ${n.fn}()`);
         needString(recv[1]!, `the argument of ${n.fn}()`);
         const out = mk(n.fn, T.bool);

@@ -1,4 +1,4 @@
-import type { BinaryOp, Literal, Node } from './ast';
+import type { BinaryOp, Node } from './ast';
 import { KflError, type Position } from './errors';
 import { LIMITS } from './limits';
 
@@ -27,7 +27,6 @@ interface Token {
 }
 
 const OPS = ['&&', '||', '==', '!=', '<=', '>=', '<', '>', '!', '+', '-', '*', '/', '%', '?', ':', '.', ',', '(', ')', '[', ']', '{', '}'];
-const RESERVED = new Set(['as', 'break', 'const', 'continue', 'else', 'for', 'function', 'if', 'import', 'let', 'loop', 'package', 'namespace', 'return', 'var', 'void', 'while']);
 const SIMPLE_ESCAPES: Record<string, string> = { a: '\x07', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t', v: '\v', '\\': '\\', "'": "'", '"': '"', '`': '`', '?': '?' };
 
 class Lexer {
@@ -387,7 +386,8 @@ export class Parser {
         if (t.text === 'true' || t.text === 'false') return this.node({ kind: 'lit', pos: t.pos, lit: { type: 'bool', value: t.text === 'true' } });
         if (t.text === 'null') return this.node({ kind: 'lit', pos: t.pos, lit: { type: 'null', value: null } });
         if (t.text === 'in') this.fail('unexpected "in"', t.pos);
-        if (RESERVED.has(t.text)) this.fail(`"${t.text}" is a reserved word`, t.pos);
+        // CEL's other reserved words (`namespace`, `package`, ...) are left to name resolution,
+        // which can suggest the field meant (`namespaces`) instead of a bare "reserved word".
         if (this.isOp('(')) {
           this.take();
           const args = this.args(')');
@@ -435,4 +435,3 @@ export function parse(src: string): Node {
   return new Parser().parse(src);
 }
 
-export type { Literal };

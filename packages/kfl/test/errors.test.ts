@@ -20,6 +20,14 @@ describe('errors that teach', () => {
     expect(refusal('dns_question.exists(q, q == "a")').suggestion).toBe('dns_questions');
     expect(refusal('kafka_api_key_nam == "PRODUCE"').suggestion).toBe('kafka_api_key_name');
     expect(refusal('totally_unrelated_thing == 1').suggestion).toBeUndefined();
+    expect(JSON.parse(JSON.stringify(refusal('http && respone.status == 500')))).toEqual({
+      code: 'unknown-field',
+      message: 'unknown field "respone.status" at 1:9; did you mean "status_code"?',
+      line: 1,
+      column: 9,
+      suggestion: 'status_code',
+    });
+    expect(refusal('http && respone.status == 500').detail).toBe('unknown field "respone.status"');
   });
 
   test('positions count lines and columns', () => {
@@ -44,6 +52,9 @@ describe('errors that teach', () => {
     expect(refusal('size(status_code) > 1').code).toBe('type');
     expect(refusal('map_get(request.headers, "a", 1) == 1').message).toMatch(/default of map_get\(\) must be string/);
     expect(refusal('src == "x"').message).toMatch(/"src" is a group of fields/);
+    expect(refusal('dns_questions == "google.com"').message).toMatch(/to test membership write "google.com" in dns_questions/);
+    expect(refusal('dns_questions.contains("google")').message).toMatch(/dns_questions is list<string>: test membership with x in dns_questions, or dns_questions.exists/);
+    expect(refusal('namespace == "prod"').suggestion).toBe('namespaces');
   });
 
   test('CEL is forgiving where CEL is: int, uint and double compare with each other', () => {
