@@ -2,6 +2,7 @@ import { tmpdir } from 'node:os';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { mcpFastifyPlugin } from '@kubeshark-mcp/mcp-core';
 import { defaultAllowedHosts, defaultAllowedOrigins, type HubConfig } from './config';
+import { DnsDiscovery, StaticDiscovery, type AddressResolver, type WorkerDiscovery, type WorkerSink } from './discovery';
 import { DownloadStore, downloadRoutes } from './downloads';
 import { GrpcTrafficSource } from './grpc-source';
 import { VERSION } from './version';
@@ -25,7 +26,49 @@ function listeningBaseUrl(app: FastifyInstance, config: Readonly<HubConfig>): st
  * Builds the hub: a Fastify app with the MCP plugin mounted over a gRPC traffic source, plus
  * health routes. Nothing listens until the caller calls `app.listen`.
  */
-export async function buildHub(config: Readonly<HubConfig>, options: { logger?: boolean } = {}): Promise<Hub> {
+export interface BuildHubOptions {
+  logger?: boolean;
+  /** DNS resolver for `workersDns` (tests inject one; default: the system's). */
+  resolver?: AddressResolver;
+  /** Replaces the discovery the configuration describes (e.g. Kubernetes EndpointSlices). */
+  discovery?: WorkerDiscovery;
+}
+
+/** Several discovery sources feeding one pool: each adds and removes its own addresses. */
+class CombinedDiscovery implements WorkerDiscovery {
+  readonly description: string;
+  constructor(private readonly parts: readonly WorkerDiscovery[]) {
+    this.description = parts.map((p) => p.description).join(' + ');
+  }
+  start(sink: WorkerSink): void {
+    for (const p of this.parts) p.start(sink);
+  }
+  stop(): void {
+    for (const p of this.parts) p.stop();
+  }
+}
+
+/** The discovery the configuration describes: the static list, DNS, or both. */
+export function discoveryFor(config: Readonly<HubConfig>, options: { resolver?: AddressResolver; onError?: (err: Error) => void } = {}): WorkerDiscovery {
+  const parts: WorkerDiscovery[] = [];
+  if (config.workers.length) parts.push(new StaticDiscovery(config.workers));
+  if (config.workersDns) {
+    const i = config.workersDns.lastIndexOf(':');
+    const name = config.workersDns.slice(0, i).replace(/^\[|\]$/g, '');
+    parts.push(
+      new DnsDiscovery({
+        name,
+        port: Number(config.workersDns.slice(i + 1)),
+        intervalMs: config.workersDnsIntervalMs,
+        ...(options.resolver ? { resolver: options.resolver } : {}),
+        ...(options.onError ? { onError: options.onError } : {}),
+      }),
+    );
+  }
+  return parts.length === 1 ? parts[0]! : new CombinedDiscovery(parts);
+}
+
+export async function buildHub(config: Readonly<HubConfig>, options: BuildHubOptions = {}): Promise<Hub> {
   const app = Fastify({
     logger: options.logger === false ? false : { level: config.logLevel },
     // 1 MiB: MCP requests are small JSON-RPC messages; larger bodies get 413 before any handler.
@@ -37,7 +80,8 @@ export async function buildHub(config: Readonly<HubConfig>, options: { logger?: 
     ttlMs: config.exportTtlMs,
     baseUrl: () => config.publicUrl ?? listeningBaseUrl(app, config),
   });
-  const source = new GrpcTrafficSource(config.workers, config.workerDeadlineMs, downloads);
+  const discovery = options.discovery ?? discoveryFor(config, { ...(options.resolver ? { resolver: options.resolver } : {}), onError: (err) => app.log.warn(`worker discovery by DNS failed (known workers are kept): ${err.message}`) });
+  const source = new GrpcTrafficSource(discovery, config.workerDeadlineMs, downloads);
   app.addHook('onClose', async () => {
     source.close();
     downloads.close();
@@ -69,6 +113,7 @@ export async function buildHub(config: Readonly<HubConfig>, options: { logger?: 
     return {
       status: reachable > 0 ? 'ok' : 'degraded',
       version: VERSION,
+      discovery: source.discoveryDescription,
       mcp: { path: config.mcpPath, sessions: app.mcp.sessionCount() },
       downloads: downloads.count(),
       workers: workers.map(({ status, ...w }) => ({
@@ -94,7 +139,7 @@ export async function buildHub(config: Readonly<HubConfig>, options: { logger?: 
     };
   });
 
-  /** Readiness: 503 until at least one worker answers. */
+  /** Readiness: 503 until at least one worker answers (and while none does). */
   app.get('/readyz', async (_req, reply) => {
     const workers = await source.workerStatuses();
     const ready = workers.some((w) => w.state === 'connected');

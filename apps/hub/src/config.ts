@@ -10,8 +10,15 @@ export interface HubConfig {
   port: number;
   /** Path of the MCP endpoint. */
   mcpPath: string;
-  /** gRPC addresses (host:port) of the workers. */
+  /** gRPC addresses (host:port) of the workers; may be empty when `workersDns` finds them. */
   workers: string[];
+  /**
+   * DNS discovery: `<name>:<port>` of a headless Service whose A/AAAA records are the workers.
+   * Resolved every `workersDnsIntervalMs`; workers are added and removed as the records change.
+   */
+  workersDns?: string;
+  /** How often `workersDns` is resolved again, in milliseconds. */
+  workersDnsIntervalMs: number;
   /** Deadline for one worker call, in milliseconds. */
   workerDeadlineMs: number;
   /** MCP sessions idle for longer are closed. */
@@ -52,6 +59,7 @@ export const DEFAULT_CONFIG: HubConfig = {
   port: 8898,
   mcpPath: '/mcp',
   workers: ['127.0.0.1:50151'],
+  workersDnsIntervalMs: 10_000,
   workerDeadlineMs: 10_000,
   sessionIdleTimeoutMs: 30 * 60 * 1000,
   maxResultTokens: 8000,
@@ -59,6 +67,9 @@ export const DEFAULT_CONFIG: HubConfig = {
   exportMaxBytes: 512 * 1024 * 1024,
   exportTtlMs: 60 * 60 * 1000,
 };
+
+/** host:port, the host a DNS name, an IPv4 address or a bracketed IPv6 address. */
+const WORKER_ADDRESS = '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
 
 const schema = {
   type: 'object',
@@ -68,12 +79,11 @@ const schema = {
     mcpPath: { type: 'string', pattern: '^/[A-Za-z0-9/_-]*$' },
     workers: {
       type: 'array',
-      minItems: 1,
-      // One worker until multi-worker fan-out and merging land; several would need merged
-      // percentiles, which are not implemented yet.
-      maxItems: 1,
-      items: { type: 'string', pattern: '^(\\[[0-9A-Fa-f:.]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$' },
+      // Duplicates are reported below by name, with a clearer message than uniqueItems gives.
+      items: { type: 'string', pattern: WORKER_ADDRESS },
     },
+    workersDns: { type: 'string', pattern: WORKER_ADDRESS },
+    workersDnsIntervalMs: { type: 'integer', minimum: 1000, maximum: 3_600_000 },
     workerDeadlineMs: { type: 'integer', minimum: 100, maximum: 600_000 },
     sessionIdleTimeoutMs: { type: 'integer', minimum: 1000 },
     maxResultTokens: { type: 'integer', minimum: 1000, maximum: 200000 },
@@ -88,7 +98,7 @@ const schema = {
     allowedHosts: { type: 'array', minItems: 1, items: { type: 'string' } },
     allowedOrigins: { type: 'array', minItems: 1, items: { type: 'string' } },
   },
-  required: ['host', 'port', 'mcpPath', 'workers', 'workerDeadlineMs', 'sessionIdleTimeoutMs', 'maxResultTokens', 'logLevel', 'exportMaxBytes', 'exportTtlMs'],
+  required: ['host', 'port', 'mcpPath', 'workers', 'workersDnsIntervalMs', 'workerDeadlineMs', 'sessionIdleTimeoutMs', 'maxResultTokens', 'logLevel', 'exportMaxBytes', 'exportTtlMs'],
   additionalProperties: false,
 } as const;
 
@@ -149,6 +159,24 @@ function allowListProblems(field: 'allowedHosts' | 'allowedOrigins', entries: un
   return problems;
 }
 
+/** Ports 1-65535, no duplicate workers, and at least one way to find workers. */
+function workerProblems(cfg: Partial<HubConfig> | undefined): string[] {
+  const problems: string[] = [];
+  const port = (address: string): number => Number(address.slice(address.lastIndexOf(':') + 1));
+  const workers = Array.isArray(cfg?.workers) ? cfg.workers.filter((w): w is string => typeof w === 'string') : [];
+  const seen = new Map<string, number>();
+  workers.forEach((w, i) => {
+    if (port(w) < 1 || port(w) > 65535) problems.push(`workers.${i}: "${w}" has port ${port(w)}; ports are 1-65535`);
+    const key = w.toLowerCase();
+    const first = seen.get(key);
+    if (first !== undefined) problems.push(`workers.${i}: "${w}" is listed twice (also workers.${first}); list each worker once in HUB_WORKERS`);
+    else seen.set(key, i);
+  });
+  if (typeof cfg?.workersDns === 'string' && (port(cfg.workersDns) < 1 || port(cfg.workersDns) > 65535)) problems.push(`workersDns: "${cfg.workersDns}" has port ${port(cfg.workersDns)}; ports are 1-65535`);
+  if (Array.isArray(cfg?.workers) && cfg.workers.length === 0 && !cfg.workersDns) problems.push('workers: no workers: set HUB_WORKERS (host:port,...) or HUB_WORKERS_DNS (<headless service>:<port>)');
+  return problems;
+}
+
 /** Validates a full configuration; every problem is listed, not just the first. */
 export function validateConfig(input: unknown): Readonly<HubConfig> {
   const ajv = new Ajv({ allErrors: true, strict: true });
@@ -157,12 +185,12 @@ export function validateConfig(input: unknown): Readonly<HubConfig> {
   if (!validate(input)) {
     for (const e of validate.errors ?? []) {
       const field = e.instancePath.replace(/^\//, '').replace(/\//g, '.') || (e.params as { additionalProperty?: string }).additionalProperty || 'config';
-      if (e.keyword === 'maxItems' && field === 'workers') problems.push('workers: this version serves one worker; multi-worker fan-out is not implemented yet');
-      else if (e.keyword === 'pattern' && field === 'publicUrl') problems.push('publicUrl: must be an http:// or https:// URL without a trailing slash, query or fragment');
+      if (e.keyword === 'pattern' && field === 'publicUrl') problems.push('publicUrl: must be an http:// or https:// URL without a trailing slash, query or fragment');
       else problems.push(`${field}: ${e.message}`);
     }
   }
   const cfg = input as HubConfig;
+  problems.push(...workerProblems(cfg));
   if (typeof cfg?.host === 'string' && !LOOPBACK.test(cfg.host)) {
     problems.push(`host: "${cfg.host}" is not a loopback address; without authentication (not available yet) the hub only listens on loopback`);
   }
@@ -194,6 +222,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv, argv: string[] = []): Read
   int('HUB_PORT', 'port');
   if (env.HUB_MCP_PATH) raw.mcpPath = env.HUB_MCP_PATH;
   if (env.HUB_WORKERS) raw.workers = env.HUB_WORKERS.split(',').map((s) => s.trim()).filter(Boolean);
+  else if (env.HUB_WORKERS_DNS) raw.workers = []; // discovery alone, without the local default
+  if (env.HUB_WORKERS_DNS) raw.workersDns = env.HUB_WORKERS_DNS.trim();
+  int('HUB_WORKERS_DNS_INTERVAL_MS', 'workersDnsIntervalMs');
   int('HUB_WORKER_DEADLINE_MS', 'workerDeadlineMs');
   int('HUB_SESSION_IDLE_TIMEOUT_MS', 'sessionIdleTimeoutMs');
   int('HUB_MAX_RESULT_TOKENS', 'maxResultTokens');

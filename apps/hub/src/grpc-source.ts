@@ -45,7 +45,10 @@ import {
   type WorkerStatus,
 } from '@kubeshark-mcp/proto';
 import { mergeApiStats, type ProtoApiStats } from './api-stats-merge';
-import type { DownloadStore, PendingDownload } from './downloads';
+import { StaticDiscovery, type WorkerDiscovery, type WorkerSink } from './discovery';
+import { Heap, TOP_TALKER_FACTOR, decodeCompositeCursor, encodeCompositeCursor, mergeFlows, mergeGroups, mergeSummaries } from './merge';
+import { PcapMerger } from './pcap-merge';
+import type { DownloadStore } from './downloads';
 
 // Message types the proto package does not re-export, taken from the client's signatures.
 type StreamMessage<F> = F extends (...args: never[]) => grpc.ClientReadableStream<infer T> ? T : never;
@@ -87,11 +90,24 @@ function fromProtoEntry(e: ProtoEntry, cursor: string): ApiCall {
 /** Trailing metadata key in which a worker names the request field an error refers to. */
 const ARGUMENT_METADATA_KEY = 'x-argument';
 
+/** How the hub sees one worker: reachable, unreachable, or failing in some other way. */
+export type WorkerStateName = 'connected' | 'unavailable' | 'error';
+
 export interface WorkerConnection {
   address: string;
   client: WorkerClient;
   /** The worker's node name once it has answered. */
   node?: string;
+  /**
+   * From the channel's connectivity (ready: connected; transient failure: unavailable) and from
+   * call outcomes (deadline: unavailable; an internal failure: error). Starts unavailable until
+   * the first connection or answer.
+   */
+  state: WorkerStateName;
+  /** The last error that made the worker unavailable or failed; cleared by the next success. */
+  lastError?: string;
+  /** Closed when discovery removed the worker. */
+  closed: boolean;
 }
 
 /** The request field a worker named in its trailing metadata, if any. */
@@ -234,36 +250,143 @@ const evicted = (s: WorkerStatus): number => Number((s as { flows_evicted?: numb
 /** 2024-05-01T14:15:00.123Z -> 20240501T141500Z, for file names. */
 const compactTime = (ms: number): string => new Date(ms).toISOString().replace(/\.\d+/, '').replace(/[-:]/g, '');
 
+/** Rows asked of a worker per ListFlows call when the hub needs more (the worker's own cap). */
+export const WORKER_MAX_ROWS = 10_000;
+
+/** Per-input bytes a PCAP merge holds before it pauses that worker's stream. */
+const MERGE_QUEUE_BYTES = 4 * 1024 * 1024;
+
+const cancelled = (): TrafficSourceError => new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled');
+
+/** Codes that say the worker answered (the query was at fault), so it is reachable. */
+const ANSWERED: ReadonlySet<string> = new Set([
+  ERROR_CODES.INVALID_ARGUMENT,
+  ERROR_CODES.NOT_FOUND,
+  ERROR_CODES.ALREADY_EXISTS,
+  ERROR_CODES.FAILED_PRECONDITION,
+  ERROR_CODES.RESOURCE_EXHAUSTED,
+  ERROR_CODES.UNIMPLEMENTED,
+]);
+
+const isUnreachable = (e: TrafficSourceError): boolean => e.code === ERROR_CODES.UNAVAILABLE || e.code === ERROR_CODES.DEADLINE_EXCEEDED;
+
+/** One worker's part of a fan-out. */
+export interface WorkerResult<T> {
+  worker: WorkerConnection;
+  value: T;
+}
+
+interface WorkerFailure {
+  worker: WorkerConnection;
+  error: TrafficSourceError;
+}
+
 /**
- * TrafficSource over the worker gRPC API. Every call carries a deadline and is cancelled when
- * the MCP request is. This version talks to one worker (see HubConfig.workers).
+ * TrafficSource over the worker gRPC API, for any number of workers. Workers come from a
+ * discovery source (a static list, DNS, or anything implementing `WorkerDiscovery`); each has
+ * one gRPC channel that reconnects with backoff by itself, and a tracked state.
  *
- * With a download store it also exports PCAP: the worker's stream is written into a file on the
- * hub, served by the download routes. Without one, `exportPcap` is absent and the tool is not
- * offered.
+ * Every query fans out to every worker in parallel (`fanOut`), each call with the deadline and
+ * cancelled with the MCP request; the answers are merged exactly (see merge.ts) and carry the
+ * coverage: which nodes answered, which were unavailable or failed, and why. A dead or slow
+ * worker costs at most the deadline and yields a partial answer; only when every worker fails
+ * does a call throw.
+ *
+ * With a download store it also exports PCAP: the workers' streams are merged in timestamp
+ * order into one file on the hub, served by the download routes. Without one, `exportPcap` is
+ * absent and the tool is not offered.
  */
-export class GrpcTrafficSource implements TrafficSource {
-  readonly workers: WorkerConnection[];
+export class GrpcTrafficSource implements TrafficSource, WorkerSink {
+  private readonly connections = new Map<string, WorkerConnection>();
+  private readonly discovery: WorkerDiscovery;
   readonly exportPcap?: (query: PcapQuery, ctx: CallContext, onProgress?: (progress: PcapProgress) => void) => Promise<PcapExport>;
 
   constructor(
-    addresses: readonly string[],
+    workers: readonly string[] | WorkerDiscovery,
     private readonly deadlineMs: number,
     downloads?: DownloadStore,
   ) {
-    this.workers = addresses.map((address) => ({
+    this.discovery = Array.isArray(workers) ? new StaticDiscovery(workers as readonly string[]) : (workers as WorkerDiscovery);
+    if (downloads) this.exportPcap = (query, ctx, onProgress) => this.exportToDownload(downloads, query, ctx, onProgress);
+    this.discovery.start(this);
+  }
+
+  /** The workers known now, in the order they were added. */
+  get workers(): WorkerConnection[] {
+    return [...this.connections.values()];
+  }
+
+  /** How workers are found, for logs and /healthz. */
+  get discoveryDescription(): string {
+    return this.discovery.description;
+  }
+
+  /** WorkerSink: opens a channel to a new worker (and starts connecting right away). */
+  add(address: string): void {
+    if (this.connections.has(address)) return;
+    const w: WorkerConnection = {
       address,
       client: createWorkerClient(address, grpc.credentials.createInsecure(), {
         // Reconnect quickly after a worker restart rather than waiting out a long backoff.
         'grpc.initial_reconnect_backoff_ms': 200,
         'grpc.max_reconnect_backoff_ms': 5000,
       }),
-    }));
-    if (downloads) this.exportPcap = (query, ctx, onProgress) => this.exportToDownload(downloads, query, ctx, onProgress);
+      state: 'unavailable',
+      lastError: 'not connected yet',
+      closed: false,
+    };
+    this.connections.set(address, w);
+    this.watch(w);
   }
 
-  private get worker(): WorkerConnection {
-    return this.workers[0]!;
+  /** WorkerSink: closes a removed worker's channel; calls under way on it fail as unavailable. */
+  remove(address: string): void {
+    const w = this.connections.get(address);
+    if (!w) return;
+    this.connections.delete(address);
+    w.closed = true;
+    w.client.close();
+  }
+
+  /** Follows the channel's connectivity so a worker's state is right between calls too. */
+  private watch(w: WorkerConnection): void {
+    const channel = w.client.getChannel();
+    const follow = (): void => {
+      if (w.closed) return;
+      const s = channel.getConnectivityState(false);
+      if (s === grpc.connectivityState.SHUTDOWN) return;
+      if (s === grpc.connectivityState.READY) this.mark(w);
+      else if (s === grpc.connectivityState.TRANSIENT_FAILURE && w.state === 'connected') {
+        w.state = 'unavailable';
+        w.lastError = 'connection lost; reconnecting';
+      }
+      channel.watchConnectivityState(s, Infinity, follow);
+    };
+    channel.getConnectivityState(true);
+    follow();
+  }
+
+  /** Records a call's outcome in the worker's state. */
+  private mark(w: WorkerConnection, err?: TrafficSourceError): void {
+    if (!err || ANSWERED.has(err.code)) {
+      w.state = 'connected';
+      delete w.lastError;
+      return;
+    }
+    if (err.code === ERROR_CODES.CANCELLED) return;
+    w.state = isUnreachable(err) ? 'unavailable' : 'error';
+    w.lastError = this.reason(err);
+  }
+
+  /** Why a worker failed, without naming it (coverage names the node). */
+  private reason(e: TrafficSourceError): string {
+    if (e.code === ERROR_CODES.DEADLINE_EXCEEDED) return `no answer within the deadline (${this.deadlineMs} ms)`;
+    const cause = e.cause as Partial<grpc.ServiceError> | undefined;
+    return (cause && typeof cause === 'object' && (cause.details || cause.message)) || e.message;
+  }
+
+  private nameOf(w: WorkerConnection): string {
+    return w.node ?? w.address;
   }
 
   /** Calls one unary method with a deadline, cancellation and error translation. */
@@ -276,92 +399,167 @@ export class GrpcTrafficSource implements TrafficSource {
   ): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
       if (signal?.aborted) {
-        reject(new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled'));
+        reject(cancelled());
         return;
       }
       const call = method.call(worker.client, req, { deadline: Date.now() + deadlineMs }, (err, res) => {
         signal?.removeEventListener('abort', onAbort);
-        if (err || !res) reject(toSourceError(err ?? new Error('empty response'), worker));
-        else resolve(res);
+        if (err || !res) {
+          const e = toSourceError(err ?? new Error('empty response'), worker);
+          this.mark(worker, e);
+          reject(e);
+        } else {
+          this.mark(worker);
+          resolve(res);
+        }
       });
       const onAbort = (): void => call.cancel();
       signal?.addEventListener('abort', onAbort, { once: true });
     });
   }
 
-  private coverage(node: string): NodeCoverage[] {
-    return [{ node, state: 'ok' }];
+  /**
+   * Runs `run` on every worker (or the given ones) in parallel and collects the answers with the
+   * coverage. Each run makes its own calls with the deadline and the request's signal, so the
+   * whole fan-out takes at most about one deadline per call a run makes. Failures become
+   * coverage entries (unavailable or error, with the reason); if every worker failed, the
+   * failures are thrown as one TrafficSourceError. A cancelled request throws `cancelled`.
+   */
+  private async fanOut<T>(
+    run: (w: WorkerConnection) => Promise<T>,
+    signal: AbortSignal,
+    workers: readonly WorkerConnection[] = this.workers,
+  ): Promise<{ results: WorkerResult<T>[]; nodes: NodeCoverage[] }> {
+    if (signal.aborted) throw cancelled();
+    if (workers.length === 0) {
+      throw new TrafficSourceError(ERROR_CODES.UNAVAILABLE, `no workers are known (discovery: ${this.discovery.description}); is the worker DaemonSet running?`);
+    }
+    const settled = await Promise.allSettled(workers.map((w) => run(w)));
+    if (signal.aborted) throw cancelled();
+    const results: WorkerResult<T>[] = [];
+    const failures: WorkerFailure[] = [];
+    const nodes: NodeCoverage[] = [];
+    settled.forEach((s, i) => {
+      const worker = workers[i]!;
+      if (s.status === 'fulfilled') {
+        results.push({ worker, value: s.value });
+        nodes.push({ node: this.nameOf(worker), state: 'ok' });
+        return;
+      }
+      const error = s.reason instanceof TrafficSourceError ? s.reason : toSourceError(s.reason, worker);
+      failures.push({ worker, error });
+      nodes.push({ node: this.nameOf(worker), state: isUnreachable(error) ? 'unavailable' : 'error', message: this.reason(error) });
+    });
+    if (results.length === 0) throw this.allFailed(failures);
+    return { results, nodes };
+  }
+
+  /**
+   * One error for a call every worker failed: one worker's error as it is; the same error from
+   * several workers once (a bad argument, say); otherwise the distinct reasons, each once, with
+   * the nodes that gave it.
+   */
+  private allFailed(failures: readonly WorkerFailure[]): TrafficSourceError {
+    const first = failures[0]!.error;
+    if (failures.length === 1 || failures.every((f) => f.error.message === first.message)) return first;
+    const byReason = new Map<string, string[]>();
+    for (const f of failures) {
+      const key = `${f.error.code}: ${this.reason(f.error)}`;
+      byReason.set(key, [...(byReason.get(key) ?? []), this.nameOf(f.worker)]);
+    }
+    const code = failures.every((f) => f.error.code === first.code) ? first.code : ERROR_CODES.UNAVAILABLE;
+    const field = failures.every((f) => f.error.field === first.field) ? first.field : undefined;
+    const what = code === ERROR_CODES.UNAVAILABLE || code === ERROR_CODES.DEADLINE_EXCEEDED ? 'no worker could answer' : 'every worker failed';
+    const parts = [...byReason].map(([reason, nodes]) => `${nodes.length === 1 ? `worker ${nodes[0]}` : `workers ${nodes.join(', ')}`}: ${reason}`);
+    return new TrafficSourceError(code, `${what}: ${parts.join('; ')}`, { cause: first, ...(field ? { field } : {}) });
   }
 
   async listFlows(q: FlowQuery, ctx: CallContext): Promise<FlowList> {
-    const w = this.worker;
-    const res = await this.unary(
-      w,
-      w.client.ListFlows as never,
-      {
-        ip: q.ip ?? '',
-        port: q.port ?? 0,
-        protocol: q.protocol ? PROTOCOL[q.protocol] : 'L4_PROTOCOL_UNSPECIFIED',
-        limit: q.limit,
-        aggregate: AGGREGATE[q.aggregate],
-        since_us: q.since_us ?? 0,
-        until_us: q.until_us ?? 0,
-        order_by: q.order_by,
-        offset: q.offset ?? 0,
-      },
-      ctx.signal,
-    );
-    const r = res as { node: string; flows: ProtoFlow[]; groups: ProtoGroup[]; total: number };
-    w.node = r.node;
-    return { flows: r.flows.map(fromProtoFlow), groups: r.groups.map(fromProtoGroup), total: r.total, nodes: this.coverage(r.node) };
+    const offset = q.offset ?? 0;
+    const want = offset + q.limit;
+    const aggregated = q.aggregate !== 'none';
+    const base = {
+      ip: q.ip ?? '',
+      port: q.port ?? 0,
+      protocol: q.protocol ? PROTOCOL[q.protocol] : 'L4_PROTOCOL_UNSPECIFIED',
+      aggregate: AGGREGATE[q.aggregate],
+      since_us: q.since_us ?? 0,
+      until_us: q.until_us ?? 0,
+      order_by: q.order_by,
+    };
+    type Res = { node: string; flows: ProtoFlow[]; groups: ProtoGroup[]; total: number };
+    const workers = this.workers;
+    if (workers.length === 1) {
+      // One worker: its own page is the answer.
+      const w = workers[0]!;
+      const { results, nodes } = await this.fanOut((x) => this.unary(x, x.client.ListFlows as never, { ...base, limit: q.limit, offset }, ctx.signal) as Promise<Res>, ctx.signal, workers);
+      const r = results[0]!.value;
+      w.node = r.node || w.node;
+      return { flows: r.flows.map(fromProtoFlow), groups: r.groups.map(fromProtoGroup), total: r.total, nodes: nodes.map((n) => ({ ...n, node: this.nameOf(w) })) };
+    }
+    // Several: each worker's first `offset + limit` rows in order (all of its groups when
+    // aggregating, since a group's counters add over workers), paged at the worker's cap.
+    const { results, nodes } = await this.fanOut(async (w) => {
+      const flows: Flow[] = [];
+      const groups: FlowGroup[] = [];
+      let total = 0;
+      for (let at = 0; ; ) {
+        const limit = aggregated ? WORKER_MAX_ROWS : Math.min(WORKER_MAX_ROWS, want - at);
+        const r = (await this.unary(w, w.client.ListFlows as never, { ...base, limit, offset: at }, ctx.signal)) as Res;
+        w.node = r.node || w.node;
+        total = r.total;
+        flows.push(...r.flows.map(fromProtoFlow));
+        groups.push(...r.groups.map(fromProtoGroup));
+        const got = r.flows.length + r.groups.length;
+        at += got;
+        if (got < limit || at >= total || (!aggregated && at >= want)) break;
+      }
+      return { flows, groups, total };
+    }, ctx.signal, workers);
+    const named = this.renamed(nodes, workers);
+    if (aggregated) {
+      const merged = mergeGroups(results.map((r) => r.value.groups), q.order_by);
+      return { flows: [], groups: merged.slice(offset, want), total: merged.length, nodes: named };
+    }
+    return {
+      flows: mergeFlows(results.map((r) => r.value.flows), q.order_by, offset, q.limit),
+      groups: [],
+      total: results.reduce((n, r) => n + r.value.total, 0),
+      nodes: named,
+    };
+  }
+
+  /** Coverage entries named by node where a run learned the node name. */
+  private renamed(nodes: NodeCoverage[], workers: readonly WorkerConnection[]): NodeCoverage[] {
+    return nodes.map((n, i) => ({ ...n, node: this.nameOf(workers[i]!) }));
   }
 
   async getFlowSummary(q: SummaryQuery, ctx: CallContext): Promise<FlowSummary> {
-    const w = this.worker;
-    const s = (await this.unary(
-      w,
-      w.client.GetFlowSummary as never,
-      {
-        protocol: q.protocol ? PROTOCOL[q.protocol] : 'L4_PROTOCOL_UNSPECIFIED',
-        since_us: q.since_us ?? 0,
-        until_us: q.until_us ?? 0,
-        top: q.top,
-      },
-      ctx.signal,
-    )) as ProtoSummary;
-    w.node = s.node;
-    const talker = (t: ProtoTalker) => ({
-      ip: t.ip,
-      tx_packets: t.tx_packets,
-      rx_packets: t.rx_packets,
-      tx_bytes: t.tx_bytes,
-      rx_bytes: t.rx_bytes,
-      flows: t.flows,
-    });
-    const totals = (p: { flows: number; packets: number; bytes: number } | null) => ({ flows: p?.flows ?? 0, packets: p?.packets ?? 0, bytes: p?.bytes ?? 0 });
-    return {
-      total_flows: s.total_flows,
-      total_packets: s.total_packets,
-      total_bytes: s.total_bytes,
-      tcp: totals(s.tcp),
-      udp: totals(s.udp),
-      unique_clients: s.unique_clients,
-      unique_servers: s.unique_servers,
-      top_by_bytes: s.top_by_bytes.map(talker),
-      top_by_packets: s.top_by_packets.map(talker),
-      tcp_handshake_client: percentiles(s.tcp_handshake_client),
-      tcp_handshake_server: percentiles(s.tcp_handshake_server),
-      first_seen_us: s.first_seen_us,
-      last_seen_us: s.last_seen_us,
-      nodes: this.coverage(s.node),
+    const workers = this.workers;
+    // Several workers: ask each for more talkers than asked, so the recomputed top is right
+    // unless a talker sits just below several workers' cuts (see mergeSummaries).
+    const top = workers.length === 1 ? q.top : Math.min(q.top * TOP_TALKER_FACTOR, 1000);
+    const req = {
+      protocol: q.protocol ? PROTOCOL[q.protocol] : 'L4_PROTOCOL_UNSPECIFIED',
+      since_us: q.since_us ?? 0,
+      until_us: q.until_us ?? 0,
+      top,
     };
+    const { results, nodes } = await this.fanOut(async (w) => {
+      const s = (await this.unary(w, w.client.GetFlowSummary as never, req, ctx.signal)) as ProtoSummary;
+      w.node = s.node || w.node;
+      return fromProtoSummary(s);
+    }, ctx.signal, workers);
+    const parts = results.map((r) => r.value);
+    const merged = parts.length === 1 ? parts[0]! : mergeSummaries(parts, q.top);
+    return { ...merged, nodes: this.renamed(nodes, workers) };
   }
 
   /** Each worker's status, or why it could not be read; for /healthz, /readyz and get_status. */
   async workerStatuses(
     deadlineMs = 2000,
     signal?: AbortSignal,
-  ): Promise<{ address: string; node?: string; state: 'connected' | 'unavailable' | 'error'; error?: string; status?: WorkerStatus }[]> {
+  ): Promise<{ address: string; node?: string; state: WorkerStateName; error?: string; status?: WorkerStatus }[]> {
     return Promise.all(
       this.workers.map(async (w) => {
         try {
@@ -370,12 +568,16 @@ export class GrpcTrafficSource implements TrafficSource {
           return { address: w.address, node: status.node, state: 'connected' as const, status };
         } catch (err) {
           const e = err as TrafficSourceError;
-          return { address: w.address, ...(w.node ? { node: w.node } : {}), state: e.code === 'unavailable' || e.code === 'deadline_exceeded' ? ('unavailable' as const) : ('error' as const), error: e.message };
+          return {
+            address: w.address,
+            ...(w.node ? { node: w.node } : {}),
+            state: isUnreachable(e) ? ('unavailable' as const) : ('error' as const),
+            error: e.message,
+          };
         }
       }),
     );
   }
-
   async getStatus(ctx: CallContext): Promise<StatusReport> {
     const statuses = await this.workerStatuses(this.deadlineMs, ctx.signal);
     if (ctx.signal.aborted) throw new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled');
@@ -418,22 +620,24 @@ export class GrpcTrafficSource implements TrafficSource {
     };
   }
 
+
   /** Per node, its data windows; a worker that does not answer is reported, not thrown. */
   async getDataBoundaries(ctx: CallContext): Promise<BoundariesReport> {
+    const workers = this.workers;
+    const settled = await Promise.allSettled(workers.map((w) => this.unary(w, w.client.GetDataBoundaries as never, {}, ctx.signal) as Promise<ProtoBoundaries>));
+    if (ctx.signal.aborted) throw cancelled();
     const report: BoundariesReport = { boundaries: [], nodes: [] };
-    for (const w of this.workers) {
-      try {
-        const b = (await this.unary(w, w.client.GetDataBoundaries as never, {}, ctx.signal)) as ProtoBoundaries;
-        w.node = b.node || w.node;
-        report.boundaries.push(fromProtoBoundaries(b, w.node ?? w.address));
-        report.nodes.push({ node: w.node ?? w.address, state: 'ok' });
-      } catch (err) {
-        const e = err as TrafficSourceError;
-        if (e.code === ERROR_CODES.CANCELLED) throw e;
-        const state = e.code === ERROR_CODES.UNAVAILABLE || e.code === ERROR_CODES.DEADLINE_EXCEEDED ? 'unavailable' : 'error';
-        report.nodes.push({ node: w.node ?? w.address, state, message: e.message });
+    settled.forEach((s, i) => {
+      const w = workers[i]!;
+      if (s.status === 'fulfilled') {
+        w.node = s.value.node || w.node;
+        report.boundaries.push(fromProtoBoundaries(s.value, this.nameOf(w)));
+        report.nodes.push({ node: this.nameOf(w), state: 'ok' });
+      } else {
+        const e = s.reason as TrafficSourceError;
+        report.nodes.push({ node: this.nameOf(w), state: isUnreachable(e) ? 'unavailable' : 'error', message: e.message });
       }
-    }
+    });
     return report;
   }
 
@@ -441,113 +645,233 @@ export class GrpcTrafficSource implements TrafficSource {
   private async nodeOf(w: WorkerConnection, signal: AbortSignal): Promise<string> {
     if (!w.node) {
       const b = (await this.unary(w, w.client.GetDataBoundaries as never, {}, signal)) as ProtoBoundaries;
-      w.node = b.node;
+      w.node = b.node || undefined;
     }
-    return w.node ?? w.address;
+    return this.nameOf(w);
   }
 
+  /** The same snapshot is made on every worker; the result lists each node's, failures in the coverage. */
   async createSnapshot(r: SnapshotRequest, ctx: CallContext): Promise<SnapshotResult> {
-    const w = this.worker;
-    const node = await this.nodeOf(w, ctx.signal);
     const req = { name: r.name, since_us: r.since_us ?? 0, until_us: r.until_us ?? 0 };
-    const s = (await this.unary(w, w.client.CreateSnapshot as never, req, ctx.signal, this.deadlineMs * SNAPSHOT_DEADLINE_FACTOR)) as SnapshotInfo;
-    return { snapshot: fromProtoSnapshot(s, node), nodes: this.coverage(node) };
+    const { results, nodes } = await this.fanOut(async (w) => {
+      const node = await this.nodeOf(w, ctx.signal);
+      const s = (await this.unary(w, w.client.CreateSnapshot as never, req, ctx.signal, this.deadlineMs * SNAPSHOT_DEADLINE_FACTOR)) as SnapshotInfo;
+      return fromProtoSnapshot(s, node);
+    }, ctx.signal);
+    return snapshotResult(results.map((x) => x.value), nodes);
   }
 
+  /** Every node's snapshots, with their node. */
   async listSnapshots(ctx: CallContext): Promise<SnapshotList> {
-    const w = this.worker;
-    const node = await this.nodeOf(w, ctx.signal);
-    const res = (await this.unary(w, w.client.ListSnapshots as never, {}, ctx.signal)) as { snapshots: SnapshotInfo[] };
-    return { snapshots: res.snapshots.map((s) => fromProtoSnapshot(s, node)), nodes: this.coverage(node) };
-  }
-
-  async getSnapshot(name: string, ctx: CallContext): Promise<SnapshotResult> {
-    const w = this.worker;
-    const node = await this.nodeOf(w, ctx.signal);
-    const s = (await this.unary(w, w.client.GetSnapshot as never, { name }, ctx.signal)) as SnapshotInfo;
-    return { snapshot: fromProtoSnapshot(s, node), nodes: this.coverage(node) };
-  }
-
-  async deleteSnapshot(name: string, ctx: CallContext): Promise<{ nodes: NodeCoverage[] }> {
-    const w = this.worker;
-    const node = await this.nodeOf(w, ctx.signal);
-    await this.unary(w, w.client.DeleteSnapshot as never, { name }, ctx.signal);
-    return { nodes: this.coverage(node) };
+    const { results, nodes } = await this.fanOut(async (w) => {
+      const node = await this.nodeOf(w, ctx.signal);
+      const res = (await this.unary(w, w.client.ListSnapshots as never, {}, ctx.signal)) as { snapshots: SnapshotInfo[] };
+      return res.snapshots.map((s) => fromProtoSnapshot(s, node));
+    }, ctx.signal);
+    const snapshots = results.flatMap((x) => x.value).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+    return { snapshots, nodes };
   }
 
   /**
-   * API calls over StreamEntries. The worker has no protocol filter, so the hub asks for entries
-   * in batches after the last cursor and keeps the matching ones until it has one more than the
-   * limit (which says whether more match); every entry carries the worker's cursor, so the next
-   * page continues right after the last call returned, whatever was filtered out.
+   * Runs a per-worker snapshot call on every worker; a worker without the snapshot (not_found)
+   * is not a failure. When no worker has it, the (first) not_found is thrown.
    */
-  async listApiCalls(q: ApiCallQuery, ctx: CallContext): Promise<ApiCallList> {
-    const w = this.worker;
-    const calls: ApiCall[] = [];
-    let after = q.after ?? '';
-    let node = w.node;
-    for (;;) {
-      const batch = q.protocol ? ENTRY_BATCH : q.limit + 1 - calls.length;
-      const frames = await this.collectEntries(w, { kfl: '', since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, limit: batch, cursor: after, follow: false }, ctx.signal);
-      let entries = 0;
-      for (const f of frames) {
-        if (!f.entry) continue;
-        entries++;
-        node = f.entry.node || node;
-        after = f.cursor;
-        if (q.protocol && f.entry.protocol !== q.protocol) continue;
-        calls.push(fromProtoEntry(f.entry, f.cursor));
-        if (calls.length > q.limit) break;
+  private async onEveryHolder<T>(name: string, ctx: CallContext, run: (w: WorkerConnection, node: string) => Promise<T>): Promise<{ found: T[]; nodes: NodeCoverage[] }> {
+    let missing: TrafficSourceError | undefined;
+    const { results, nodes } = await this.fanOut(async (w) => {
+      const node = await this.nodeOf(w, ctx.signal);
+      try {
+        return { value: await run(w, node) };
+      } catch (err) {
+        if (err instanceof TrafficSourceError && err.code === ERROR_CODES.NOT_FOUND) {
+          missing ??= err;
+          return undefined;
+        }
+        throw err;
       }
-      if (calls.length > q.limit || entries < batch) break;
-    }
-    if (node) w.node = node;
-    const more = calls.length > q.limit;
-    return { calls: calls.slice(0, q.limit), more, nodes: this.coverage(node ?? (await this.nodeOf(w, ctx.signal))) };
+    }, ctx.signal);
+    const found = results.flatMap((x) => (x.value ? [x.value.value] : []));
+    if (found.length === 0) throw missing ?? new TrafficSourceError(ERROR_CODES.NOT_FOUND, `no snapshot named "${name}" on any node`, { field: 'name' });
+    return { found, nodes };
   }
 
+  /** The snapshot on every node that has it. */
+  async getSnapshot(name: string, ctx: CallContext): Promise<SnapshotResult> {
+    const { found, nodes } = await this.onEveryHolder(name, ctx, async (w, node) => fromProtoSnapshot((await this.unary(w, w.client.GetSnapshot as never, { name }, ctx.signal)) as SnapshotInfo, node));
+    return snapshotResult(found, nodes);
+  }
+
+  /** Deletes the snapshot on every node that has it. */
+  async deleteSnapshot(name: string, ctx: CallContext): Promise<{ nodes: NodeCoverage[] }> {
+    const { nodes } = await this.onEveryHolder(name, ctx, async (w) => {
+      await this.unary(w, w.client.DeleteSnapshot as never, { name }, ctx.signal);
+      return true;
+    });
+    return { nodes };
+  }
+
+  /**
+   * API calls over StreamEntries, merged exactly across workers: each worker streams its entries
+   * in time order from where the last page left it, and a k-way merge by (timestamp, node,
+   * worker order) picks the next one. The source cursor is composite (merge.ts): per node, the
+   * worker cursor of the last entry consumed from it, so the next page continues right after the
+   * last call returned with no duplicate or gap, however the workers interleave.
+   *
+   * The workers have no protocol filter: with one, each worker is read in batches and the hub
+   * skips entries of other protocols (their positions still advance). The merge stops at one
+   * call more than the limit, which says whether more match.
+   */
+  async listApiCalls(q: ApiCallQuery, ctx: CallContext): Promise<ApiCallList> {
+    const positions = q.after ? decodeCompositeCursor(q.after) : new Map<string, string>();
+    if (!positions) throw new TrafficSourceError(ERROR_CODES.INVALID_ARGUMENT, `cursor "${q.after}" is not one this hub issued`, { field: 'after' });
+    const batch = q.protocol ? ENTRY_BATCH : q.limit + 1;
+    const request = (cursor: string) => ({ kfl: '', since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, limit: batch, cursor, follow: false });
+    interface Lane {
+      w: WorkerConnection;
+      node: string;
+      frames: EntryFrame[];
+      i: number;
+      /** The worker has nothing after its last frame. */
+      done: boolean;
+      /** Worker cursor of the last frame read (not necessarily consumed). */
+      last: string;
+    }
+    const read = async (lane: Lane): Promise<void> => {
+      const frames = (await this.collectEntries(lane.w, request(lane.last), ctx.signal)).filter((f) => f.entry);
+      lane.frames = frames;
+      lane.i = 0;
+      lane.done = frames.length < batch;
+      if (frames.length) lane.last = frames[frames.length - 1]!.cursor;
+      const node = frames[0]?.entry?.node;
+      if (node) lane.w.node = node;
+    };
+    const { results, nodes } = await this.fanOut(async (w) => {
+      const node = await this.nodeOf(w, ctx.signal);
+      const lane: Lane = { w, node, frames: [], i: 0, done: false, last: positions.get(node) ?? '' };
+      await read(lane);
+      return lane;
+    }, ctx.signal);
+    const headOf = (l: Lane): ProtoEntry => l.frames[l.i]!.entry!;
+    const heap = new Heap<Lane>((a, b) => {
+      const x = headOf(a).timestamp_us;
+      const y = headOf(b).timestamp_us;
+      return x < y || (x === y && (a.node < b.node || (a.node === b.node && a.w.address < b.w.address)));
+    });
+    for (const { value } of results) if (value.frames.length) heap.push(value);
+    const at = new Map(positions);
+    const calls: ApiCall[] = [];
+    while (heap.size > 0 && calls.length <= q.limit) {
+      const lane = heap.pop()!;
+      const f = lane.frames[lane.i++]!;
+      at.set(lane.node, f.cursor);
+      if (!q.protocol || f.entry!.protocol === q.protocol) calls.push(fromProtoEntry(f.entry!, encodeCompositeCursor(at)));
+      if (lane.i >= lane.frames.length && !lane.done && calls.length <= q.limit) {
+        try {
+          await read(lane);
+        } catch (err) {
+          const e = err as TrafficSourceError;
+          if (e.code === ERROR_CODES.CANCELLED) throw e;
+          // The worker failed mid-merge: what it gave so far stays; the coverage says so.
+          const n = nodes.findIndex((c) => c.node === lane.node);
+          const failed: NodeCoverage = { node: lane.node, state: isUnreachable(e) ? 'unavailable' : 'error', message: this.reason(e) };
+          if (n >= 0) nodes[n] = failed;
+          continue;
+        }
+      }
+      if (lane.i < lane.frames.length) heap.push(lane);
+    }
+    const more = calls.length > q.limit;
+    return { calls: calls.slice(0, q.limit), more, nodes: results.length === nodes.length ? this.namedCoverage(nodes, results.map((r) => r.value.node)) : nodes };
+  }
+
+  /** Coverage with each answered worker's node as the merge knew it. */
+  private namedCoverage(nodes: NodeCoverage[], names: string[]): NodeCoverage[] {
+    return nodes.map((n, i) => ({ ...n, node: names[i] ?? n.node }));
+  }
+
+  /**
+   * One API call. Ids are "<node>/<flow>/<index>": the call goes to the worker of that node; when
+   * no worker is known by that name yet, every worker is asked and the one that has it answers.
+   */
   async getApiCall(id: string, ctx: CallContext): Promise<ApiCallDetail> {
-    const w = this.worker;
-    const e = (await this.unary(w, w.client.GetEntry as never, { id, include_payload: false }, ctx.signal)) as ProtoEntry;
-    w.node = e.node || w.node;
+    const node = id.split('/')[0] ?? '';
+    const target = this.workers.find((w) => w.node === node);
+    const ask = async (w: WorkerConnection): Promise<ProtoEntry> => {
+      const e = (await this.unary(w, w.client.GetEntry as never, { id, include_payload: false }, ctx.signal)) as ProtoEntry;
+      w.node = e.node || w.node;
+      return e;
+    };
+    let found: { w: WorkerConnection; e: ProtoEntry } | undefined;
+    let nodes: NodeCoverage[];
+    if (target) {
+      found = { w: target, e: await ask(target) };
+      nodes = [{ node: this.nameOf(target), state: 'ok' }];
+    } else {
+      let missing: TrafficSourceError | undefined;
+      const all = await this.fanOut(async (w) => {
+        try {
+          return await ask(w);
+        } catch (err) {
+          if (err instanceof TrafficSourceError && err.code === ERROR_CODES.NOT_FOUND) {
+            missing ??= err;
+            return undefined;
+          }
+          throw err;
+        }
+      }, ctx.signal);
+      const hit = all.results.find((r) => r.value);
+      if (!hit) {
+        const down = all.nodes.filter((n) => n.state !== 'ok');
+        if (down.length === 0) throw missing ?? new TrafficSourceError(ERROR_CODES.NOT_FOUND, `no entry "${id}"`, { field: 'id' });
+        throw new TrafficSourceError(ERROR_CODES.NOT_FOUND, `no entry "${id}" on the nodes that answered; not asked: ${down.map((n) => `${n.node} (${n.message ?? n.state})`).join(', ')}`, { field: 'id' });
+      }
+      found = { w: hit.worker, e: hit.value! };
+      nodes = [{ node: this.nameOf(hit.worker), state: 'ok' }];
+    }
     let call: Record<string, unknown>;
     try {
-      call = JSON.parse(e.json) as Record<string, unknown>;
+      call = JSON.parse(found.e.json) as Record<string, unknown>;
     } catch {
-      throw new TrafficSourceError(ERROR_CODES.INTERNAL, `worker ${w.node ?? w.address} sent entry "${id}" with a malformed record`);
+      throw new TrafficSourceError(ERROR_CODES.INTERNAL, `worker ${this.nameOf(found.w)} sent entry "${id}" with a malformed record`);
     }
-    return { call, nodes: this.coverage(e.node || (w.node ?? w.address)) };
+    return { call, nodes };
   }
 
   async getApiStats(q: ApiStatsQuery, ctx: CallContext): Promise<ApiStatsReport> {
-    const w = this.worker;
-    const res = (await this.unary(w, w.client.GetApiStats as never, { since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, protocol: q.protocol ?? '' }, ctx.signal)) as ProtoApiStats;
-    w.node = res.node || w.node;
-    return { ...mergeApiStats([res]), nodes: this.coverage(res.node || (w.node ?? w.address)) };
+    const req = { since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, protocol: q.protocol ?? '' };
+    const workers = this.workers;
+    const { results, nodes } = await this.fanOut(async (w) => {
+      const res = (await this.unary(w, w.client.GetApiStats as never, req, ctx.signal)) as ProtoApiStats;
+      w.node = res.node || w.node;
+      return res;
+    }, ctx.signal, workers);
+    return { ...mergeApiStats(results.map((r) => r.value)), nodes: this.renamed(nodes, workers) };
   }
 
   /** One StreamEntries call read to its end, within the deadline; cancelled with the request. */
   private collectEntries(w: WorkerConnection, request: object, signal: AbortSignal): Promise<EntryFrame[]> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) {
-        reject(new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled'));
+        reject(cancelled());
         return;
       }
       const call = w.client.StreamEntries(request, { deadline: Date.now() + this.deadlineMs });
       const frames: EntryFrame[] = [];
       let settled = false;
-      const finish = (err?: unknown): void => {
+      const finish = (err?: TrafficSourceError): void => {
         if (settled) return;
         settled = true;
         signal.removeEventListener('abort', onAbort);
         if (err === undefined) {
+          this.mark(w);
           resolve(frames);
           return;
         }
+        this.mark(w, err);
         call.cancel();
         reject(err);
       };
-      const onAbort = (): void => finish(new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled'));
+      const onAbort = (): void => finish(cancelled());
       signal.addEventListener('abort', onAbort, { once: true });
       call.on('data', (f: EntryFrame) => {
         if (!settled) frames.push(f);
@@ -558,53 +882,145 @@ export class GrpcTrafficSource implements TrafficSource {
   }
 
   /**
-   * Streams ExportPcap into a download file. The stream has no overall deadline (a large export
-   * takes as long as it takes) but the worker must send something within every deadline
-   * period; the hub's size limit, a cancelled request or any failure ends the call and deletes
-   * the partial file.
+   * Exports into a download file. Flow ids name their node, so an export of flows goes to those
+   * nodes' workers only; otherwise every worker takes part. One worker's stream is written as it
+   * comes; several are merged in timestamp order (PcapMerger). The streams have no overall
+   * deadline (a large export takes as long as it takes) but each worker must send something
+   * within every deadline period; the hub's size limit, a cancelled request or any failure ends
+   * every call and deletes the partial file. A worker that fails during a merged export fails the
+   * export: a capture silently missing a node's packets would mislead.
    */
   private async exportToDownload(downloads: DownloadStore, q: PcapQuery, ctx: CallContext, onProgress?: (p: PcapProgress) => void): Promise<PcapExport> {
-    const w = this.worker;
-    const node = await this.nodeOf(w, ctx.signal);
-    const stem = q.snapshot ? `${node}-${q.snapshot}` : `${node}-${compactTime(q.since_us !== undefined ? q.since_us / 1000 : Date.now())}`;
-    const file = downloads.begin(`kubeshark-${stem}.${q.format}`, PCAP_MEDIA_TYPES[q.format]);
-    const request = {
+    let workers = this.workers;
+    if (q.flow_ids?.length) {
+      // Learn node names first (once per worker), so flow ids can be routed.
+      await Promise.allSettled(workers.map((w) => this.nodeOf(w, ctx.signal)));
+      const owners = new Set(q.flow_ids.map((id) => id.split('/')[0]));
+      const chosen = workers.filter((w) => w.node !== undefined && owners.has(w.node));
+      if (chosen.length > 0) workers = chosen;
+    }
+    if (workers.length === 0) {
+      throw new TrafficSourceError(ERROR_CODES.UNAVAILABLE, `no workers are known (discovery: ${this.discovery.description})`);
+    }
+    const request = (w: WorkerConnection) => ({
       since_us: q.since_us ?? 0,
       until_us: q.until_us ?? 0,
-      flow_ids: q.flow_ids ?? [],
-      format: q.format,
+      flow_ids: (q.flow_ids ?? []).filter((id) => workers.length === 1 || id.split('/')[0] === w.node),
+      // Several workers are merged from pcapng, which carries any mix of link types.
+      format: workers.length === 1 ? q.format : 'pcapng',
       ips: q.ips ?? [],
       ports: q.ports ?? [],
       protocol: q.protocol ? PROTOCOL[q.protocol] : 'L4_PROTOCOL_UNSPECIFIED',
       snapshot: q.snapshot ?? '',
-    };
-    try {
-      const totals = await this.streamExport(w, request, file, ctx.signal, onProgress);
-      if (totals.bytes !== file.bytes) {
-        throw new TrafficSourceError(ERROR_CODES.INTERNAL, `worker ${node} announced ${totals.bytes} bytes but sent ${file.bytes}`);
+    });
+    if (workers.length === 1) {
+      const w = workers[0]!;
+      const node = await this.nodeOf(w, ctx.signal);
+      const file = downloads.begin(`kubeshark-${this.stem(node, q)}.${q.format}`, PCAP_MEDIA_TYPES[q.format]);
+      let packets = 0;
+      try {
+        const totals = await this.streamExport(w, request(w), { write: (b) => file.write(b), onDrain: (fn) => file.onDrain(fn) }, ctx.signal, (n) => {
+          packets += n;
+          onProgress?.({ bytes: file.bytes, packets });
+        });
+        if (totals.bytes !== totals.received) {
+          throw new TrafficSourceError(ERROR_CODES.INTERNAL, `worker ${node} announced ${totals.bytes} bytes but sent ${totals.received}`);
+        }
+        const d = await file.finish();
+        return { url: d.url, name: d.name, bytes: d.bytes, packets: totals.packets, format: q.format, expires_at_ms: d.expiresAtMs, nodes: [{ node, state: 'ok' }] };
+      } catch (err) {
+        file.abort();
+        throw err;
       }
+    }
+    const names = await Promise.all(workers.map((w) => this.nodeOf(w, ctx.signal).catch(() => this.nameOf(w))));
+    const file = downloads.begin(`kubeshark-${this.stem(`${names.length}-nodes`, q)}.${q.format}`, PCAP_MEDIA_TYPES[q.format]);
+    const stop = new AbortController();
+    const onAbort = (): void => stop.abort();
+    ctx.signal.addEventListener('abort', onAbort, { once: true });
+    // Output back-pressure pauses every input until the file drains.
+    let outputBlocked = false;
+    const waiting: (() => void)[] = [];
+    const merger = new PcapMerger(names, q.format, (chunk) => {
+      if (!file.write(chunk) && !outputBlocked) {
+        outputBlocked = true;
+        file.onDrain(() => {
+          outputBlocked = false;
+          for (const fn of waiting.splice(0)) fn();
+        });
+      }
+    });
+    try {
+      const parts = workers.map((w, i) =>
+        this.streamExport(
+          w,
+          request(w),
+          {
+            write: (b) => {
+              merger.push(i, b);
+              // Pause this input while the file is behind or while it runs far ahead of the others.
+              return !outputBlocked && merger.queuedBytes(i) < MERGE_QUEUE_BYTES;
+            },
+            onDrain: (fn) => {
+              const retry = (): void => {
+                if (outputBlocked) waiting.push(retry);
+                else if (merger.queuedBytes(i) >= MERGE_QUEUE_BYTES) setTimeout(retry, 5);
+                else fn();
+              };
+              retry();
+            },
+          },
+          stop.signal,
+          () => onProgress?.({ bytes: file.bytes, packets: merger.packets }),
+        ).then((totals) => {
+          if (totals.bytes !== totals.received) throw new TrafficSourceError(ERROR_CODES.INTERNAL, `worker ${names[i]} announced ${totals.bytes} bytes but sent ${totals.received}`);
+          merger.end(i);
+          return totals;
+        }),
+      );
+      // The first failure stops every other stream.
+      const settled = await Promise.all(parts.map((p) => p.catch((err: unknown) => {
+        stop.abort();
+        throw err;
+      }))).catch(async (err: unknown) => {
+        await Promise.allSettled(parts);
+        throw ctx.signal.aborted ? cancelled() : err;
+      });
+      merger.finish();
       const d = await file.finish();
-      return { url: d.url, name: d.name, bytes: d.bytes, packets: totals.packets, format: q.format, expires_at_ms: d.expiresAtMs, nodes: this.coverage(node) };
+      const packets = settled.reduce((n, t) => n + t.packets, 0);
+      if (merger.packets !== packets) throw new TrafficSourceError(ERROR_CODES.INTERNAL, `the workers announced ${packets} packets but the merge wrote ${merger.packets}`);
+      return { url: d.url, name: d.name, bytes: d.bytes, packets, format: q.format, expires_at_ms: d.expiresAtMs, nodes: names.map((node) => ({ node, state: 'ok' as const })) };
     } catch (err) {
       file.abort();
       throw err;
+    } finally {
+      ctx.signal.removeEventListener('abort', onAbort);
     }
   }
 
+  private stem(node: string, q: PcapQuery): string {
+    return q.snapshot ? `${node}-${q.snapshot}` : `${node}-${compactTime(q.since_us !== undefined ? q.since_us / 1000 : Date.now())}`;
+  }
+
+  /**
+   * One worker's ExportPcap stream into `out`. `out.write` returning false pauses the stream
+   * until `out.onDrain` calls back; meanwhile the idle clock stops (the worker is not to blame).
+   */
   private streamExport(
     w: WorkerConnection,
     request: object,
-    file: PendingDownload,
+    out: { write: (chunk: Buffer) => boolean; onDrain: (fn: () => void) => void },
     signal: AbortSignal,
-    onProgress?: (p: PcapProgress) => void,
-  ): Promise<{ packets: number; bytes: number }> {
+    onChunk: (packets: number) => void,
+  ): Promise<{ packets: number; bytes: number; received: number }> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) {
-        reject(new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled'));
+        reject(cancelled());
         return;
       }
       const call = w.client.ExportPcap(request);
-      let packets = 0;
+      let received = 0;
       let done: { packets: number; bytes: number } | undefined;
       let settled = false;
       let idle: NodeJS.Timeout | undefined;
@@ -614,32 +1030,33 @@ export class GrpcTrafficSource implements TrafficSource {
         clearTimeout(idle);
         signal.removeEventListener('abort', onAbort);
         if (err === undefined && done) {
-          resolve(done);
+          this.mark(w);
+          resolve({ ...done, received });
           return;
         }
         call.cancel();
+        if (err instanceof TrafficSourceError) this.mark(w, err);
         reject(err ?? new TrafficSourceError(ERROR_CODES.INTERNAL, `worker at ${w.address} ended the export without its final chunk`));
       };
       const armIdle = (): void => {
         clearTimeout(idle);
         idle = setTimeout(
-          () => finish(new TrafficSourceError(ERROR_CODES.DEADLINE_EXCEEDED, `worker ${w.node ?? w.address} sent nothing for ${this.deadlineMs} ms during the export`)),
+          () => finish(new TrafficSourceError(ERROR_CODES.DEADLINE_EXCEEDED, `worker ${this.nameOf(w)} sent nothing for ${this.deadlineMs} ms during the export`)),
           this.deadlineMs,
         );
       };
-      const onAbort = (): void => finish(new TrafficSourceError(ERROR_CODES.CANCELLED, 'the request was cancelled'));
+      const onAbort = (): void => finish(cancelled());
       signal.addEventListener('abort', onAbort, { once: true });
       armIdle();
       call.on('data', (chunk: PcapChunk) => {
         if (settled) return;
         armIdle();
         try {
-          if (chunk.data.length > 0 && !file.write(chunk.data)) {
-            // Back-pressure: let the file catch up before reading more from the worker. The
-            // worker is not to blame for the wait, so the idle clock stops meanwhile.
+          received += chunk.data.length;
+          if (chunk.data.length > 0 && !out.write(Buffer.from(chunk.data))) {
             call.pause();
             clearTimeout(idle);
-            file.onDrain(() => {
+            out.onDrain(() => {
               if (settled) return;
               armIdle();
               call.resume();
@@ -649,9 +1066,8 @@ export class GrpcTrafficSource implements TrafficSource {
           finish(err);
           return;
         }
-        packets += chunk.packets;
         if (chunk.done) done = { packets: chunk.total_packets, bytes: chunk.total_bytes };
-        onProgress?.({ bytes: file.bytes, packets });
+        onChunk(chunk.packets);
       });
       call.on('error', (err) => finish(toSourceError(err, w)));
       call.on('end', () => finish());
@@ -659,6 +1075,42 @@ export class GrpcTrafficSource implements TrafficSource {
   }
 
   close(): void {
-    for (const w of this.workers) w.client.close();
+    this.discovery.stop();
+    for (const address of [...this.connections.keys()]) this.remove(address);
   }
+}
+
+/** A snapshot result over nodes: `snapshot` is the first node's, `snapshots` every node's. */
+function snapshotResult(found: Snapshot[], nodes: NodeCoverage[]): SnapshotResult {
+  const snapshots = [...found].sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  return { snapshot: snapshots[0]!, snapshots, nodes };
+}
+
+const talker = (t: ProtoTalker) => ({
+  ip: t.ip,
+  tx_packets: t.tx_packets,
+  rx_packets: t.rx_packets,
+  tx_bytes: t.tx_bytes,
+  rx_bytes: t.rx_bytes,
+  flows: t.flows,
+});
+
+const totals = (p: { flows: number; packets: number; bytes: number } | null) => ({ flows: p?.flows ?? 0, packets: p?.packets ?? 0, bytes: p?.bytes ?? 0 });
+
+function fromProtoSummary(s: ProtoSummary): Omit<FlowSummary, 'nodes'> {
+  return {
+    total_flows: s.total_flows,
+    total_packets: s.total_packets,
+    total_bytes: s.total_bytes,
+    tcp: totals(s.tcp),
+    udp: totals(s.udp),
+    unique_clients: s.unique_clients,
+    unique_servers: s.unique_servers,
+    top_by_bytes: s.top_by_bytes.map(talker),
+    top_by_packets: s.top_by_packets.map(talker),
+    tcp_handshake_client: percentiles(s.tcp_handshake_client),
+    tcp_handshake_server: percentiles(s.tcp_handshake_server),
+    first_seen_us: s.first_seen_us,
+    last_seen_us: s.last_seen_us,
+  };
 }

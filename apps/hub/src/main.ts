@@ -25,10 +25,13 @@ async function main(): Promise<void> {
   const address = app.server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
   app.log.warn(`no authentication is configured: listening on loopback (${config.host}) only`);
-  app.log.info(`workers: ${config.workers.join(', ')}`);
+  app.log.info(`workers: ${hubSource(config)}`);
   // Parsed by scripts/start.mjs: keep the shape.
   process.stdout.write(`MCP endpoint: http://localhost:${port}${config.mcpPath}\n`);
 }
+
+const hubSource = (config: { workers: string[]; workersDns?: string; workersDnsIntervalMs: number }): string =>
+  [...(config.workers.length ? [config.workers.join(', ')] : []), ...(config.workersDns ? [`DNS ${config.workersDns} every ${config.workersDnsIntervalMs} ms`] : [])].join(' + ');
 
 main().catch((err: unknown) => {
   process.stderr.write(`kubeshark-hub: ${(err as Error).stack ?? String(err)}\n`);

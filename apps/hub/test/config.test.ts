@@ -32,8 +32,36 @@ test('without authentication the hub will not listen beyond loopback', () => {
   for (const host of ['localhost', '127.0.0.1', '::1']) expect(validateConfig({ ...DEFAULT_CONFIG, host }).host).toBe(host);
 });
 
-test('several workers are refused with the reason', () => {
-  expect(() => configFromEnv({ HUB_WORKERS: '127.0.0.1:1,127.0.0.1:2' })).toThrow(/one worker/);
+test('several workers are read from HUB_WORKERS, each validated', () => {
+  expect(configFromEnv({ HUB_WORKERS: '127.0.0.1:1, 10.0.0.2:50151,[fd00::1]:7,worker-3.ns.svc:9' }).workers).toEqual(['127.0.0.1:1', '10.0.0.2:50151', '[fd00::1]:7', 'worker-3.ns.svc:9']);
+  let err: unknown;
+  try {
+    configFromEnv({ HUB_WORKERS: '127.0.0.1:1,bad,10.0.0.2:70000' });
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(ConfigError);
+  const problems = (err as ConfigError).problems.join('\n');
+  expect(problems).toMatch(/workers\.1/);
+  expect(problems).toMatch(/workers\.2: "10\.0\.0\.2:70000" has port 70000/);
+  expect(problems).not.toMatch(/workers\.0/);
+});
+
+test('a worker listed twice is refused, naming both places', () => {
+  expect(() => configFromEnv({ HUB_WORKERS: '127.0.0.1:1,127.0.0.2:1,127.0.0.1:1' })).toThrow(/workers\.2: "127\.0\.0\.1:1" is listed twice \(also workers\.0\)/);
+  expect(() => configFromEnv({ HUB_WORKERS: 'Worker-A:1,worker-a:1' })).toThrow(/listed twice/);
+});
+
+test('HUB_WORKERS_DNS discovers workers from a headless Service; alone it replaces the default list', () => {
+  const c = configFromEnv({ HUB_WORKERS_DNS: 'kubeshark-worker.kubeshark.svc:50151', HUB_WORKERS_DNS_INTERVAL_MS: '5000' });
+  expect(c).toMatchObject({ workers: [], workersDns: 'kubeshark-worker.kubeshark.svc:50151', workersDnsIntervalMs: 5000 });
+  expect(configFromEnv({}).workersDnsIntervalMs).toBe(10_000);
+  const both = configFromEnv({ HUB_WORKERS: '10.0.0.9:1', HUB_WORKERS_DNS: 'w:2' });
+  expect(both).toMatchObject({ workers: ['10.0.0.9:1'], workersDns: 'w:2' });
+  expect(() => configFromEnv({ HUB_WORKERS_DNS: 'no-port' })).toThrow(/workersDns/);
+  expect(() => configFromEnv({ HUB_WORKERS_DNS: 'w:0' })).toThrow(/workersDns: "w:0" has port 0/);
+  expect(() => configFromEnv({ HUB_WORKERS_DNS: 'w:1', HUB_WORKERS_DNS_INTERVAL_MS: '10' })).toThrow(/workersDnsIntervalMs/);
+  expect(() => validateConfig({ ...DEFAULT_CONFIG, workers: [] })).toThrow(/set HUB_WORKERS .* or HUB_WORKERS_DNS/);
 });
 
 test('unknown flags are refused', () => {
