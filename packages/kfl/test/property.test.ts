@@ -1,4 +1,4 @@
-import { compile, FIELDS, KflError, type KflRecord } from '../src';
+import { compile, composeFilter, FIELDS, KflError, namespaceRestriction, normalize, type KflRecord } from '../src';
 
 /**
  * Random well-typed filters over random records: the compiled function and the reference
@@ -179,6 +179,7 @@ test('compiled filters agree with the interpreter on random filters and records'
       continue;
     }
     filters++;
+    expect(normalize(f.normalized)).toBe(f.normalized);
     const g = compile(f.normalized, { now: NOW });
     for (const rec of records) {
       const a = f.matches(rec);
@@ -194,4 +195,29 @@ test('compiled filters agree with the interpreter on random filters and records'
   expect(filters).toBe(1500);
   expect(matched).toBeGreaterThan(filters * 2);
   expect(errored).toBeGreaterThan(100);
+});
+
+test('a composed filter is the restriction AND the user filter, whichever way it is evaluated', () => {
+  const seed = 777;
+  const r = new Rng(seed);
+  const records = Array.from({ length: 40 }, () => {
+    const rec = randomRecord(r);
+    rec.namespaces = r.chance(0.5) ? ['team-a'] : ['team-b', 'x'];
+    return rec;
+  });
+  const restriction = compile(namespaceRestriction(['team-a']));
+  let composedMatches = 0;
+  for (let i = 0; i < 300; i++) {
+    const text = new Gen(r).expr('bool', 1 + r.int(4));
+    const user = compile(text, { now: NOW });
+    const c = composeFilter(text, { restrictions: [namespaceRestriction(['team-a'])], macros: { team: '"team-a" in namespaces' } }, { now: NOW });
+    const joined = compile(c.text, { now: NOW });
+    for (const rec of records) {
+      const want = restriction.interpret(rec) && user.interpret(rec);
+      const got = [c.matches(rec), joined.matches(rec), joined.interpret(rec)];
+      if (got.some((x) => x !== want)) throw new Error(`seed ${seed}: ${text} composed as ${c.text} gives ${got.join(', ')}, expected ${want}`);
+      if (want) composedMatches++;
+    }
+  }
+  expect(composedMatches).toBeGreaterThan(300);
 });
