@@ -608,6 +608,35 @@ describe('detection on every golden capture', () => {
   });
 });
 
+describe('random input', () => {
+  test('real messages cut, spliced and corrupted at random, both directions: no exception, bounded entries', () => {
+    const clientParts = [STARTUP, SSL, Q('SELECT 1'), PARSE('', 'SELECT 2'), PARSE('s', 'SELECT 3'), BIND('', ''), BIND('p', 's'), DESCRIBE_P(''), EXECUTE(''), EXECUTE('p'), SYNC, msg('d', Buffer.from('x')), msg('c')];
+    const serverParts = [HELLO, Buffer.from('N'), Buffer.from('S'), T1, D1('1'), C('SELECT 1'), READY, ERR('42601', 'bad'), msg('1'), msg('2'), msg('n'), msg('G', Buffer.from([0]), i16(0))];
+    let entries = 0;
+    for (let seed = 1; seed <= 100; seed++) {
+      const rand = rng(seed);
+      const out: PostgresqlEntry[] = [];
+      const d = new PostgresqlDissector((e) => out.push(e), { maxBodySize: 1000 });
+      d.open(1, { clientDir: rand() < 0.7 ? 0 : undefined });
+      const off = [0, 0];
+      for (let k = 0; k < 40; k++) {
+        const dir: TcpDirection = rand() < 0.5 ? 0 : 1;
+        const parts = dir === 0 ? clientParts : serverParts;
+        const b = Buffer.from(parts[Math.floor(rand() * parts.length)]!);
+        if (rand() < 0.2) b[Math.floor(rand() * b.length)] = Math.floor(rand() * 256);
+        const n = rand() < 0.2 ? Math.floor(rand() * b.length) : b.length;
+        if (rand() < 0.05) d.onGap({ stream: 1, dir, offset: off[dir]!, length: 10, reason: 'acked', sec: k, nsec: 0 });
+        else d.onData({ stream: 1, dir, offset: off[dir]!, buf: b, start: 0, length: n, firstSec: k, firstNsec: 0, lastSec: k, lastNsec: 0, midStream: false });
+        off[dir] = off[dir]! + (n || 10);
+      }
+      d.flush();
+      for (const e of out) expect((e.request?.body?.length ?? 0) <= 1000 && (e.response?.body?.length ?? 0) <= 1000).toBe(true);
+      entries += out.length;
+    }
+    expect(entries).toBeGreaterThan(100);
+  });
+});
+
 /** Deterministic PRNG (mulberry32). */
 function rng(seed: number): () => number {
   let a = seed;
