@@ -241,7 +241,8 @@ type ResponseState =
   | 'prepare-params-eof'
   | 'prepare-columns'
   | 'prepare-columns-eof'
-  | 'field-list';
+  | 'field-list'
+  | 'local-infile'; // the client uploads a file, then the server answers OK or ERR
 
 interface Call {
   command: string;
@@ -405,7 +406,6 @@ export class MysqlDissector implements TcpDissector {
   }
 
   open(stream: number, info: StreamOpen): void {
-    this.conns.delete(stream);
     this.conns.set(stream, this.newConn(info.clientDir, info.upgrade?.firstIndex ?? 0));
   }
 
@@ -872,8 +872,14 @@ export class MysqlDissector implements TcpDissector {
           call.columns = 1;
           return;
         }
-        if (call.code === COM_STATISTICS || b[0] === 0xfb) {
-          // COM_STATISTICS answers with a bare string; 0xFB asks for a LOCAL INFILE upload.
+        if (b[0] === 0xfb && call.code === COM_QUERY) {
+          // LOAD DATA LOCAL INFILE: the server names a file, the client sends it (packets with
+          // sequence ids going on, ended by an empty one), then the server answers.
+          call.state = 'local-infile';
+          return;
+        }
+        if (call.code === COM_STATISTICS) {
+          // COM_STATISTICS answers with a bare string.
           call.responseKind = 'DATA';
           this.finishCall(conn, stream);
           return;
@@ -925,6 +931,10 @@ export class MysqlDissector implements TcpDissector {
         this.prepareNext(conn, stream, call, 'prepare-columns', deprecateEof);
         return;
       case 'prepare-columns-eof':
+        this.finishCall(conn, stream);
+        return;
+      case 'local-infile':
+        this.okOrErr(conn, call, b);
         this.finishCall(conn, stream);
         return;
       case 'field-list':

@@ -44,7 +44,11 @@ export interface WebSocketEntry extends Entry {
   ws_masked: boolean;
   /** The message was per-message-deflate compressed (the body is shown inflated). */
   ws_compressed: boolean;
-  /** A compressed message could not be inflated: the body is the compressed bytes. */
+  /**
+   * A compressed message could not be inflated (corrupt, cut by a gap or by the bound on kept
+   * input, or its window was lost): the body is the compressed bytes. A message whose output
+   * only exceeds the bound is inflated up to it (`truncated`).
+   */
   ws_inflate_failed: boolean;
 }
 
@@ -421,19 +425,40 @@ export class WebSocketDissector implements TcpDissector {
       if (!noTakeover) d.window = null;
       return { body: raw ? raw.subarray(0, this.maxBody) : null, truncated: true, inflateFailed: true };
     }
-    try {
-      const input = Buffer.concat([raw ?? Buffer.alloc(0), TAIL]);
-      const opts: zlib.ZlibOptions = { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: this.maxBody + 1 };
-      if (dict.length > 0) opts.dictionary = dict;
-      const out = zlib.inflateRawSync(input, opts);
-      if (out.length > this.maxBody) throw new RangeError('too large');
-      if (!noTakeover) d.window = Buffer.from(Buffer.concat([dict, out]).subarray(-WINDOW));
-      return { body: out, truncated: false, inflateFailed: false };
-    } catch {
-      // Too large for the bound, or corrupt: the window no longer follows the sender's.
-      if (!noTakeover) d.window = null;
-      return { body: raw ? raw.subarray(0, this.maxBody) : null, truncated: true, inflateFailed: true };
+    const input = Buffer.concat([raw ?? Buffer.alloc(0), TAIL]);
+    const opts: zlib.ZlibOptions = { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: this.maxBody + 1 };
+    if (dict.length > 0) opts.dictionary = dict;
+    // 'big': the output exceeds the bound; null: corrupt input.
+    const inflate = (n: number): Buffer | 'big' | null => {
+      try {
+        const out = zlib.inflateRawSync(input.subarray(0, n), opts);
+        return out.length > this.maxBody ? 'big' : out;
+      } catch (e) {
+        return e instanceof RangeError || (e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' ? 'big' : null;
+      }
+    };
+    const whole = inflate(input.length);
+    if (whole instanceof Buffer) {
+      if (!noTakeover) d.window = Buffer.from(Buffer.concat([dict, whole]).subarray(-WINDOW));
+      return { body: whole, truncated: false, inflateFailed: false };
     }
+    // Too large for the bound, or corrupt: the window no longer follows the sender's.
+    if (!noTakeover) d.window = null;
+    if (whole === null) return { body: raw ? raw.subarray(0, this.maxBody) : null, truncated: true, inflateFailed: true };
+    // Too large: the longest input prefix whose output fits (a prefix inflates to a prefix of
+    // the output under sync flush), found by bisection: the first maxBody bytes of the message.
+    let lo = 0;
+    let hi = input.length;
+    let best: Buffer = Buffer.alloc(0);
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      const out = inflate(mid);
+      if (out instanceof Buffer) {
+        lo = mid;
+        best = out;
+      } else hi = mid - 1;
+    }
+    return { body: best, truncated: true, inflateFailed: false };
   }
 
   private emitMessage(conn: Conn, stream: number, msg: Message, pong: Message | null, index = conn.nextIndex++): void {

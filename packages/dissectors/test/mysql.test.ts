@@ -539,6 +539,21 @@ describe('MySQL by hand', () => {
     ]);
   });
 
+  test('LOAD DATA LOCAL INFILE: the upload is skipped, the OK after it answers the query', () => {
+    const es = play([
+      [0, query("LOAD DATA LOCAL INFILE '/tmp/a.csv' INTO TABLE t")],
+      [1, pkt(1, [0xfb, ...Buffer.from('/tmp/a.csv')])],
+      [0, Buffer.concat([pkt(2, [...Buffer.from('1,a\n2,b\n')]), pkt(3, [])])],
+      [1, ok(4, 2)],
+      [0, command(0x0e)],
+      [1, ok(1)],
+    ]);
+    expect(es.map((e) => [e.method, e.mysql_response, e.mysql_affected_rows, e.error])).toEqual([
+      ['LOAD', 'OK', 2, undefined],
+      ['COM_PING', 'OK', 0, undefined],
+    ]);
+  });
+
   test('a command never answered is pair-not-found at the end', () => {
     const f = new Feed();
     f.data(0, query('select sleep(100)'), 1);

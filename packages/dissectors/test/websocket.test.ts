@@ -430,9 +430,13 @@ describe('WebSocket by hand', () => {
     );
     expect(es.map((e) => [e.ws_inflate_failed, e.response!.truncated, e.response!.body!.length <= 1024])).toEqual([
       [false, false, true],
-      [true, true, true],
+      [false, true, true],
       [false, false, true],
     ]);
+    // The bomb comes out as the first bytes of its output, up to the bound (an input byte of it
+    // inflates to up to 258 bytes: the longest prefix that fits stops short of the bound).
+    expect(es[1]!.response!.body!.length).toBeGreaterThan(1024 - 258);
+    expect(es[1]!.response!.body!.every((b) => b === 0)).toBe(true);
     expect(Buffer.from(es[2]!.response!.body!).toString()).toBe('two');
     // With context takeover, the message after the one that could not be inflated is flagged.
     const taken = play(
@@ -444,7 +448,13 @@ describe('WebSocket by hand', () => {
       { maxBodySize: 1024 },
       UPGRADE('permessage-deflate'),
     );
-    expect(taken.map((e) => e.ws_inflate_failed)).toEqual([true, true]);
+    expect(taken.map((e) => [e.ws_inflate_failed, e.response!.truncated])).toEqual([
+      [false, true],
+      [true, true],
+    ]);
+    // A corrupt message is shown compressed and flagged.
+    const corrupt = play([[1, frame(1, Buffer.from([0xff, 0xff, 0xff, 0x00]), { rsv1: true })]], undefined, {}, UPGRADE('permessage-deflate'));
+    expect(corrupt.map((e) => [e.ws_inflate_failed, e.response!.truncated, e.response!.body!.length])).toEqual([[true, true, 4]]);
   });
 
   test('a gap inside a payload keeps the message (flagged); a gap at a header resyncs at the next frame', () => {
