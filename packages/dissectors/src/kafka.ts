@@ -121,16 +121,16 @@ export function kafkaFailure(code: number): string {
   return `${KAFKA_ERRORS[code] ?? 'KAFKA_ERROR'} (${code})`;
 }
 
-/**
- * First flexible version (compact encodings, tagged fields, header v2/v1) of the APIs whose
- * bodies are read, and of the common ones (their headers carry tagged fields).
- */
+/** Never flexible (SaslHandshake, OffsetDelete). */
+const NEVER = Number.POSITIVE_INFINITY;
+/** First flexible version (compact encodings, tagged fields, request header v2, response header v1) per API key. */
 const FIRST_FLEXIBLE: Readonly<Record<number, number>> = {
-  0: 9, 1: 12, 2: 6, 3: 9, 8: 8, 9: 6, 10: 3, 11: 6, 12: 4, 13: 4, 14: 4, 15: 5, 16: 3, 18: 3, 19: 5, 20: 4, 21: 2, 22: 2,
-  23: 4, 24: 3, 25: 3, 26: 3, 28: 3, 29: 2, 30: 2, 31: 2, 32: 4, 33: 2, 36: 2, 37: 2, 42: 2,
+  0: 9, 1: 12, 2: 6, 3: 9, 4: 4, 5: 2, 6: 6, 7: 3, 8: 8, 9: 6, 10: 3, 11: 6, 12: 4, 13: 4, 14: 4, 15: 5, 16: 3, 17: NEVER, 18: 3,
+  19: 5, 20: 4, 21: 2, 22: 2, 23: 4, 24: 3, 25: 3, 26: 3, 27: 1, 28: 3, 29: 2, 30: 2, 31: 2, 32: 4, 33: 2, 34: 2, 35: 2, 36: 2,
+  37: 2, 38: 2, 39: 2, 40: 2, 41: 2, 42: 2, 43: 2, 44: 1, 47: NEVER, 48: 1, 49: 1,
 };
-/** Newer APIs are flexible from version 0. */
-const FLEXIBLE_FROM_START = 43;
+/** The APIs added later are flexible from version 0. */
+const FLEXIBLE_FROM_START = 45;
 
 function flexible(apiKey: number, version: number): boolean {
   const first = FIRST_FLEXIBLE[apiKey];
@@ -282,7 +282,15 @@ function readRequestHeader(frame: Uint8Array, end: number, strict: boolean): Req
     if (!(apiKey === 7 && version === 0)) {
       clientId = r.str(false) ?? '';
       if (strict && !PRINTABLE.test(clientId)) return null;
-      if (flexible(apiKey, version)) r.tagged();
+      if (flexible(apiKey, version)) {
+        const at = r.pos;
+        try {
+          r.tagged();
+        } catch {
+          // Header fields are read; only the body (which needs them skipped) is lost.
+          r.pos = at;
+        }
+      }
     }
     return { apiKey, version, correlationId, clientId, bodyAt: r.pos };
   } catch {

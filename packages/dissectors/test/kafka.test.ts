@@ -212,7 +212,7 @@ const fetchResponse = (v: number, corr: number, top: number, partition: number):
     ...resHeader(corr, flex),
     ...i32(0),
     ...(v >= 7 ? [...i16(top), ...i32(0)] : []),
-    ...(flex ? carr([[...cstr('clicks'), ...carr([[...i32(3), ...i16(partition)]])]]) : arr([[...str('clicks'), ...arr([[...i32(3), ...i16(partition)]])]])),
+    ...(flex ? carr([[...(v >= 13 ? UUID : cstr('clicks')), ...carr([[...i32(3), ...i16(partition)]])]]) : arr([[...str('clicks'), ...arr([[...i32(3), ...i16(partition)]])]])),
   ]);
 };
 const metadataV9 = (corr: number, topics: string[] | null): Buffer =>
@@ -316,9 +316,8 @@ describe('hand-made Kafka streams', () => {
     ]);
     const topic = v >= 13 ? 'deadbeef-0001-0002-0003-000405060708' : 'clicks';
     expect(e).toMatchObject({ kafka_api_key_name: 'FETCH', kafka_api_version: v, kafka_client_id: 'consumer-1', kafka_topics: [topic], kafka_request_summary: `FETCH ${topic}[3,4]` });
-    // Before v13 the response names the topic; from v13 it carries the id, and the error is
-    // still the first partition's.
-    if (v < 13) expect(e!.kafka_error_code).toBe(1);
+    // The first partition's error (the response names the topic by id from v13).
+    expect(e).toMatchObject({ kafka_error_code: 1, failure: 'OFFSET_OUT_OF_RANGE (1)' });
   });
 
   it('takes the top-level Fetch error first (v7+)', () => {
@@ -340,6 +339,14 @@ describe('hand-made Kafka streams', () => {
     expect(out[1]!.kafka_request_summary).toBe('METADATA *');
     // v10: a topic named by id only shows the id; the all-zero id of a named topic is not shown.
     expect(out[2]!.kafka_topics).toEqual(['deadbeef-0001-0002-0003-000405060708', 'named']);
+  });
+
+  it('skips tagged fields in request header v2 and in response header v1', () => {
+    // One tagged field (tag 0, 3 bytes) in each header.
+    const req = frame([...i16(3), ...i16(9), ...i32(11), ...str('tagger'), 1, 0, 3, 7, 7, 7, ...carr([[...cstr('tagged'), ...TAG]]), 1, 0, 0, ...TAG]);
+    const res = frame([...i32(11), 1, 0, 3, 7, 7, 7, ...i32(0), ...carr([]), ...cstr(null), ...i32(1), ...carr([[...i16(29), ...cstr('tagged'), 0, ...carr([]), ...i32(0), ...TAG]]), ...TAG]);
+    const [e] = runStream([[0, req], [1, res]]);
+    expect(e).toMatchObject({ kafka_client_id: 'tagger', kafka_topics: ['tagged'], kafka_error_code: 29, failure: 'TOPIC_AUTHORIZATION_FAILED (29)' });
   });
 
   it('reads ApiVersions v3 (request header v2, response header v0) and its error', () => {
