@@ -98,10 +98,12 @@ export interface OwnerRef {
 }
 
 /**
- * Characters of a pod-template-hash: Kubernetes renders the hash with its "safe" alphabet
- * (no vowels, no 0/1/3, to avoid words), 1 to 10 characters.
+ * A pod-template-hash: the decimal text of a 32-bit hash, mapped character by character onto
+ * Kubernetes' "safe" alphabet (no vowels, no 0/1/3, to avoid words), so at most 10 characters,
+ * and in practice at least 6 (shorter would need a hash below 100000). The lower bound keeps
+ * hand-made names such as `legacy-rs` whole.
  */
-const TEMPLATE_HASH = /^[bcdfghjklmnpqrstvwxz2456789]{1,10}$/;
+const TEMPLATE_HASH = /^[bcdfghjklmnpqrstvwxz2456789]{6,10}$/;
 
 /**
  * The workload a pod belongs to, from its controller owner reference. A ReplicaSet named

@@ -131,28 +131,62 @@ class NodeRecord implements Cached {
 
 type Owner = PodRecord | ServiceRecord | NodeRecord;
 
-/** Parallel arrays, sorted by `from`, intervals disjoint. */
+/**
+ * Intervals sorted by start, disjoint: `span` interleaves [from0, to0, from1, to1, ...] so that
+ * a lookup reads one contiguous array of doubles, `owner[i]` owns interval i.
+ */
 class Timeline<O extends Owner> {
-  from: number[] = [];
-  to: number[] = [];
+  span: number[] = [];
   owner: O[] = [];
+
+  get length(): number {
+    return this.owner.length;
+  }
+
+  fromAt(i: number): number {
+    return this.span[2 * i]!;
+  }
+
+  toAt(i: number): number {
+    return this.span[2 * i + 1]!;
+  }
+
+  setTo(i: number, t: number): void {
+    this.span[2 * i + 1] = t;
+  }
 
   /** The owner at time t, or undefined. */
   at(t: number): O | undefined {
-    const from = this.from;
+    const span = this.span;
     let lo = 0;
-    let hi = from.length;
+    let hi = this.owner.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (from[mid]! <= t) lo = mid + 1;
+      if (span[2 * mid]! <= t) lo = mid + 1;
       else hi = mid;
     }
-    return lo > 0 && t < this.to[lo - 1]! ? this.owner[lo - 1] : undefined;
+    return lo > 0 && t < span[2 * lo - 1]! ? this.owner[lo - 1] : undefined;
+  }
+
+  /** Index of the first interval starting after t (where an interval starting at t goes). */
+  upperBound(t: number): number {
+    let lo = 0;
+    let hi = this.owner.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.span[2 * mid]! <= t) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  insertAt(i: number, from: number, to: number, o: O): void {
+    this.span.splice(2 * i, 0, from, to);
+    this.owner.splice(i, 0, o);
   }
 
   removeAt(i: number): void {
-    this.from.splice(i, 1);
-    this.to.splice(i, 1);
+    this.span.splice(2 * i, 2);
     this.owner.splice(i, 1);
   }
 
@@ -194,8 +228,8 @@ export class ClusterResolver {
   private sliceDirty = true;
   private servicesByPodKey = new Map<string, ServiceRecord[]>();
   private servicesByAddress = new Map<string, ServiceRecord[]>();
-  /** `namespace/name` of Services that have EndpointSlices: their members come from the slices only. */
-  private slicedServices = new Set<string>();
+  /** Live Services with a selector and no EndpointSlice, by namespace: their members come from the selector. */
+  private selectorServices = new Map<string, ServiceRecord[]>();
 
   private lookups = 0;
   private readonly resolvedCounts = { pod: 0, service: 0, node: 0 };
@@ -393,8 +427,8 @@ export class ClusterResolver {
     let dropped = 0;
     const cut = (tl: Timeline<Owner> | undefined): void => {
       if (tl === undefined) return;
-      for (let i = tl.from.length - 1; i >= 0; i--) {
-        if (tl.to[i]! <= horizon) {
+      for (let i = tl.length - 1; i >= 0; i--) {
+        if (tl.toAt(i) <= horizon) {
           tl.removeAt(i);
           dropped++;
         }
@@ -404,9 +438,9 @@ export class ClusterResolver {
       cut(slot.pod);
       cut(slot.service);
       cut(slot.node);
-      if (slot.pod?.from.length === 0) delete slot.pod;
-      if (slot.service?.from.length === 0) delete slot.service;
-      if (slot.node?.from.length === 0) delete slot.node;
+      if (slot.pod?.length === 0) delete slot.pod;
+      if (slot.service?.length === 0) delete slot.service;
+      if (slot.node?.length === 0) delete slot.node;
       if (slot.pod === undefined && slot.service === undefined && slot.node === undefined) this.slots.delete(ip);
     }
     for (const [uid, p] of this.pods) {
@@ -424,7 +458,7 @@ export class ClusterResolver {
 
   stats(): ResolverStats {
     let intervals = 0;
-    for (const slot of this.slots.values()) intervals += (slot.pod?.from.length ?? 0) + (slot.service?.from.length ?? 0) + (slot.node?.from.length ?? 0);
+    for (const slot of this.slots.values()) intervals += (slot.pod?.length ?? 0) + (slot.service?.length ?? 0) + (slot.node?.length ?? 0);
     return {
       ips: this.slots.size,
       intervals,
@@ -518,36 +552,27 @@ export class ClusterResolver {
   private insert<O extends Owner>(tl: Timeline<O>, owner: O, from: number, to: number): void {
     let f = from;
     let t = to;
-    let lo = 0;
-    let hi = tl.from.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (tl.from[mid]! <= f) lo = mid + 1;
-      else hi = mid;
-    }
-    let i = lo;
-    if (i > 0 && tl.to[i - 1]! > f) {
+    let i = tl.upperBound(f);
+    if (i > 0 && tl.toAt(i - 1) > f) {
       this.overlapsTrimmed++;
-      if (tl.to[i - 1] === Infinity) {
+      if (tl.toAt(i - 1) === Infinity) {
         // The earlier owner's end was never seen: the new owner's arrival is the best bound.
-        tl.to[i - 1] = f;
-        if (tl.from[i - 1]! >= f) {
+        tl.setTo(i - 1, f);
+        if (tl.fromAt(i - 1) >= f) {
           tl.removeAt(i - 1);
           i--;
         }
       } else {
-        f = tl.to[i - 1]!;
+        f = tl.toAt(i - 1);
       }
     }
-    if (i < tl.from.length && t > tl.from[i]!) {
+    if (i < tl.length && t > tl.fromAt(i)) {
       this.overlapsTrimmed++;
-      t = tl.from[i]!;
+      t = tl.fromAt(i);
     }
     if (f >= t) return;
-    tl.from.splice(i, 0, f);
-    tl.to.splice(i, 0, t);
-    tl.owner.splice(i, 0, owner);
-    if (tl.from.length > this.maxIntervalsPerIp) {
+    tl.insertAt(i, f, t, owner);
+    if (tl.length > this.maxIntervalsPerIp) {
       tl.removeAt(0);
       this.droppedByCap++;
     }
@@ -558,10 +583,10 @@ export class ClusterResolver {
     if (tl === undefined) return;
     const j = tl.indexOf(owner);
     if (j < 0) return;
-    const next = j + 1 < tl.from.length ? tl.from[j + 1]! : Infinity;
+    const next = j + 1 < tl.length ? tl.fromAt(j + 1) : Infinity;
     const end = Math.min(t, next);
-    if (end <= tl.from[j]!) tl.removeAt(j);
-    else tl.to[j] = end;
+    if (end <= tl.fromAt(j)) tl.removeAt(j);
+    else tl.setTo(j, end);
   }
 
   private refreshSliceIndex(): void {
@@ -586,9 +611,16 @@ export class ClusterResolver {
         else if (isIp) for (const a of ep.addresses) add(byAddr, a, svc);
       }
     }
+    const bySelector = new Map<string, ServiceRecord[]>();
+    for (const svc of this.servicesByName.values()) {
+      if (svc.info.selector === undefined || sliced.has(svc.key)) continue;
+      const l = bySelector.get(svc.info.namespace);
+      if (l === undefined) bySelector.set(svc.info.namespace, [svc]);
+      else l.push(svc);
+    }
     this.servicesByPodKey = byPod;
     this.servicesByAddress = byAddr;
-    this.slicedServices = sliced;
+    this.selectorServices = bySelector;
   }
 
   /** The Services a pod backs: EndpointSlices for Services that have them, else selectors. */
@@ -596,11 +628,7 @@ export class ClusterResolver {
     this.refreshSliceIndex();
     const found = new Set<ServiceRecord>(this.servicesByPodKey.get(p.key));
     for (const ip of p.info.ips) for (const s of this.servicesByAddress.get(ip) ?? []) found.add(s);
-    for (const s of this.servicesByName.values()) {
-      const sel = s.info.selector;
-      if (sel === undefined || s.info.namespace !== p.info.namespace || this.slicedServices.has(s.key)) continue;
-      if (matches(sel, p.info.labels)) found.add(s);
-    }
+    for (const s of this.selectorServices.get(p.info.namespace) ?? []) if (matches(s.info.selector!, p.info.labels)) found.add(s);
     return [...found].map((s) => Object.freeze({ name: s.info.name, namespace: s.info.namespace })).sort(byName);
   }
 
