@@ -2,12 +2,15 @@ import { Completeness, parseIp, type FlowTable, type L4Packet, type RawPacket, t
 import {
   DNS_TCP_PROTOCOL,
   DnsDissector,
+  HTTP2_PROTOCOL,
   HTTP_PROTOCOL,
+  Http2Dissector,
   HttpDissector,
   StreamRouter,
   type DnsEntry,
   type Entry,
   type EntryMessage,
+  type Http2Entry,
   type HttpEntry,
   type RoutedProtocol,
   type StreamFacts,
@@ -15,7 +18,7 @@ import {
 } from '@kubeshark-mcp/dissectors';
 
 /** Every entry the worker stores: the dissectors' own types. */
-export type AnyEntry = HttpEntry | DnsEntry;
+export type AnyEntry = HttpEntry | DnsEntry | Http2Entry;
 
 /**
  * L7 API calls on the worker: the dissectors wired behind the flow tracker, and a bounded
@@ -58,6 +61,8 @@ export interface EntrySummary {
   /** Request time, microseconds since the epoch. */
   timestamp: number;
   error?: string;
+  /** The protocol's own account of a failure (HTTP 503, NXDOMAIN, grpc-status 14 UNAVAILABLE, ...). */
+  failure?: string;
 }
 
 export function entrySummary(s: StoredEntry): EntrySummary {
@@ -76,6 +81,7 @@ export function entrySummary(s: StoredEntry): EntrySummary {
     elapsed_time: e.elapsed_time,
     timestamp: e.timestamp,
     ...(e.error ? { error: e.error } : {}),
+    ...(e.failure ? { failure: e.failure } : {}),
   };
 }
 
@@ -90,43 +96,46 @@ function bodyPreview(b: Uint8Array | null): { body?: string; body_encoding?: 'te
   return { body: buf.toString('base64'), body_encoding: 'base64' };
 }
 
-function messageJson(m: EntryMessage | null, withBody: boolean): object | null {
+function messageJson(m: (EntryMessage & { trailers?: unknown }) | null, withBody: boolean): object | null {
   if (m === null) return null;
   return {
     headers: m.headers,
+    ...(m.trailers !== undefined ? { trailers: m.trailers } : {}),
     body_size: m.body_size,
     truncated: m.truncated,
     ...(withBody ? bodyPreview(m.body) : {}),
   };
 }
 
-/** The full record of an entry (GetEntry's `json`). */
+/** Fields every entry has, shown by the summary; the rest of an entry is its protocol's own. */
+const COMMON_FIELDS = new Set(['protocol', 'stream', 'index', 'timestamp', 'elapsed_time', 'method', 'path', 'url', 'status_code', 'request', 'response', 'error', 'failure', 'times']);
+
+/** The full record of an entry (GetEntry's `json`): the summary, the protocol's own fields, and the messages with body previews. */
 export function entryDetail(s: StoredEntry): object {
   const e = s.entry;
   const base = { ...entrySummary(s), index: e.index };
-  if (e.protocol === 'http') {
+  if (e.protocol === 'dns' && 'dns_id' in e) {
     return {
       ...base,
-      version: e.version,
-      status_text: e.status_text,
-      request: messageJson(e.request, true),
-      response: messageJson(e.response, true),
+      transport: e.transport,
+      dns_id: e.dns_id,
+      dns_questions: e.dns_questions,
+      dns_answers: e.dns_answers,
+      dns_authorities: e.dns_authorities,
+      dns_additionals: e.dns_additionals,
+      ...(e.dns_rcode !== undefined ? { dns_rcode: e.dns_rcode } : {}),
+      request: messageJson(e.request, false),
+      response: messageJson(e.response, false),
+      request_size: e.dns_request?.length ?? 0,
+      response_size: e.dns_response?.length ?? 0,
     };
   }
-  return {
-    ...base,
-    transport: e.transport,
-    dns_id: e.dns_id,
-    dns_questions: e.dns_questions,
-    dns_answers: e.dns_answers,
-    dns_authorities: e.dns_authorities,
-    dns_additionals: e.dns_additionals,
-    ...(e.dns_rcode !== undefined ? { dns_rcode: e.dns_rcode } : {}),
-    request: messageJson(e.request, false),
-    response: messageJson(e.response, false),
-    request_size: e.dns_request?.length ?? 0,
-    response_size: e.dns_response?.length ?? 0,
-  };
+  const own: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(e)) {
+    if (COMMON_FIELDS.has(k) || v === undefined || v instanceof Uint8Array) continue;
+    own[k] = v;
+  }
+  return { ...base, ...own, request: messageJson(e.request, true), response: messageJson(e.response, true) };
 }
 
 export class CursorError extends Error {}
@@ -274,6 +283,7 @@ function lowerEndpoint(a: { ip: string; port: number }, b: { ip: string; port: n
 export class L7Pipeline {
   readonly http: HttpDissector;
   readonly dns: DnsDissector;
+  readonly http2: Http2Dissector;
   readonly router: StreamRouter;
   readonly tcpConsumer: TcpStreamConsumer;
   private readonly dissectors: TcpDissector[];
@@ -288,8 +298,10 @@ export class L7Pipeline {
     const maxBodySize = options.maxBodySize ?? BODY_PREVIEW;
     this.http = new HttpDissector(emit, { maxBodySize, onUpgrade: (u) => this.router.upgrade(u) });
     this.dns = new DnsDissector(emit, { keepBodies: false });
+    this.http2 = new Http2Dissector(emit, { maxBodySize });
     const protocols: RoutedProtocol[] = [
       { protocol: HTTP_PROTOCOL, dissector: this.http },
+      { protocol: HTTP2_PROTOCOL, dissector: this.http2 },
       { protocol: DNS_TCP_PROTOCOL, dissector: this.dns },
     ];
     this.dissectors = protocols.map((p) => p.dissector);
@@ -297,7 +309,7 @@ export class L7Pipeline {
       protocols,
       facts: (stream) => this.facts(stream),
       ...(options.portMapping ? { portMapping: options.portMapping } : {}),
-      upgrades: {},
+      upgrades: { h2c: this.http2 },
     });
     this.tcpConsumer = this.router;
     this.onUdp = this.onUdp.bind(this);

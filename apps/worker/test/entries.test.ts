@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
 import { GOLDEN_DIR, capturePath, grpcUnary } from '@kubeshark-mcp/testkit';
 import { endpointOf } from '../src/api-stats';
-import { WorkerEngine, startWorkerServer, type RunningWorkerServer } from '../src';
+import { WorkerEngine, entryDetail, startWorkerServer, type RunningWorkerServer } from '../src';
 
 /** L7 entries through a real gRPC server, checked against tshark's HTTP and DNS views of the captures. */
 
@@ -266,4 +266,23 @@ test('endpoints group identifier-like path segments and drop the query', () => {
   expect(endpointOf(e('http', '/'))).toBe('/');
   expect(endpointOf(e('redis', 'session:123'))).toBe('');
   expect(endpointOf(e('dns', 'example.com'))).toBe('example.com');
+});
+
+test('gRPC over HTTP/2 is detected by its preface and stored with its service, method, status and messages (tshark view: http2-frames.psv)', async () => {
+  const capture = 'grpc-go-book/grpc_Unary.pcapng';
+  const frames = readFileSync(path.join(GOLDEN_DIR, capture, 'http2-frames.psv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split('|'));
+  // The request HEADERS frames tshark decoded: one per call.
+  const requests = frames.filter((f) => f[9]!.includes('":method"')).map((f) => JSON.parse(f[9]!) as [string, string][]);
+  expect(requests.length).toBeGreaterThan(0);
+  const e = new WorkerEngine('node-g', 'test');
+  await e.replay([capturePath(capture)]);
+  const stored = e.entries!.query({}).entries;
+  const grpcEntries = stored.filter((s) => s.entry.protocol === 'grpc');
+  expect(grpcEntries.map((s) => s.entry.path)).toEqual(requests.map((h) => h.find(([k]) => k === ':path')![1]));
+  const detail = entryDetail(grpcEntries[0]!) as Record<string, unknown>;
+  expect(detail).toMatchObject({ protocol: 'grpc', method: 'POST', grpc_service: 'greet.GreetService', grpc_method: 'Greet', grpc_status: 0, version: 'HTTP/2', http2_stream_id: 1 });
+  const status = frames.find((f) => f[9]!.includes('"grpc-status"'))!;
+  expect(String((JSON.parse(status[9]!) as [string, string][]).find(([k]) => k === 'grpc-status')![1])).toBe(String(detail.grpc_status));
+  expect((detail.request as { headers: [string, string][] }).headers).toEqual(expect.arrayContaining([['authorization', 'aDummyToken']]));
+  expect(detail.failure).toBeUndefined();
 });

@@ -66,6 +66,7 @@ export interface HttpUpgrade {
   stream: number;
   /** The `Upgrade` header of the response (else the request's), lower-cased: `websocket`, `h2c`, ... */
   protocol: string;
+  method: string;
   path: string;
   host: string;
   requestHeaders: HeaderList;
@@ -803,7 +804,7 @@ export class HttpDissector implements TcpDissector {
       d.marks = [];
     }
     const protocol = (header(res.headers, 'upgrade') ?? header(req.headers, 'upgrade') ?? '').trim().toLowerCase();
-    this.onUpgrade!({ stream, protocol, path: req.target, host: header(req.headers, 'host') ?? '', requestHeaders: req.headers, responseHeaders: res.headers, firstIndex: this.nextIndex.get(stream) ?? 0, boundary, rest });
+    this.onUpgrade!({ stream, protocol, method: req.method, path: req.target, host: header(req.headers, 'host') ?? '', requestHeaders: req.headers, responseHeaders: res.headers, firstIndex: this.nextIndex.get(stream) ?? 0, boundary, rest });
   }
 
   /** Emits the exchanges at the head of the queue that are complete. */

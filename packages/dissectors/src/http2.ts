@@ -407,7 +407,7 @@ export class Http2Dissector implements TcpDissector {
     // The upgrade request is stream 1, half-closed by the client (RFC 7540 §3.2).
     const s = this.createStream(conn, 1);
     if (!s) return;
-    const method = 'method' in up && typeof up.method === 'string' ? up.method : 'GET';
+    const method = up.method ?? 'GET';
     const fields = up.requestHeaders.filter(([k]) => !/^(host|connection|upgrade|http2-settings|keep-alive|proxy-connection|transfer-encoding|te)$/i.test(k));
     s.req.headers = [[':method', method], [':path', up.path], [':authority', up.host], ...fields.map(([k, v]): [string, string] => [k.toLowerCase(), v])];
     s.req.ended = true;

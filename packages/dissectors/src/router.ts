@@ -172,7 +172,7 @@ export class StreamRouter implements TcpStreamConsumer {
     route.to = target;
     target.open(u.stream, {
       clientDir: route.clientDir,
-      upgrade: { path: u.path, host: u.host, requestHeaders: u.requestHeaders, responseHeaders: u.responseHeaders, firstIndex: u.firstIndex },
+      upgrade: { method: u.method, path: u.path, host: u.host, requestHeaders: u.requestHeaders, responseHeaders: u.responseHeaders, firstIndex: u.firstIndex },
     });
     for (const dir of [0, 1] as const) {
       const r = u.rest[dir];

@@ -37,7 +37,8 @@ export interface StreamOpen {
   clientDir: TcpDirection | undefined;
   /** Set when the stream changed protocol after an HTTP/1.1 Upgrade (101 Switching Protocols). */
   upgrade?: {
-    /** The request's target and Host, for the entries' `path` and `url`. */
+    /** The request's method (GET when absent), target and Host, for the entries' `method`, `path` and `url`. */
+    method?: string;
     path: string;
     host: string;
     /** Request and response header fields of the upgrade exchange (WebSocket key, subprotocol, HTTP2-Settings). */
