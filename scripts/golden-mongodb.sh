@@ -9,14 +9,14 @@
 #
 # Output: fixtures/golden/<capture>/mongodb.psv, '|'-separated with a header line, one row per
 # frame tshark dissects as MongoDB (several values of a field joined with ';'):
-#   frame.number, tcp.stream, tcp.srcport, tcp.dstport
+#   frame.number, frame.time_epoch, tcp.stream, tcp.srcport, tcp.dstport
 #   mongo.message_length, mongo.request_id, mongo.response_to, mongo.opcode
 #   mongo.full_collection_name (legacy ops), mongo.database, mongo.commandname,
 #   mongo.msg.flags, mongo.msg.sections.section.kind, mongo.number_returned,
 #   mongo.compression.compressor, mongo.element.name (every element name, in document order)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FIELDS=(frame.number tcp.stream tcp.srcport tcp.dstport mongo.message_length mongo.request_id mongo.response_to mongo.opcode
+FIELDS=(frame.number frame.time_epoch tcp.stream tcp.srcport tcp.dstport mongo.message_length mongo.request_id mongo.response_to mongo.opcode
   mongo.full_collection_name mongo.database mongo.commandname mongo.msg.flags mongo.msg.sections.section.kind mongo.number_returned
   mongo.compression.compressor mongo.element.name)
 args=()

@@ -7,7 +7,7 @@
 # Output: fixtures/golden/<capture>/mysql.psv, '|'-separated with a header line, one row per
 # frame tshark dissects as MySQL. A frame carrying several MySQL packets (a result set) lists
 # the values of all of them, joined with ';' (-E aggregator):
-#   frame.number, tcp.stream, tcp.srcport, tcp.dstport
+#   frame.number, frame.time_epoch, tcp.stream, tcp.srcport, tcp.dstport
 #   mysql.packet_number       sequence id of every packet in the frame
 #   mysql.command             command code of a client command (decimal)
 #   mysql.query               SQL of COM_QUERY / COM_STMT_PREPARE
@@ -22,7 +22,7 @@
 # The script checks that no row holds a stray separator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FIELDS=(frame.number tcp.stream tcp.srcport tcp.dstport mysql.packet_number mysql.command mysql.query mysql.table_name mysql.schema mysql.user
+FIELDS=(frame.number frame.time_epoch tcp.stream tcp.srcport tcp.dstport mysql.packet_number mysql.command mysql.query mysql.table_name mysql.schema mysql.user
   mysql.response_code mysql.error_code mysql.sqlstate mysql.error.message mysql.affected_rows mysql.insert_id mysql.num_fields
   mysql.version mysql.thread_id mysql.stmt_id mysql.caps.sl)
 args=()

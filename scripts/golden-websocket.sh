@@ -10,7 +10,7 @@
 # Output: fixtures/golden/<capture>/websocket.psv, '|'-separated with a header line, one row
 # per frame tshark dissects as WebSocket (several frames in one TCP segment: values joined
 # with ';'):
-#   frame.number, tcp.stream, tcp.srcport, tcp.dstport
+#   frame.number, frame.time_epoch, tcp.stream, tcp.srcport, tcp.dstport
 #   websocket.fin, websocket.rsv, websocket.opcode, websocket.mask
 #   websocket.payload_length, websocket.payload_length_ext_16, websocket.payload_length_ext_64
 #   websocket.payload.text              the unmasked text of text frames
@@ -18,7 +18,7 @@
 # The script checks that no value holds a stray separator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-FIELDS=(frame.number tcp.stream tcp.srcport tcp.dstport websocket.fin websocket.rsv websocket.opcode websocket.mask
+FIELDS=(frame.number frame.time_epoch tcp.stream tcp.srcport tcp.dstport websocket.fin websocket.rsv websocket.opcode websocket.mask
   websocket.payload_length websocket.payload_length_ext_16 websocket.payload_length_ext_64 websocket.payload.text
   websocket.payload.close.status_code websocket.payload.close.reason)
 args=()
@@ -32,7 +32,7 @@ while read -r cap; do
     exit 1
   fi
   # Frames with one value per field only: a ';' would make the text ambiguous.
-  if awk -F'|' 'NR > 1 && $7 ~ /;/ { bad = 1 } END { exit !bad }' "$out/websocket.psv"; then
+  if awk -F'|' 'NR > 1 && $8 ~ /;/ { bad = 1 } END { exit !bad }' "$out/websocket.psv"; then
     echo "$cap: several frames in one segment; extend the test's parser" >&2
     exit 1
   fi

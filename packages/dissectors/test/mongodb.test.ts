@@ -28,12 +28,20 @@ const CAPTURES = ['ndpi/mongodb.pcap'];
 
 interface Msg {
   stream: number;
+  /** Capture time of the message's frame, µs. */
+  timestamp: number;
   opcode: string;
   length: number;
   requestId: number;
   responseTo: number;
   namespace: string;
   elements: string[];
+}
+
+/** `1216281025.136434000` -> microseconds (exact: the integer part and the fraction are read apart). */
+function epochUs(s: string): number {
+  const [i, f = ''] = s.split('.');
+  return Number(i) * 1e6 + Number(f.padEnd(9, '0').slice(0, 6));
 }
 
 function loadGolden(capture: string): Msg[] {
@@ -46,6 +54,7 @@ function loadGolden(capture: string): Msg[] {
       const at = (n: string): string => f[cols.indexOf(n)] ?? '';
       return {
         stream: Number(at('tcp.stream')),
+        timestamp: epochUs(at('frame.time_epoch')),
         opcode: MONGODB_OPCODES[Number(at('mongo.opcode'))]!,
         length: Number(at('mongo.message_length')),
         requestId: Number(at('mongo.request_id')),
@@ -90,6 +99,7 @@ describe.each(CAPTURES)('%s against tshark', (capture) => {
       const nsEnd = raw.indexOf(0, 20);
       return {
         stream: tcpStream.get(e.stream)!,
+        timestamp: e.timestamp,
         opcode: e.mongodb_op,
         length: e.request!.body_size,
         requestId: e.mongodb_request_id,

@@ -27,6 +27,8 @@ import { feedCapture } from './support/feed';
 const CAPTURES = ['ndpi/mysql.pcapng', 'zeek/mysql_mysql.pcap'];
 
 interface Row {
+  /** frame.time_epoch in nanoseconds. */
+  timeNs: bigint;
   stream: number;
   fromServer: boolean;
   seqs: number[];
@@ -47,6 +49,12 @@ interface Row {
   ssl: string;
 }
 
+/** `1216281025.136434000` -> nanoseconds. */
+function epochNs(s: string): bigint {
+  const [i, f = ''] = s.split('.');
+  return BigInt(i!) * 1_000_000_000n + BigInt(f.padEnd(9, '0'));
+}
+
 function loadGolden(capture: string): Row[] {
   const [head, ...lines] = readFileSync(path.join(GOLDEN_DIR, capture, 'mysql.psv'), 'utf8').split('\n');
   const cols = head!.split('|');
@@ -57,6 +65,7 @@ function loadGolden(capture: string): Row[] {
       const at = (n: string): string => f[cols.indexOf(n)] ?? '';
       const list = (n: string): string[] => (at(n) === '' ? [] : at(n).split(';'));
       return {
+        timeNs: epochNs(at('frame.time_epoch')),
         stream: Number(at('tcp.stream')),
         fromServer: at('tcp.srcport') === '3306',
         seqs: list('mysql.packet_number').map(Number),
@@ -81,6 +90,9 @@ function loadGolden(capture: string): Row[] {
 
 interface Call {
   stream: number;
+  /** Request time (µs) and elapsed time to the first response frame (µs, 0 without one). */
+  timestamp: number;
+  elapsed: number;
   command: string;
   query: string;
   response: string;
@@ -96,7 +108,7 @@ interface Call {
 /** tshark's commands per stream, each with the answer the server frames after it carry. */
 function tsharkCalls(rows: Row[]): Call[] {
   const out: Call[] = [];
-  let cur: { call: Call; packets: number; eofs: number; first: boolean } | null = null;
+  let cur: { call: Call; packets: number; eofs: number; first: boolean; timeNs: bigint } | null = null;
   const close = (): void => {
     if (!cur) return;
     const c = cur.call;
@@ -112,13 +124,14 @@ function tsharkCalls(rows: Row[]): Call[] {
       close();
       const command = MYSQL_COMMANDS[Number(r.command)]!;
       const query = command === 'COM_INIT_DB' ? r.schema : command === 'COM_FIELD_LIST' ? r.table : r.query;
-      cur = { call: { stream: r.stream, command, query, response: '', affected: 0, insertId: 0, errorCode: 0, sqlState: '', errorMessage: '', columns: 0, rows: 0 }, packets: 0, eofs: 0, first: true };
+      cur = { call: { stream: r.stream, timestamp: Number(r.timeNs / 1000n), elapsed: 0, command, query, response: '', affected: 0, insertId: 0, errorCode: 0, sqlState: '', errorMessage: '', columns: 0, rows: 0 }, packets: 0, eofs: 0, first: true, timeNs: r.timeNs };
       continue;
     }
     if (!r.fromServer || !cur || r.stream !== cur.call.stream) continue;
     const c = cur.call;
     if (cur.first) {
       cur.first = false;
+      c.elapsed = Math.round(Number(r.timeNs - cur.timeNs) / 1000);
       const code = r.codes[0];
       if (code === '0x00') c.response = 'OK';
       else if (code === '0xff') c.response = 'ERR';
@@ -143,6 +156,8 @@ function ourCalls(entries: MysqlEntry[], tcpStream: Map<number, number>): Call[]
     .filter((e) => e.mysql_command !== 'LOGIN')
     .map((e) => ({
       stream: tcpStream.get(e.stream)!,
+      timestamp: e.timestamp,
+      elapsed: e.elapsed_time,
       command: e.mysql_command,
       query: e.mysql_query,
       response: e.mysql_response,
@@ -177,7 +192,7 @@ describe.each(CAPTURES)('%s against tshark', (capture) => {
     r = await run(capture);
   });
 
-  test('same commands, SQL, answers, affected rows, columns and rows per tcp.stream', () => {
+  test('same commands, SQL, answers, affected rows, columns and rows per tcp.stream; same times', () => {
     const expected = tsharkCalls(rows);
     expect(expected.length).toBeGreaterThan(0);
     expect(ourCalls(r.entries, r.tcpStream)).toEqual(expected);

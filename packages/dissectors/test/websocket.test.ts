@@ -29,6 +29,8 @@ import { feedCapture } from './support/feed';
 const CAPTURE = 'suricata-verify/basic_websockets.pcap';
 
 interface Frame {
+  /** Capture time of the frame, µs. */
+  timestamp: number;
   server: boolean;
   fin: boolean;
   opcode: number;
@@ -37,6 +39,12 @@ interface Frame {
   text: string;
   closeCode: string;
   closeReason: string;
+}
+
+/** `1699593970.123456000` -> microseconds. */
+function epochUs(s: string): number {
+  const [i, f = ''] = s.split('.');
+  return Number(i) * 1e6 + Number(f.padEnd(9, '0').slice(0, 6));
 }
 
 function loadGolden(capture: string): Frame[] {
@@ -49,6 +57,7 @@ function loadGolden(capture: string): Frame[] {
       const at = (n: string): string => f[cols.indexOf(n)] ?? '';
       const len7 = Number(at('websocket.payload_length'));
       return {
+        timestamp: epochUs(at('frame.time_epoch')),
         server: at('tcp.srcport') === '80',
         fin: at('websocket.fin') === '1',
         opcode: Number(at('websocket.opcode')),
@@ -62,6 +71,8 @@ function loadGolden(capture: string): Frame[] {
 }
 
 interface Message {
+  /** Capture time of the message's first frame, µs. */
+  timestamp: number;
   direction: 'client' | 'server';
   opcode: string;
   masked: boolean;
@@ -78,12 +89,12 @@ function tsharkMessages(frames: Frame[]): Message[] {
   for (const f of frames) {
     const direction = f.server ? 'server' : 'client';
     if (f.opcode >= 8) {
-      out.push({ direction, opcode: WS_OPCODES[f.opcode]!, masked: f.masked, size: f.length, fragments: 1, text: '', closeCode: Number(f.closeCode || 0) });
+      out.push({ timestamp: f.timestamp, direction, opcode: WS_OPCODES[f.opcode]!, masked: f.masked, size: f.length, fragments: 1, text: '', closeCode: Number(f.closeCode || 0) });
       continue;
     }
     let m = open.get(f.server);
     if (!m) {
-      m = { direction, opcode: WS_OPCODES[f.opcode]!, masked: f.masked, size: 0, fragments: 0, text: '', closeCode: 0 };
+      m = { timestamp: f.timestamp, direction, opcode: WS_OPCODES[f.opcode]!, masked: f.masked, size: 0, fragments: 0, text: '', closeCode: 0 };
       open.set(f.server, m);
     }
     m.size += f.length;
@@ -101,6 +112,7 @@ function ourMessages(entries: WebSocketEntry[]): Message[] {
   return entries.map((e) => {
     const msg = e.ws_direction === 'client' ? e.request : e.response;
     return {
+      timestamp: e.timestamp,
       direction: e.ws_direction,
       opcode: e.ws_opcode,
       masked: e.ws_masked,
@@ -200,7 +212,7 @@ async function run(capture: string, options: WebSocketDissectorOptions = {}, wra
 }
 
 describe(`${CAPTURE} against tshark`, () => {
-  test('same messages: direction, opcode, mask, payload size, fragments, unmasked text', async () => {
+  test('same messages: time, direction, opcode, mask, payload size, fragments, unmasked text', async () => {
     const { entries } = await run(CAPTURE);
     const expected = tsharkMessages(loadGolden(CAPTURE));
     expect(expected).toHaveLength(17);
