@@ -301,6 +301,19 @@ describe('KubeWatcher against a fake API server', () => {
     expect(watcher.status()).toMatchObject({ state: 'degraded', resources: { pods: { state: 'backoff', lastError: { code: 'network' } } } });
   });
 
+  it('reopens a watch that went silent (no event, no bookmark) for longer than the idle timeout', async () => {
+    api = new FakeApiServer('t').list(NODES, 'nodes-list.json');
+    await api.listen();
+    watcher = new KubeWatcher({ baseUrl: api.url, token: 't', resources: ['nodes'], watchIdleTimeoutMs: 150, backoff: { initialMs: 10, maxMs: 20 }, pruneIntervalMs: 0 }, new ClusterResolver());
+    watcher.start();
+    await until(() => api.watchRequests(NODES).length >= 2, 'a second watch', 3000);
+    const st = watcher.status().resources.nodes!;
+    expect(st.reconnects).toBeGreaterThanOrEqual(1);
+    expect(st.lastError).toMatchObject({ code: 'network' });
+    expect(api.listRequests(NODES)).toHaveLength(1);
+    expect(api.watchRequests(NODES)[1]!.query.get('resourceVersion')).toBe('1000');
+  });
+
   it('builds the in-cluster URL from the environment and refuses to start without one', () => {
     api = new FakeApiServer('t');
     const r = new ClusterResolver();

@@ -41,6 +41,7 @@ export interface ResolverStats {
   endpointSlices: number;
   lookups: number;
   resolved: Record<'pod' | 'service' | 'node', number>;
+  /** Lookups by reason; `host-network-ambiguous` ones are node answers, also counted in `resolved.node`. */
   unresolved: Record<IdentityReason, number>;
   overlapsTrimmed: number;
   droppedByCap: number;

@@ -53,13 +53,23 @@ export interface KubeWatcherOptions {
   /** CA bundle (PEM) for https; default: the service-account `ca.crt` when it exists. */
   ca?: string;
   caFile?: string;
-  /** Watch only this node's pods (`fieldSelector=spec.nodeName=<node>`); the rest stays cluster-wide. */
+  /**
+   * Watch only this node's pods (`fieldSelector=spec.nodeName=<node>`); Services, EndpointSlices
+   * and nodes stay cluster-wide. Pods of other nodes are then unknown, so remote peers resolve
+   * to their Service (if they are reached through its ClusterIP) or not at all: use it when the
+   * memory of a big cluster's pod list matters more than naming remote pods.
+   */
   node?: string;
   resources?: readonly WatchResource[];
   backoff?: { initialMs?: number; maxMs?: number };
   tokenRefreshMs?: number;
   /** Server-side end of each watch (`timeoutSeconds`); the watcher then watches again. Default 300. */
   watchTimeoutSeconds?: number;
+  /**
+   * A watch that sends nothing (not even a bookmark) for this long is presumed dead (a silent
+   * network partition) and reopened. Default: `watchTimeoutSeconds` + 60 s.
+   */
+  watchIdleTimeoutMs?: number;
   /** Items per list page. Default 500. */
   pageSize?: number;
   /** Deadline of one list page. Default 60 s. */
@@ -343,7 +353,7 @@ export class KubeWatcher {
   }
 
   /** Opens a GET and resolves with the response once its status is 200; maps other statuses to errors. */
-  private get(url: URL, timeoutMs: number | undefined): Promise<http.IncomingMessage> {
+  private get(url: URL, timeoutMs: number): Promise<http.IncomingMessage> {
     const c = this.conn();
     const headers = { Authorization: `Bearer ${c.token()}`, Accept: 'application/json', 'User-Agent': 'kubeshark-mcp-worker' };
     return new Promise((resolve, reject) => {
@@ -360,7 +370,8 @@ export class KubeWatcher {
       });
       this.inflight.add(req);
       req.on('close', () => this.inflight.delete(req));
-      if (timeoutMs !== undefined) req.setTimeout(timeoutMs, () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      // Socket inactivity: for a list, no answer; for a watch, not even a bookmark.
+      req.setTimeout(timeoutMs, () => req.destroy(new Error(`nothing received for ${timeoutMs} ms`)));
       req.on('error', (err) => reject(new KubeWatchError('network', `${url.host}${url.pathname}: ${err.message}`, undefined, { cause: err })));
       req.end();
     });
@@ -390,6 +401,7 @@ export class KubeWatcher {
         if (o !== undefined) items.push(o);
       });
     } while (cont !== '' && !this.stopped);
+    if (this.stopped) return;
     const now = this.clock();
     const known = this.known.get(resource)!;
     const seen = new Map<string, KubeObject>();
@@ -432,7 +444,8 @@ export class KubeWatcher {
       resourceVersion: st.resourceVersion,
       timeoutSeconds: String(this.opts.watchTimeoutSeconds ?? 300),
     });
-    return this.get(url, undefined).then(
+    const idleMs = this.opts.watchIdleTimeoutMs ?? ((this.opts.watchTimeoutSeconds ?? 300) + 60) * 1000;
+    return this.get(url, idleMs).then(
       (res) =>
         new Promise<void>((resolve, reject) => {
           const decoder = new StringDecoder('utf8');
@@ -458,7 +471,7 @@ export class KubeWatcher {
               }
             }
           });
-          res.on('error', () => undefined);
+          res.on('error', (err) => fail(new KubeWatchError('network', `${resource} watch: ${err.message}`, undefined, { cause: err })));
           res.on('close', () => {
             if (failed !== undefined) reject(failed);
             else if (!res.complete) reject(new KubeWatchError('network', `${resource} watch connection dropped`));
