@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ClusterMapError, formatClusterMapError, loadClusterMap } from '../src/k8s/cluster-map';
+import { ClusterMapError, formatClusterMapError, loadClusterMap, splitJsonDocuments } from '../src/k8s/cluster-map';
 import { endpointFields } from '../src/k8s/identity';
 
 const FIXTURE = path.join(__dirname, 'fixtures', 'k8s', 'cluster-map.json');
@@ -188,6 +188,20 @@ describe('cluster map: input forms', () => {
     loadClusterMap(rest, { resolver: onlyPods.resolver });
     expect(onlyPods.resolver.resolve('10.96.10.10', T('10:00:00')).name).toBe('frontend');
     expect(onlyPods.resolver.resolve('10.244.1.10', T('10:00:00')).service?.name).toBe('frontend');
+  });
+
+  it('reads documents appended one after the other to one file', () => {
+    const pods = { kind: 'List', apiVersion: 'v1', items: fixture.items.filter((i) => i.kind === 'Pod') };
+    const rest = { kind: 'List', apiVersion: 'v1', items: fixture.items.filter((i) => i.kind !== 'Pod') };
+    const p = path.join(dir, 'map.json');
+    writeFileSync(p, `${JSON.stringify(pods, null, 4)}\n${JSON.stringify(rest, null, 4)}\n`);
+    const { loaded, errors, resolver } = loadClusterMap(p);
+    expect(errors).toEqual([]);
+    expect(loaded).toEqual({ Pod: 12, Service: 5, Node: 3, EndpointSlice: 5 });
+    expect(resolver.resolve('10.244.1.10', T('10:00:00')).service?.name).toBe('frontend');
+    expect(splitJsonDocuments('{"a":"}{"} [1,[2]]')).toEqual(['{"a":"}{"}', '[1,[2]]']);
+    expect(splitJsonDocuments('{"a":1} x')).toBeUndefined();
+    expect(splitJsonDocuments('{"a":1')).toBeUndefined();
   });
 
   it('counts and skips kinds it does not use', () => {

@@ -48,7 +48,8 @@ class FakeApiServer {
   }
 
   watch(p: string, ...files: string[]): this {
-    this.watches.set(p, files.map((f) => readFileSync(path.join(FIX, f), 'utf8')));
+    // `status:NNN` answers the watch request with that HTTP status instead of a stream.
+    this.watches.set(p, files.map((f) => (f.startsWith('status:') ? f : readFileSync(path.join(FIX, f), 'utf8'))));
     return this;
   }
 
@@ -67,6 +68,12 @@ class FakeApiServer {
     if (u.searchParams.get('watch') === '1') {
       const queue = this.watches.get(u.pathname) ?? [];
       const body = queue.length > 0 ? queue.shift()! : '';
+      if (body.startsWith('status:')) {
+        const code = Number(body.slice('status:'.length));
+        const reason = code === 410 ? 'Expired' : 'InternalError';
+        res.writeHead(code, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `status ${code}`, reason, code }));
+        return;
+      }
       res.writeHead(200, { 'Content-Type': 'application/json' });
       res.flushHeaders();
       this.open.set(u.pathname, { res, lines: body.split('\n').filter((l) => l !== ''), next: 0 });
@@ -299,6 +306,18 @@ describe('KubeWatcher against a fake API server', () => {
     watcher.start();
     await until(() => failures.length >= 2, 'two failed attempts');
     expect(watcher.status()).toMatchObject({ state: 'degraded', resources: { pods: { state: 'backoff', lastError: { code: 'network' } } } });
+  });
+
+  it('relists on a 410 Gone answer to the watch request, and backs off on a 500', async () => {
+    api = new FakeApiServer('t').list(NODES, 'nodes-list.json').watch(NODES, 'status:410', 'status:500');
+    await api.listen();
+    watcher = new KubeWatcher({ baseUrl: api.url, token: 't', resources: ['nodes'], backoff: { initialMs: 10, maxMs: 20 }, pruneIntervalMs: 0 }, new ClusterResolver());
+    watcher.start();
+    await until(() => api.watchRequests(NODES).length === 3 && api.watching(NODES), 'the third watch');
+    expect(api.listRequests(NODES)).toHaveLength(2);
+    const st = watcher.status().resources.nodes!;
+    expect(st).toMatchObject({ state: 'watching', lists: 2, relists: 1, reconnects: 1, lastError: { code: 'http', status: 500 } });
+    expect(st.lastError!.message).toBe('GET /api/v1/nodes: 500 status 500');
   });
 
   it('reopens a watch that went silent (no event, no bookmark) for longer than the idle timeout', async () => {

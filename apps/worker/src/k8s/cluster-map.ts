@@ -5,7 +5,8 @@ import { ClusterResolver, type ClusterResolverOptions } from './resolver';
 /**
  * A cluster map: what `kubectl get pods,services,nodes,endpointslices -A -o json` prints (a
  * `List` whose items carry their own `kind`), or the API's typed lists (`PodList`, ... whose
- * items carry none), or single objects, or several of these in a JSON array or in several files.
+ * items carry none), or single objects, or several of these in a JSON array, one after the other
+ * in one file (as `>>` appends them), or in several files.
  * Outside a cluster it lets a capture be replayed with the identities it had.
  *
  * A file that cannot be read or is not JSON is a `ClusterMapError`. A malformed item is reported
@@ -97,8 +98,51 @@ function readDoc(input: string): { source: string; doc: unknown } {
   try {
     return { source, doc: JSON.parse(text) as unknown };
   } catch (err) {
+    // `kubectl get pods -A -o json >> map.json; kubectl get svc -A -o json >> map.json` writes
+    // several documents one after the other: read them as an array.
+    const parts = splitJsonDocuments(text);
+    if (parts !== undefined && parts.length > 1) {
+      try {
+        return { source, doc: parts.map((p) => JSON.parse(p) as unknown) };
+      } catch {
+        // Fall through to the original error, which says where the text stops being JSON.
+      }
+    }
     throw new ClusterMapError(`${source} is not JSON (${(err as Error).message}); write it with \`kubectl get pods,services,nodes,endpointslices -A -o json\``, source, { cause: err });
   }
+}
+
+/**
+ * Splits text made of JSON objects or arrays written one after the other (whitespace between)
+ * into their texts; undefined when it is not shaped like that.
+ */
+export function splitJsonDocuments(text: string): string[] | undefined {
+  const out: string[] = [];
+  let depth = 0;
+  let start = -1;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (c === 0x22) {
+      if (depth === 0) return undefined;
+      inString = true;
+    } else if (c === 0x7b || c === 0x5b) {
+      if (depth === 0) start = i;
+      depth++;
+    } else if (c === 0x7d || c === 0x5d) {
+      depth--;
+      if (depth < 0) return undefined;
+      if (depth === 0) out.push(text.slice(start, i + 1));
+    } else if (depth === 0 && c !== 0x20 && c !== 0x0a && c !== 0x0d && c !== 0x09) {
+      return undefined;
+    }
+  }
+  return depth === 0 && !inString ? out : undefined;
 }
 
 const join = (base: string, rel: string): string => (base === '' ? rel : rel.startsWith('[') ? `${base}${rel}` : `${base}.${rel}`);
