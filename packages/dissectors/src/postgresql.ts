@@ -131,7 +131,10 @@ interface Exchange {
   hasRows: boolean;
   error?: { code: string; message: string; severity: string };
   encryption?: 'accepted' | 'refused';
+  /** Ready to emit. An Execute answered before its batch's Sync waits for the ReadyForQuery. */
   done: boolean;
+  /** The Execute's answer (completion, suspension or error) came. */
+  answered: boolean;
   damaged: boolean;
   /** Given up: no answer will complete it. */
   unanswered: boolean;
@@ -426,7 +429,7 @@ export class PostgresqlDissector implements TcpDissector {
   }
 
   private newExchange(kind: Kind, method: string, query: string): Exchange {
-    return { kind, method, query, request: newPart(), response: newPart(), tags: [], rows: 0, hasRows: false, done: false, damaged: false, unanswered: false, emitted: false };
+    return { kind, method, query, request: newPart(), response: newPart(), tags: [], rows: 0, hasRows: false, done: false, answered: false, damaged: false, unanswered: false, emitted: false };
   }
 
   private push(conn: Conn, x: Exchange): void {
@@ -569,9 +572,10 @@ export class PostgresqlDissector implements TcpDissector {
         // Ends the startup, a simple query, or an extended batch (its Sync).
         while (conn.ops.length > 0) {
           const o = conn.ops.shift()!;
-          if (o.x && o.kind !== 'sync') {
-            if (!o.x.done && o.kind !== 'execute') o.x.done = true;
-            else if (!o.x.done) o.x.unanswered = true;
+          if (o.x && !o.x.done) {
+            // An Execute with no answer before the ReadyForQuery never got one.
+            if (o.kind === 'execute' || (o.kind === 'sync' && !o.x.answered && o.x.kind === 'execute')) o.x.unanswered = true;
+            else o.x.done = true;
           }
           if (o.kind === 'sync' || o.kind === 'query' || o.kind === 'startup') break;
         }
@@ -588,27 +592,26 @@ export class PostgresqlDissector implements TcpDissector {
           break;
         }
         // Extended: every op up to the Sync is skipped by the server; its Executes fail.
-        let failed = false;
+        const failed: Exchange[] = [];
         while (conn.ops.length > 0 && conn.ops[0]!.kind !== 'sync') {
           const o = conn.ops.shift()!;
-          if (o.kind === 'execute' && o.x && !o.x.done) {
-            o.x.error = f;
-            o.x.done = true;
-            failed = true;
-          }
+          if (o.kind === 'execute' && o.x && !o.x.answered) failed.push(o.x);
         }
         const sync = conn.ops[0];
-        if (!failed) {
+        for (const e of failed) this.answer(e, sync);
+        for (const e of failed) e.error = f;
+        if (failed.length === 0) {
           const target = x ?? sync?.x ?? null;
-          if (target && !target.done) {
+          if (target && !target.answered) {
             target.error = f;
-            target.done = true;
+            this.answer(target, sync);
           } else {
             const b = this.newExchange('batch', sqlKeyword(op.sql || sync?.sql || ''), op.sql || sync?.sql || '');
             b.request.start = op.start;
             merge(b.response, raw, this.maxBody, conn.budget);
             b.error = f;
-            b.done = true;
+            b.answered = true;
+            b.done = !sync; // with the batch's ReadyForQuery
             this.push(conn, b);
             if (sync) sync.x = b;
           }
@@ -644,7 +647,7 @@ export class PostgresqlDissector implements TcpDissector {
         if (type === 'C' && x) x.tags.push(cstrings(body, 0, 1)[0] ?? '');
         if (op.kind === 'execute') {
           pop();
-          if (x) x.done = true;
+          if (x) this.answer(x, conn.ops[0]);
         }
         break;
       }
@@ -653,6 +656,12 @@ export class PostgresqlDissector implements TcpDissector {
         break;
     }
     this.drain(conn, stream);
+  }
+
+  /** An Execute was answered: it is emitted now, or with the ReadyForQuery when its batch's Sync comes next. */
+  private answer(x: Exchange, next: Op | undefined): void {
+    x.answered = true;
+    x.done = !(next?.kind === 'sync' && next.x === x);
   }
 
   /** Bytes were lost or could not be parsed in direction d. */

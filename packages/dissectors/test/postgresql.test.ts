@@ -186,6 +186,56 @@ function ourViews(r: Run): Map<number, StreamView> {
  */
 const INCOMPLETE: Record<string, string[]> = { 'ndpi/pgsql.pcap': ['3/STARTUP'] };
 
+/** tshark's names of the message types (frontend, backend). */
+const FRONTEND_NAMES: Record<string, string> = { Q: 'Simple query', P: 'Parse', B: 'Bind', D: 'Describe', E: 'Execute', C: 'Close', S: 'Sync', H: 'Flush', X: 'Termination', d: 'Copy data', c: 'Copy completion', f: 'Copy failure' };
+const BACKEND_NAMES: Record<string, string> = {
+  R: 'Authentication request',
+  S: 'Parameter status',
+  K: 'Backend key data',
+  Z: 'Ready for query',
+  T: 'Row description',
+  D: 'Data row',
+  C: 'Command completion',
+  E: 'Error',
+  N: 'Notice',
+  '1': 'Parse completion',
+  '2': 'Bind completion',
+  '3': 'Close completion',
+  n: 'No data',
+  t: 'Parameter description',
+  I: 'Empty query',
+  s: 'Portal suspended',
+};
+/**
+ * Messages our entries do not keep: Sync, Flush and Termination carry nothing; password and
+ * SASL messages are secrets; NoticeResponse is asynchronous.
+ */
+const NOT_KEPT = new Set(['Sync', 'Flush', 'Termination', 'Password message', 'SASLInitialResponse message', 'SASLResponse message', 'Notice']);
+const UNTYPED: Record<string, string> = { STARTUP: 'Startup message', SSL_REQUEST: 'SSL request', GSSENC_REQUEST: 'GSS encrypt request', CANCEL: 'Cancel request' };
+
+/** The message types in kept bytes: type byte and length, back to back. */
+function typesIn(body: Uint8Array | null | undefined, names: Record<string, string>): string[] {
+  const out: string[] = [];
+  const b = Buffer.from(body ?? new Uint8Array(0));
+  for (let i = 0; i + 5 <= b.length; i += 1 + b.readUInt32BE(i + 1)) out.push(names[String.fromCharCode(b[i]!)] ?? `?${b[i]}`);
+  return out;
+}
+
+/** tshark's message types per `<tcp.stream>/<client|server>`, less those not kept. */
+function goldenTypes(capture: string): Map<string, string[]> {
+  const [head, ...lines] = readFileSync(path.join(GOLDEN_DIR, capture, 'postgresql.psv'), 'utf8').split('\n');
+  const cols = head!.split('|');
+  const out = new Map<string, string[]>();
+  for (const l of lines) {
+    if (l.trim() === '') continue;
+    const f = l.split('|');
+    const side = f[cols.indexOf('tcp.srcport')] === String(PORT) ? 'server' : 'client';
+    const key = `${f[cols.indexOf('tcp.stream')]}/${side}`;
+    out.set(key, [...(out.get(key) ?? []), ...f[cols.indexOf('pgsql.type')]!.split(SEP).filter((t) => !NOT_KEPT.has(t))]);
+  }
+  return out;
+}
+
 describe.each(CAPTURES)('%s against tshark', (capture) => {
   let r: Run;
   beforeAll(async () => {
@@ -204,6 +254,22 @@ describe.each(CAPTURES)('%s against tshark', (capture) => {
     const incomplete = r.entries.filter((e) => e.error !== undefined);
     expect(incomplete.map((e) => `${r.tcpStream.get(e.stream)}/${e.method}`)).toEqual(INCOMPLETE[capture] ?? []);
     expect(incomplete.every((e) => e.error === 'pair-not-found')).toBe(true);
+  });
+
+  test('the kept bytes hold the same messages as tshark shows, in order', () => {
+    const ours = new Map<string, string[]>();
+    const add = (key: string, types: string[]): void => {
+      if (types.length > 0) ours.set(key, [...(ours.get(key) ?? []), ...types]);
+    };
+    for (const e of r.entries) {
+      const s = r.tcpStream.get(e.stream)!;
+      const untyped = UNTYPED[e.method];
+      add(`${s}/client`, untyped ? [untyped] : typesIn(e.request?.body, FRONTEND_NAMES));
+      // The one-byte answers to SSLRequest and GSSENCRequest are not pgsql messages to tshark.
+      if (e.postgresql_encryption === undefined) add(`${s}/server`, typesIn(e.response?.body, BACKEND_NAMES));
+      expect([e.request?.truncated, e.response?.truncated ?? false]).toEqual([false, false]);
+    }
+    expect(Object.fromEntries(ours)).toEqual(Object.fromEntries(goldenTypes(capture)));
   });
 
   test('entry fields', () => {
@@ -443,6 +509,15 @@ describe('behaviour on hand-made streams', () => {
     // The first Execute's request carries its Parse, Bind and Describe.
     expect(es[1]!.request!.body_size).toBe(PARSE('s1', 'SELECT id FROM t WHERE id = $1').length + BIND('', 's1').length + DESCRIBE_P('').length + EXECUTE('').length);
     expect(es[2]!.request!.body_size).toBe(BIND('p2', 's1').length + EXECUTE('p2').length);
+    // Answers: from the Parse's completion to the Execute's; the batch's last Execute, and a
+    // batch that failed, end with the ReadyForQuery.
+    expect(es.slice(1).map((e) => typesIn(e.response!.body, BACKEND_NAMES))).toEqual([
+      ['Parse completion', 'Bind completion', 'Row description', 'Data row', 'Command completion'],
+      ['Bind completion', 'Data row', 'Command completion', 'Ready for query'],
+      ['Parse completion', 'Bind completion', 'Command completion'],
+      ['Parse completion', 'Bind completion', 'Error', 'Ready for query'],
+      ['Error', 'Ready for query'],
+    ]);
   });
 
   test('COPY in and out are skipped; the query completes', () => {
