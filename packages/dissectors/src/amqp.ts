@@ -192,8 +192,14 @@ const KEEP = 64 * 1024;
 /** Largest method or header frame a resync accepts as a landmark. */
 const MAX_LANDMARK = 64 * 1024;
 const MAX_RESYNC_SCAN = 1024 * 1024;
-/** Pending synchronous requests per channel, and field tables nesting. */
-const MAX_PENDING = 256;
+/**
+ * Per connection: synchronous requests waiting for a reply, and messages whose content is
+ * being received (each keeps up to `maxBodySize`); past these the oldest is given up. With
+ * the frame buffers, they bound a connection's memory whatever the number of channels.
+ */
+const MAX_PENDING = 64;
+const MAX_CONTENTS = 16;
+/** Field tables nesting. */
 const MAX_TABLE_DEPTH = 8;
 const MAX_VALUE_TEXT = 1024;
 
@@ -556,6 +562,9 @@ interface Dir {
 interface Conn {
   dirs: [Dir, Dir];
   channels: Map<number, Channel>;
+  /** Requests waiting over all channels, and messages whose content is being received. */
+  pending: number;
+  contents: number;
   counted: boolean;
 }
 
@@ -670,7 +679,7 @@ export class AmqpDissector implements TcpDissector {
   private conn(stream: number): Conn {
     let c = this.conns.get(stream);
     if (!c) {
-      c = { dirs: [newDir(), newDir()], channels: new Map(), counted: false };
+      c = { dirs: [newDir(), newDir()], channels: new Map(), pending: 0, contents: 0, counted: false };
       this.conns.set(stream, c);
     }
     return c;
@@ -906,17 +915,20 @@ export class AmqpDissector implements TcpDissector {
     const waiting = ch.pending.findIndex((p) => p.dir === other && p.method.classId === m.classId && p.method.def.replies?.includes(m.methodId) === true);
     if (waiting >= 0) {
       const req = ch.pending.splice(waiting, 1)[0]!;
+      conn.pending--;
       if (m.def.content) {
-        ch.content[dir] = this.newContent(m, start, req, req.index);
+        this.startContent(conn, stream, ch, dir, this.newContent(m, start, req, req.index));
         return;
       }
       this.emitCall(stream, channelId, req, call, undefined);
+      // A closed channel's state goes (its number may be reused).
+      if (m.classId === CLASS_CHANNEL && m.def.name === 'channel.close-ok' && ch.pending.length === 0 && !ch.content[0] && !ch.content[1]) conn.channels.delete(channelId);
       return;
     }
     call.index = this.take(stream);
     const isReply = m.def.replies === undefined && /-(ok|empty)$/.test(m.def.name);
     if (isReply) {
-      if (m.def.content) ch.content[dir] = this.newContent(m, start, null, call.index);
+      if (m.def.content) this.startContent(conn, stream, ch, dir, this.newContent(m, start, null, call.index));
       else this.emitCall(stream, channelId, null, call, 'pair-not-found');
       return;
     }
@@ -928,18 +940,20 @@ export class AmqpDissector implements TcpDissector {
         for (const [id, c] of chans) {
           for (const req of c.pending.filter((p) => p.dir === other)) {
             c.pending.splice(c.pending.indexOf(req), 1);
+            conn.pending--;
             this.emitCall(stream, id, req, call, undefined, m);
           }
         }
       }
     }
     if (m.def.content) {
-      ch.content[dir] = this.newContent(m, start, null, call.index);
+      this.startContent(conn, stream, ch, dir, this.newContent(m, start, null, call.index));
       return;
     }
     if (m.def.replies && !m.noWait) {
-      if (ch.pending.length >= MAX_PENDING) this.emitCall(stream, channelId, ch.pending.shift()!, null, 'pair-not-found');
+      if (conn.pending >= MAX_PENDING) this.giveUpOldest(conn, stream);
       ch.pending.push(call);
+      conn.pending++;
       return;
     }
     // Asynchronous, or synchronous sent with no-wait: no reply is due.
@@ -948,6 +962,35 @@ export class AmqpDissector implements TcpDissector {
 
   private newContent(m: Method, start: Time, request: Call | null, index: number): Content {
     return { method: m, start, headerSeen: false, bodySize: 0, received: 0, properties: [], parts: [], kept: 0, cut: false, request, index };
+  }
+
+  private startContent(conn: Conn, stream: number, ch: Channel, dir: TcpDirection, content: Content): void {
+    if (conn.contents >= MAX_CONTENTS) {
+      // Too many messages in progress at once: the one that started first comes out cut.
+      let oldest: [number, TcpDirection, Content] | null = null;
+      for (const [id, c] of conn.channels) {
+        for (const dd of [0, 1] as const) {
+          const x = c.content[dd];
+          if (x && (!oldest || x.index < oldest[2].index)) oldest = [id, dd, x];
+        }
+      }
+      if (oldest) this.contentDone(conn, stream, oldest[1], oldest[0], true);
+    }
+    ch.content[dir] = content;
+    conn.contents++;
+  }
+
+  /** Too many requests waiting: the oldest comes out unanswered. */
+  private giveUpOldest(conn: Conn, stream: number): void {
+    let oldest: [number, Channel, Call] | null = null;
+    for (const [id, c] of conn.channels) {
+      const x = c.pending[0];
+      if (x && (!oldest || x.index < oldest[2].index)) oldest = [id, c, x];
+    }
+    if (!oldest) return;
+    oldest[1].pending.shift();
+    conn.pending--;
+    this.emitCall(stream, oldest[0], oldest[2], null, 'pair-not-found');
   }
 
   /** The next entry index of a stream. */
@@ -963,6 +1006,7 @@ export class AmqpDissector implements TcpDissector {
     const c = ch.content[dir];
     ch.content[dir] = null;
     if (!c) return;
+    conn.contents--;
     const truncated = cut || c.cut || c.kept < c.received || c.received < c.bodySize || !c.headerSeen;
     const message: EntryMessage = {
       headers: [...c.method.args, ...c.properties],
@@ -990,6 +1034,8 @@ export class AmqpDissector implements TcpDissector {
       for (const req of ch.pending.splice(0)) this.emitCall(stream, id, req, null, 'pair-not-found');
     }
     conn.channels.clear();
+    conn.pending = 0;
+    conn.contents = 0;
   }
 
   /**

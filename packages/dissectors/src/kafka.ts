@@ -151,8 +151,11 @@ const PARSE_KEEP = 64 * 1024;
 /** Bytes a direction may skip looking for a frame header before it is given up. */
 const MAX_RESYNC_SCAN = 1024 * 1024;
 const MAX_SUMMARY = 256;
-/** Pending requests per stream (pipelining deeper than this drops the oldest as unanswered). */
-const MAX_PENDING = 1024;
+/**
+ * Requests waiting for a response per stream (clients keep 5 in flight by default); deeper
+ * pipelining gives the oldest up as unanswered. With the kept bodies, this bounds a stream's memory.
+ */
+const MAX_PENDING = 64;
 /** Correlation ids skipped by a gap that a resync still accepts. */
 const MAX_CORRELATION_STEP = 100000;
 

@@ -364,6 +364,30 @@ describe('hand-made AMQP streams', () => {
     expect(runStream([[0, B([3, ...u16(1), ...u32(size)])], [0, block]])).toEqual([]);
   });
 
+  it('bounds the messages and requests in progress per connection, whatever the number of channels', () => {
+    const out: AmqpEntry[] = [];
+    const d = new AmqpDissector((e) => out.push(e));
+    d.open(1, { clientDir: 0 });
+    let offset = 0;
+    const push = (dir: TcpDirection, bytes: Buffer): void => {
+      d.onData({ stream: 1, dir, offset: dir === 0 ? offset : 0, buf: bytes, start: 0, length: bytes.length, firstSec: 1, firstNsec: 0, lastSec: 1, lastNsec: 0, midStream: false });
+      if (dir === 0) offset += bytes.length;
+    };
+    // 200 channels each start a 1 MB message and send 500 bytes of it; 200 more wait on queue.declare.
+    for (let ch = 1; ch <= 200; ch++) push(0, B(method(ch, 60, 40, [...u16(0), ...sstr('x'), ...sstr(`k${ch}`), 0]), contentHeader(ch, 1 << 20, 'a/b', []), body(ch, new Array<number>(500).fill(1))));
+    expect(out.length).toBe(200 - 16);
+    expect(out.every((e) => e.error === 'dissection' && e.request!.truncated && e.request!.body!.length === 500)).toBe(true);
+    // The oldest go first.
+    expect(out[0]!.amqp_routing_key).toBe('k1');
+    for (let ch = 201; ch <= 400; ch++) push(0, B(method(ch, 50, 10, [...u16(0), ...sstr(`q${ch}`), 0, ...table([])])));
+    expect(out.length).toBe(200 - 16 + 200 - 64);
+    expect(out[out.length - 1]).toMatchObject({ amqp_queue: 'q336', error: 'pair-not-found' });
+    d.onEnd({ stream: 1, dir: 0, offset, reason: 'fin', sec: 1, nsec: 0, closed: false });
+    d.onEnd({ stream: 1, dir: 1, offset: 0, reason: 'fin', sec: 1, nsec: 0, closed: true });
+    expect(out.length).toBe(400);
+    expect(new Set(out.map((e) => e.index)).size).toBe(400);
+  });
+
   it('names every method of every class', () => {
     const names = [
       [10, 10, 'connection.start'], [10, 51, 'connection.close-ok'], [20, 40, 'channel.close'], [40, 10, 'exchange.declare'], [40, 51, 'exchange.unbind-ok'],

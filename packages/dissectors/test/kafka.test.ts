@@ -444,6 +444,22 @@ describe('hand-made Kafka streams', () => {
     expect(e!.kafka_topics).toEqual(['orders', 'payments']); // parsing does not depend on the body bound
   });
 
+  it('bounds the requests waiting per stream', () => {
+    const out: KafkaEntry[] = [];
+    const d = new KafkaDissector((e) => out.push(e));
+    d.open(1, { clientDir: 0 });
+    const reqs = Buffer.concat(Array.from({ length: 100 }, (_, i) => metadataV9(i, [`t${i}`])));
+    d.onData({ stream: 1, dir: 0, offset: 0, buf: reqs, start: 0, length: reqs.length, firstSec: 1, firstNsec: 0, lastSec: 1, lastNsec: 0, midStream: false });
+    // 64 wait; the oldest 36 are given up, in order.
+    expect(out.map((e) => [e.kafka_correlation_id, e.error])).toEqual(Array.from({ length: 36 }, (_, i) => [i, 'pair-not-found']));
+    const res = metadataV9Response(99, 0);
+    d.onData({ stream: 1, dir: 1, offset: 0, buf: res, start: 0, length: res.length, firstSec: 1, firstNsec: 0, lastSec: 1, lastNsec: 0, midStream: false });
+    // The answer to the last one ends the wait of the others (brokers answer in order).
+    expect(out.length).toBe(100);
+    expect(out[99]).toMatchObject({ kafka_correlation_id: 99, index: 99 });
+    expect(out[99]!.error).toBeUndefined();
+  });
+
   it('skips a 2 GB frame without buffering it, and follows it', () => {
     const out: KafkaEntry[] = [];
     const d = new KafkaDissector((e) => out.push(e), { maxFrameSize: 0xffffffff });
