@@ -273,6 +273,12 @@ describe.each(CAPTURES)('%s against tshark', (capture) => {
   });
 
   test('entry fields', () => {
+    // Indexes count from 0 per stream, in order.
+    const seen = new Map<number, number>();
+    for (const e of r.entries) {
+      expect(e.index).toBe(seen.get(e.stream) ?? 0);
+      seen.set(e.stream, e.index + 1);
+    }
     for (const e of r.entries) {
       expect(e).toMatchObject({ protocol: 'postgresql', status_code: 0, path: e.postgresql_database ?? '' });
       expect(e.failure).toBe(e.postgresql_error_code === undefined ? undefined : `SQLSTATE ${e.postgresql_error_code}: ${e.postgresql_error_message}`);
@@ -428,6 +434,8 @@ describe('behaviour on hand-made streams', () => {
     expect(whole.map((e) => Buffer.from(e.request!.body!).toString('hex')).join('')).toBe(client.toString('hex'));
     expect(whole.map((e) => Buffer.from(e.response!.body!).toString('hex')).join('')).toBe(server.toString('hex').replace(msg('N', z('SNOTICE'), Buffer.from([0])).toString('hex'), ''));
     expect(summary(whole)).toEqual(expected);
+    // Client bytes at 1 ms, server bytes at 2 ms: timestamps in µs, elapsed first byte to first byte.
+    expect(whole.map((e) => [e.timestamp, e.elapsed_time])).toEqual(whole.map(() => [1000, 1000]));
     expect(whole[0]).toMatchObject({ postgresql_user: 'alice', postgresql_database: 'shop', postgresql_application_name: 'app', path: 'shop', url: 'shop' });
     expect(whole[3]).toMatchObject({ postgresql_error_code: '42601', postgresql_error_severity: 'ERROR' });
     for (let cut = 1; cut < client.length; cut += 1) {

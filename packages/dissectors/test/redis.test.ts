@@ -166,6 +166,12 @@ describe.each(Object.keys(CAPTURES))('%s against tshark', (capture) => {
 
   test('entry fields follow from the command and its reply', () => {
     expect(r.entries.length).toBeGreaterThan(0);
+    // Indexes count from 0 per stream, in order.
+    const seen = new Map<number, number>();
+    for (const e of r.entries) {
+      expect(e.index).toBe(seen.get(e.stream) ?? 0);
+      seen.set(e.stream, e.index + 1);
+    }
     for (const e of r.entries) {
       expect(e).toMatchObject({ protocol: 'redis', status_code: 0, path: e.redis_key ?? '', url: e.redis_key ?? '' });
       const replies = e.response ? decodeResp(e.response.body!, false) : [];
@@ -305,6 +311,8 @@ describe('behaviour on hand-made streams', () => {
     const res = '+OK\r\n$1\r\nv\r\n:7\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n+PONG\r\n';
     const wholeEntries = new Feed().data(0, req, 1).data(1, res, 2).end();
     const whole = summary(wholeEntries);
+    // Commands at 1 ms, replies at 2 ms: timestamps in µs, elapsed first byte to first byte.
+    expect(wholeEntries.map((e) => [e.timestamp, e.elapsed_time])).toEqual(wholeEntries.map(() => [1000, 1000]));
     const bodies = (es: RedisEntry[]): string[][] => es.map((e) => [Buffer.from(e.request!.body!).toString('latin1'), Buffer.from(e.response!.body!).toString('latin1')]);
     // The kept bytes of the messages, back to back, are the two streams.
     expect(bodies(wholeEntries).map((b) => b[0]).join('')).toBe(req);
