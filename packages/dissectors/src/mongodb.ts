@@ -70,6 +70,8 @@ export interface MongodbDissectorStats {
   resyncs: number;
   /** Messages whose compressor we do not decompress (snappy, zstd). */
   compressedSkipped: number;
+  /** Bytes held at the time of the call: pending input and unanswered requests' messages. */
+  bufferedBytes: number;
 }
 
 export const MONGODB_OPCODES: Readonly<Record<number, string>> = {
@@ -97,6 +99,9 @@ const OP_COMPRESSED = 2012;
 const OP_MSG = 2013;
 const MORE_TO_COME = 0x2;
 const CHECKSUM_PRESENT = 0x1;
+/** Requests awaiting a reply per connection, and the message bytes they may hold. */
+const MAX_PENDING = 1024;
+const MAX_HELD_BYTES = 4 * 1024 * 1024;
 /** The server's maxMessageSizeBytes (48 MB): longer claims are not MongoDB. */
 const MAX_WIRE_MESSAGE = 48_000_000;
 
@@ -190,6 +195,8 @@ interface Pending {
   start: Time;
   index: number;
   request: EntryMessage;
+  /** Bytes of the message read (what its parse and body hold). */
+  cost: number;
 }
 
 interface Dir {
@@ -206,6 +213,8 @@ interface Conn {
   clientDir: TcpDirection | undefined;
   dirs: [Dir, Dir];
   requests: Map<number, Pending>;
+  /** Sum of the pending requests' costs. */
+  held: number;
   nextIndex: number;
 }
 
@@ -222,6 +231,7 @@ export class MongodbDissector implements TcpDissector {
     errors: { 'pair-not-found': 0, timeout: 0, dissection: 0 },
     resyncs: 0,
     compressedSkipped: 0,
+    bufferedBytes: 0,
   };
 
   constructor(
@@ -234,20 +244,26 @@ export class MongodbDissector implements TcpDissector {
   }
 
   open(stream: number, info: StreamOpen): void {
-    this.conns.set(stream, { clientDir: info.clientDir, dirs: [newDir(), newDir()], requests: new Map(), nextIndex: info.upgrade?.firstIndex ?? 0 });
+    this.conns.set(stream, { clientDir: info.clientDir, dirs: [newDir(), newDir()], requests: new Map(), held: 0, nextIndex: info.upgrade?.firstIndex ?? 0 });
   }
 
   /** Nothing is pending outside streams: every request comes out when its stream ends. */
   flush(): void {}
 
+  /** Counters, and the bytes held right now over all streams (pending input, unanswered requests). */
   stats(): MongodbDissectorStats {
-    return { ...this.counters, errors: { ...this.counters.errors } };
+    let buffered = 0;
+    for (const c of this.conns.values()) {
+      buffered += c.held;
+      for (const d of c.dirs) buffered += d.pending.length + (d.big?.bytes.length ?? 0);
+    }
+    return { ...this.counters, errors: { ...this.counters.errors }, bufferedBytes: buffered };
   }
 
   private conn(stream: number): Conn {
     let c = this.conns.get(stream);
     if (!c) {
-      c = { clientDir: undefined, dirs: [newDir(), newDir()], requests: new Map(), nextIndex: 0 };
+      c = { clientDir: undefined, dirs: [newDir(), newDir()], requests: new Map(), held: 0, nextIndex: 0 };
       this.conns.set(stream, c);
     }
     return c;
@@ -367,11 +383,14 @@ export class MongodbDissector implements TcpDissector {
       }
       const old = conn.requests.get(parsed.requestId);
       if (old) this.emitEntry(stream, old.index, old.parsed, old.start, old.request, null);
-      conn.requests.set(parsed.requestId, { parsed, start, index, request: body });
-      if (conn.requests.size > 1024) {
-        // A server that never answers: bound what we hold.
+      if (old) conn.held -= old.cost;
+      conn.requests.set(parsed.requestId, { parsed, start, index, request: body, cost: msg.length });
+      conn.held += msg.length;
+      // A server that never answers: bound what we hold (requests, and the messages they keep).
+      while (conn.requests.size > MAX_PENDING || (conn.requests.size > 1 && conn.held > MAX_HELD_BYTES)) {
         const [id, p] = conn.requests.entries().next().value!;
         conn.requests.delete(id);
+        conn.held -= p.cost;
         this.emitEntry(stream, p.index, p.parsed, p.start, p.request, null);
       }
       return;
@@ -379,6 +398,7 @@ export class MongodbDissector implements TcpDissector {
     const req = conn.requests.get(parsed.responseTo);
     if (req) {
       conn.requests.delete(parsed.responseTo);
+      conn.held -= req.cost;
       this.emitEntry(stream, req.index, req.parsed, req.start, req.request, { parsed, start, message: body });
       return;
     }

@@ -76,9 +76,14 @@ export interface MysqlDissectorStats {
   tlsStreams: number;
   /** Streams that switched to the compressed protocol after the login (not dissected further). */
   compressedStreams: number;
+  /** Bytes held at the time of the call: pending input and the bodies of unfinished commands. */
+  bufferedBytes: number;
 }
 
 const DEFAULT_MAX_BODY = 64 * 1024;
+/** Commands awaiting their response per connection, and the bytes they may hold. */
+const MAX_PENDING_CALLS = 64;
+const MAX_HELD_BYTES = 4 * 1024 * 1024;
 const MAX_PACKET = 0xffffff;
 
 /** Command codes (MySQL `enum_server_command`). */
@@ -306,6 +311,9 @@ interface Conn {
 
 const newDir = (): Dir => ({ pending: Buffer.alloc(0), offset: 0, marks: [], skip: 0, lost: false, big: null });
 
+const callBytes = (c: Call): number => c.kept + (c.request?.body?.length ?? 0);
+const held = (conn: Conn): number => conn.calls.reduce((n, c) => n + callBytes(c), 0);
+
 /** Reads a length-encoded integer at p[at]; [value, bytes] or null when truncated or invalid. */
 function lenenc(p: Uint8Array, at: number): [number, number] | null {
   const b = p[at];
@@ -396,6 +404,7 @@ export class MysqlDissector implements TcpDissector {
     unexplainedBytes: 0,
     tlsStreams: 0,
     compressedStreams: 0,
+    bufferedBytes: 0,
   };
 
   constructor(
@@ -412,8 +421,14 @@ export class MysqlDissector implements TcpDissector {
   /** Nothing is pending outside streams: every call comes out when its stream ends. */
   flush(): void {}
 
+  /** Counters, and the bytes held right now over all streams (pending input, kept bodies). */
   stats(): MysqlDissectorStats {
-    return { ...this.counters, errors: { ...this.counters.errors } };
+    let buffered = 0;
+    for (const c of this.conns.values()) {
+      buffered += held(c) + (c.login ? callBytes(c.login) : 0);
+      for (const d of c.dirs) buffered += d.pending.length + (d.big?.payload.length ?? 0);
+    }
+    return { ...this.counters, errors: { ...this.counters.errors }, bufferedBytes: buffered };
   }
 
   private newConn(clientDir: TcpDirection | undefined, firstIndex: number): Conn {
@@ -812,8 +827,8 @@ export class MysqlDissector implements TcpDissector {
       return;
     }
     conn.calls.push(call);
-    if (conn.calls.length > 64) {
-      // A server that never answers: do not hold commands without bound.
+    // A server that never answers: do not hold commands without bound.
+    while (conn.calls.length > MAX_PENDING_CALLS || (conn.calls.length > 1 && held(conn) > MAX_HELD_BYTES)) {
       const old = conn.calls.shift()!;
       old.error = 'pair-not-found';
       this.emitCall(conn, stream, old);

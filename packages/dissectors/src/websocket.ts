@@ -63,6 +63,8 @@ export interface WebSocketDissectorStats {
   resyncs: number;
   /** Frames that broke the RFC (unknown opcode, fragmented or oversized control frame, continuation without a message). */
   protocolErrors: number;
+  /** Bytes held at the time of the call: pending input, messages in progress, inflate windows. */
+  bufferedBytes: number;
 }
 
 /** Opcode names (RFC 6455 §5.2); 3-7 and 0xB-0xF are reserved. */
@@ -158,7 +160,7 @@ function plausibleFrame(b: Uint8Array): boolean {
 export class WebSocketDissector implements TcpDissector {
   private readonly conns = new Map<number, Conn>();
   private readonly maxBody: number;
-  private readonly counters: WebSocketDissectorStats = { entries: 0, errors: { 'pair-not-found': 0, timeout: 0, dissection: 0 }, resyncs: 0, protocolErrors: 0 };
+  private readonly counters: WebSocketDissectorStats = { entries: 0, errors: { 'pair-not-found': 0, timeout: 0, dissection: 0 }, resyncs: 0, protocolErrors: 0, bufferedBytes: 0 };
 
   constructor(
     private readonly emit: (entry: WebSocketEntry) => void,
@@ -190,8 +192,14 @@ export class WebSocketDissector implements TcpDissector {
   /** Nothing is pending outside streams: every message comes out when its stream ends. */
   flush(): void {}
 
+  /** Counters, and the bytes held right now over all streams (pending input, messages in progress, inflate windows). */
   stats(): WebSocketDissectorStats {
-    return { ...this.counters, errors: { ...this.counters.errors } };
+    let buffered = 0;
+    for (const c of this.conns.values()) {
+      for (const d of c.dirs) buffered += d.pending.length + (d.message?.kept ?? 0) + (d.frame && d.frame.msg !== d.message ? d.frame.msg.kept : 0) + (d.window?.length ?? 0);
+      for (const p of c.pings) buffered += p.msg.kept;
+    }
+    return { ...this.counters, errors: { ...this.counters.errors }, bufferedBytes: buffered };
   }
 
   private conn(stream: number): Conn {

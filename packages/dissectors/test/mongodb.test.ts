@@ -383,6 +383,29 @@ describe('MongoDB by hand', () => {
   });
 });
 
+describe('memory', () => {
+  test('per stream bounded: a 40 MB message streamed, 5000 requests never answered', () => {
+    const f = new Feed({ maxMessageSize: 64 * 1024 });
+    let peak = 0;
+    const big = opMsg(1, 0, [['insert', 'x'], ['$db', 'd']]);
+    big.writeInt32LE(40_000_000, 0);
+    f.data(0, big, 1);
+    for (let sent = big.length; sent < 40_000_000; sent += 65_536) {
+      f.data(0, Buffer.alloc(Math.min(65_536, 40_000_000 - sent)), 2);
+      peak = Math.max(peak, f.d.stats().bufferedBytes);
+    }
+    for (let i = 0; i < 5000; i++) {
+      f.data(0, opMsg(10 + i, 0, [['find', 'c'], ['filter', { doc: [['pad', 'p'.repeat(2000)]] }], ['$db', 'd']]), 3);
+      peak = Math.max(peak, f.d.stats().bufferedBytes);
+    }
+    expect(peak).toBeLessThanOrEqual(4 * 1024 * 1024 + 2 * 65_536 + 4096);
+    const es = f.end();
+    expect(es).toHaveLength(5001);
+    expect(es.every((e) => e.error === 'pair-not-found')).toBe(true);
+    expect(f.d.stats().bufferedBytes).toBe(0);
+  });
+});
+
 describe('BSON reader', () => {
   test('every type renders as Extended JSON', () => {
     const doc = bson([

@@ -569,6 +569,34 @@ describe('MySQL by hand', () => {
     ]);
   });
 
+  test('memory per stream is bounded: a 20 MB packet, 100k rows, 1000 unanswered commands', () => {
+    const f = new Feed({ maxBodySize: 4096 });
+    let peak = 0;
+    const watch = (): void => {
+      peak = Math.max(peak, f.d.stats().bufferedBytes);
+    };
+    f.data(0, query('select big'), 1);
+    const head = pkt(1, [1]);
+    f.data(1, Buffer.concat([head, colDef(2, 'b'), eof(3)]), 2);
+    const len = 0xfffffe;
+    f.data(1, Buffer.from([len & 0xff, (len >> 8) & 0xff, len >> 16, 4]), 3);
+    for (let sent = 0; sent < len; sent += 65_536) {
+      f.data(1, Buffer.alloc(Math.min(65_536, len - sent), 0x61), 4);
+      watch();
+    }
+    for (let i = 0; i < 100_000; i++) f.data(1, row(5 + i, [`r${i}`]), 5);
+    f.data(1, eof(6), 6);
+    watch();
+    for (let i = 0; i < 1000; i++) {
+      f.data(0, query(`select ${'x'.repeat(10_000)} -- ${i}`), 7);
+      watch();
+    }
+    const es = f.end();
+    expect(peak).toBeLessThanOrEqual(4 * 1024 * 1024 + 2 * 4096 + 65_536);
+    expect(es[0]).toMatchObject({ mysql_rows: 100_001, response: { truncated: true } });
+    expect(es.filter((e) => e.error === 'pair-not-found')).toHaveLength(1000);
+  });
+
   test('a command never answered is pair-not-found at the end', () => {
     const f = new Feed();
     f.data(0, query('select sleep(100)'), 1);

@@ -389,6 +389,24 @@ describe('WebSocket by hand', () => {
     expect(es.map((e) => [e.method, e.ws_payload_size, e.response!.body!.length, e.response!.truncated, e.error])).toEqual([['binary', 501_000, 100, true, 'dissection']]);
   });
 
+  test('memory per stream is bounded: a 100 MB frame streamed, 10000 unanswered pings', () => {
+    const f = new Feed({ maxBodySize: 4096 });
+    let peak = 0;
+    f.data(1, frame(2, Buffer.alloc(0), { claim: 100_000_000 }), 1);
+    for (let sent = 0; sent < 100_000_000; sent += 1 << 20) {
+      f.data(1, Buffer.alloc(Math.min(1 << 20, 100_000_000 - sent)), 2);
+      peak = Math.max(peak, f.d.stats().bufferedBytes);
+    }
+    for (let i = 0; i < 10_000; i++) {
+      f.data(0, frame(9, 'p'.repeat(125), { mask: true }), 3);
+      peak = Math.max(peak, f.d.stats().bufferedBytes);
+    }
+    expect(peak).toBeLessThanOrEqual(4096 + 64 * 125 + 14);
+    const es = f.end();
+    expect(es[0]).toMatchObject({ method: 'binary', ws_payload_size: 100_000_000, response: { truncated: true } });
+    expect(es.filter((e) => e.method === 'ping' && e.error === 'pair-not-found')).toHaveLength(10_000);
+  });
+
   test('permessage-deflate with context takeover: later messages inflate with the window', () => {
     const m1 = 'the quick brown fox jumps over the lazy dog; '.repeat(20);
     const m2 = `${m1}and again`;
