@@ -31,10 +31,13 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  *
  * Parsing is streaming: message bodies are not buffered beyond what is needed (SQL text and
  * error fields, bounded), so a length claim of 1 GB costs nothing; raw bytes kept in bodies
- * are bounded by `maxBodySize`. Gaps and malformed messages end the message being read: a
- * client direction resumes at a later chunk starting with a plausible frontend message, a
- * server direction at a later chunk made of whole backend messages, or after the next
- * ReadyForQuery; a direction joined mid-stream starts the same way; exchanges waiting for the lost answers end with
+ * are bounded by `maxBodySize`. Per connection at most 1024 exchanges wait (then the oldest
+ * is given up) and 4 MiB of their bodies are kept (then bodies are `truncated`).
+ *
+ * Gaps and malformed messages end the message being read: a client direction resumes at a
+ * later chunk starting with a plausible frontend message, a server direction at a later chunk
+ * made of whole backend messages, or after the next ReadyForQuery; a direction joined
+ * mid-stream starts the same way. Exchanges waiting for the lost answers end with
  * `dissection`, and so does one whose answer was cut by the end of the stream mid-message. A
  * server message that started before the request it would answer was sent belongs to a
  * request lost in a hole and is skipped through the next ReadyForQuery. An exchange still

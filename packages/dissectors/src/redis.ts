@@ -31,6 +31,8 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  *   A reply with no command to pair with (one that started before any waiting command was
  *   sent: its command was lost in a hole or before the capture) is an entry without request,
  *   `pair-not-found`.
+ * - Per connection at most 1024 exchanges wait (then the oldest is given up) and 4 MiB of
+ *   their raw bytes are kept (then bodies are `truncated`).
  * - When the handshake was not captured, the client side is the one whose first value is an
  *   array of bulk strings or an inline line starting with a known command.
  */
