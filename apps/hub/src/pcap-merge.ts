@@ -51,7 +51,9 @@ export function namedInterface(linkType: number, name: string): Buffer {
 /**
  * Merges several workers' capture streams into one file in timestamp order: a k-way merge that
  * writes a packet only once every input still open has one queued (or has ended), so the
- * output is exactly ordered whatever the inputs' pacing. pcapng output gets one interface per
+ * output is exactly ordered whatever the inputs' pacing, provided each input is in time order
+ * (a live capture's store is; a worker that replayed files of overlapping times in sequence
+ * holds them in replay order, and the merge keeps that order within the worker). pcapng output gets one interface per
  * (node, link type), named after the node; classic pcap output needs one link type overall.
  * Ties keep input order (then each input's own order).
  *
