@@ -14,6 +14,7 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  *   means the rest of the connection is encrypted: the entry says `postgresql_encryption:
  *   'accepted'` and dissection of the connection stops. `N` continues in clear (`refused`).
  * - `CANCEL`: a CancelRequest (sent on a connection of its own; there is no answer).
+ * - `FUNCTION_CALL`: a FunctionCall (fast-path, e.g. large objects) through its ReadyForQuery.
  * - Simple query: one entry per Query message, through its ReadyForQuery; several statements
  *   in one Query give their command tags joined with `; `.
  * - Extended query: one entry per Execute. Its SQL is the Parse text of the statement the
@@ -537,8 +538,16 @@ export class PostgresqlDissector implements TcpDissector {
         conn.batch = newPart();
         return;
       }
+      case 'F': {
+        // FunctionCall: answered by FunctionCallResponse and ReadyForQuery, like a simple query.
+        const x = this.newExchange('query', 'FUNCTION_CALL', '');
+        merge(x.request, raw, this.maxBody, conn.budget);
+        this.push(conn, x);
+        conn.ops.push({ kind: 'query', x, sql: '', start });
+        return;
+      }
       default:
-        // Flush, Terminate, CopyData/Done/Fail, FunctionCall, password messages: nothing to pair.
+        // Flush, Terminate, CopyData/Done/Fail, password messages: nothing to pair.
         return;
     }
   }

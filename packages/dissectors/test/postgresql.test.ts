@@ -539,6 +539,16 @@ describe('behaviour on hand-made streams', () => {
     ]);
   });
 
+  test('a FunctionCall is answered by FunctionCallResponse and ReadyForQuery', () => {
+    const f = new Feed().data(0, STARTUP, 1).data(1, HELLO, 2);
+    f.data(0, msg('F', i32(952), i16(0), i16(1), i32(4), i32(7), i16(0)), 3).data(1, Buffer.concat([msg('V', i32(4), i32(1)), READY]), 4);
+    f.data(0, Q('SELECT 1'), 5).data(1, Buffer.concat([C('SELECT 0'), READY]), 6);
+    expect(summary(f.end()).slice(1)).toEqual([
+      ['FUNCTION_CALL', '', '', 0, undefined, undefined],
+      ['SELECT', 'SELECT 1', 'SELECT 0', 0, undefined, undefined],
+    ]);
+  });
+
   test('a failed login: the startup entry carries the FATAL error', () => {
     const f = new Feed().data(0, STARTUP, 1).data(1, msg('R', i32(3)), 2).data(0, msg('p', z('secret')), 3).data(1, ERR('28P01', 'password authentication failed for user "alice"'), 4);
     const es = f.end();
