@@ -198,6 +198,34 @@ describe('ClusterResolver: identities are shared and rebuilt only after a change
     expect(b.labels).toEqual({ app: 'web', v: '2' });
   });
 
+  it('rebuilds only what a change touches: a pod change the pod, a Service change every pod, a hostNetwork pod its node', () => {
+    const r = new ClusterResolver();
+    r.upsertService(service('web', ['10.96.0.1']), 0);
+    r.upsertPod(pod('web-1', '10.0.0.1', 0), 0);
+    r.upsertPod(pod('web-2', '10.0.0.2', 0), 0);
+    r.upsertNode(node('node-a', ['10.0.0.11']), 0);
+    const one = r.resolve('10.0.0.1', S);
+    const two = r.resolve('10.0.0.2', S);
+    const svc = r.resolve('10.96.0.1', S);
+    const nodeA = r.resolve('10.0.0.11', S);
+    expect(nodeA.reason).toBeUndefined();
+    r.upsertPod(pod('web-2', '10.0.0.2', 0, { labels: { app: 'web', v: '3' } }), 0);
+    expect(r.resolve('10.0.0.1', S)).toBe(one);
+    expect(r.resolve('10.0.0.2', S)).not.toBe(two);
+    expect(r.resolve('10.96.0.1', S)).toBe(svc);
+    expect(r.resolve('10.0.0.11', S)).toBe(nodeA);
+    r.upsertService(service('web', ['10.96.0.1'], { selector: { app: 'none' } }), 0);
+    expect(r.resolve('10.0.0.1', S).services).toBeUndefined();
+    expect(r.resolve('10.96.0.1', S)).not.toBe(svc);
+    r.upsertPod(pod('proxy-1', '10.0.0.11', 0, { hostNetwork: true }), 0);
+    expect(r.resolve('10.0.0.11', S)).toMatchObject({ reason: 'host-network-ambiguous', hostNetworkPods: [{ name: 'proxy-1' }] });
+    r.deletePod(pod('proxy-1', '10.0.0.11', 0, { hostNetwork: true }), 2 * S);
+    expect(r.resolve('10.0.0.11', 3 * S).reason).toBeUndefined();
+    expect(r.resolve('10.0.0.11', S).reason).toBe('host-network-ambiguous');
+    r.prune(2 * S + r.retentionUs + 1);
+    expect(r.resolve('10.0.0.11', S).hostNetworkPods).toBeUndefined();
+  });
+
   it('rejects nonsense options', () => {
     expect(() => new ClusterResolver({ maxIntervalsPerIp: 0 })).toThrow(RangeError);
     expect(() => new ClusterResolver({ retentionUs: -1 })).toThrow(RangeError);

@@ -86,12 +86,8 @@ export interface Workloads {
   nodes: WorkloadNode[];
 }
 
-interface Cached {
-  gen: number;
-  identity?: Identity;
-}
-
-class PodRecord implements Cached {
+class PodRecord {
+  /** The membership generation `identity` was built in; the pod's own changes clear `identity`. */
   gen = -1;
   identity?: Identity;
   /** Addresses this pod is indexed under (never for hostNetwork pods). */
@@ -107,8 +103,8 @@ class PodRecord implements Cached {
   }
 }
 
-class ServiceRecord implements Cached {
-  gen = -1;
+class ServiceRecord {
+  /** Depends on the Service alone: cleared when it changes. */
   identity?: Identity;
   indexed: string[] = [];
   toUs = Infinity;
@@ -119,10 +115,10 @@ class ServiceRecord implements Cached {
   }
 }
 
-class NodeRecord implements Cached {
-  gen = -1;
+class NodeRecord {
+  /** Depends on the node and its hostNetwork pods: cleared when either changes. */
   identity?: Identity;
-  /** The identity naming every hostNetwork pod of the node (valid while `gen` matches). */
+  /** The identity naming every hostNetwork pod of the node. */
   ambiguous?: Identity;
   indexed: string[] = [];
   toUs = Infinity;
@@ -224,8 +220,12 @@ export class ClusterResolver {
   /** hostNetwork pods by node name (the node object may arrive after its pods). */
   private readonly hostPods = new Map<string, Set<PodRecord>>();
 
-  /** Bumped on every change; cached identities older than it are rebuilt on use. */
-  private gen = 0;
+  /**
+   * Bumped when Services or EndpointSlices change, which changes which Services pods back: pod
+   * identities built in an older generation are rebuilt on use. A pod's own change clears only
+   * its own identity, so pod churn does not make every other pod's identity rebuild.
+   */
+  private membershipGen = 0;
   private sliceDirty = true;
   private servicesByPodKey = new Map<string, ServiceRecord[]>();
   private servicesByAddress = new Map<string, ServiceRecord[]>();
@@ -262,14 +262,14 @@ export class ClusterResolver {
       const p = slot.pod.at(tUs);
       if (p !== undefined) {
         this.resolvedCounts.pod++;
-        return p.gen === this.gen && p.identity !== undefined ? p.identity : this.podIdentity(p);
+        return p.identity !== undefined && p.gen === this.membershipGen ? p.identity : this.podIdentity(p);
       }
     }
     if (slot.service !== undefined) {
       const s = slot.service.at(tUs);
       if (s !== undefined) {
         this.resolvedCounts.service++;
-        return s.gen === this.gen && s.identity !== undefined ? s.identity : this.serviceIdentity(s);
+        return s.identity ?? this.serviceIdentity(s);
       }
     }
     if (slot.node !== undefined) {
@@ -324,11 +324,13 @@ export class ClusterResolver {
       this.pods.set(info.uid, rec);
     } else {
       if (rec.info.nodeName !== info.nodeName || rec.info.hostNetwork !== info.hostNetwork) this.hostPods.get(rec.info.nodeName)?.delete(rec);
+      if (rec.info.hostNetwork) this.invalidateNode(rec.info.nodeName);
       rec.info = info;
       rec.workload = workloadOf(info.owners, info.labels);
     }
     const end = Math.min(info.deletionUs ?? Infinity, info.finishedUs ?? Infinity);
     rec.toUs = rec.deleted ? Math.min(rec.toUs, end) : end;
+    rec.identity = undefined;
     if (info.hostNetwork) {
       this.endAll(rec, (s) => s.pod, atUs);
       rec.indexed = [];
@@ -336,11 +338,11 @@ export class ClusterResolver {
         let set = this.hostPods.get(info.nodeName);
         if (set === undefined) this.hostPods.set(info.nodeName, (set = new Set()));
         set.add(rec);
+        this.invalidateNode(info.nodeName);
       }
     } else {
       this.reindex(rec, info.ips, info.fromUs, rec.toUs, atUs, (s) => (s.pod ??= new Timeline<PodRecord>()));
     }
-    this.changed();
   }
 
   deletePod(info: PodInfo, atUs: number): void {
@@ -349,7 +351,8 @@ export class ClusterResolver {
     rec.deleted = true;
     rec.toUs = Math.min(rec.toUs, atUs);
     for (const ip of rec.indexed) this.setEnd(this.slots.get(ip)?.pod, rec, rec.toUs);
-    this.changed();
+    rec.identity = undefined;
+    if (rec.info.hostNetwork) this.invalidateNode(rec.info.nodeName);
   }
 
   upsertService(info: ServiceInfo, atUs: number): void {
@@ -364,8 +367,8 @@ export class ClusterResolver {
     if (!rec.deleted) this.servicesByName.set(rec.key, rec);
     rec.toUs = rec.deleted ? Math.min(rec.toUs, info.deletionUs ?? Infinity) : (info.deletionUs ?? Infinity);
     this.reindex(rec, info.clusterIPs, info.fromUs, rec.toUs, atUs, (s) => (s.service ??= new Timeline<ServiceRecord>()));
-    this.sliceDirty = true;
-    this.changed();
+    rec.identity = undefined;
+    this.membershipChanged();
   }
 
   deleteService(info: ServiceInfo, atUs: number): void {
@@ -375,8 +378,8 @@ export class ClusterResolver {
     if (this.servicesByName.get(rec.key) === rec) this.servicesByName.delete(rec.key);
     rec.toUs = Math.min(rec.toUs, atUs);
     for (const ip of rec.indexed) this.setEnd(this.slots.get(ip)?.service, rec, rec.toUs);
-    this.sliceDirty = true;
-    this.changed();
+    rec.identity = undefined;
+    this.membershipChanged();
   }
 
   upsertNode(info: NodeInfo, atUs: number): void {
@@ -391,7 +394,7 @@ export class ClusterResolver {
     }
     rec.toUs = info.deletionUs ?? Infinity;
     this.reindex(rec, info.ips, info.fromUs, rec.toUs, atUs, (s) => (s.node ??= new Timeline<NodeRecord>()));
-    this.changed();
+    this.invalidateNode(info.name);
   }
 
   deleteNode(info: NodeInfo, atUs: number): void {
@@ -400,20 +403,16 @@ export class ClusterResolver {
     rec.deleted = true;
     rec.toUs = Math.min(rec.toUs, atUs);
     for (const ip of rec.indexed) this.setEnd(this.slots.get(ip)?.node, rec, rec.toUs);
-    this.changed();
+    this.invalidateNode(info.name);
   }
 
   upsertEndpointSlice(info: EndpointSliceInfo): void {
     this.slices.set(info.uid, info);
-    this.sliceDirty = true;
-    this.changed();
+    this.membershipChanged();
   }
 
   deleteEndpointSlice(info: EndpointSliceInfo): void {
-    if (this.slices.delete(info.uid)) {
-      this.sliceDirty = true;
-      this.changed();
-    }
+    if (this.slices.delete(info.uid)) this.membershipChanged();
   }
 
   /**
@@ -447,13 +446,12 @@ export class ClusterResolver {
     for (const [uid, p] of this.pods) {
       if ((p.deleted || p.toUs !== Infinity) && p.toUs <= horizon) {
         this.pods.delete(uid);
-        this.hostPods.get(p.info.nodeName)?.delete(p);
+        if (this.hostPods.get(p.info.nodeName)?.delete(p) === true) this.invalidateNode(p.info.nodeName);
       }
     }
     for (const [uid, s] of this.services) if (s.deleted && s.toUs <= horizon) this.services.delete(uid);
     for (const [name, n] of this.nodes) if (n.deleted && n.toUs <= horizon) this.nodes.delete(name);
     this.prunedCount += dropped;
-    if (dropped > 0) this.changed();
     return dropped;
   }
 
@@ -521,9 +519,16 @@ export class ClusterResolver {
     return { namespaces: [...namespaces].sort(), pods, services, nodes };
   }
 
-  /** One generation for every change keeps it simple: a rebuild costs one object per owner resolved afterwards. */
-  private changed(): void {
-    this.gen++;
+  private membershipChanged(): void {
+    this.sliceDirty = true;
+    this.membershipGen++;
+  }
+
+  private invalidateNode(name: string): void {
+    const n = this.nodes.get(name);
+    if (n === undefined) return;
+    n.identity = undefined;
+    n.ambiguous = undefined;
   }
 
   /** Indexes `owner` under exactly `ips` with [from, to); addresses it lost end at `atUs`. */
@@ -647,7 +652,7 @@ export class ClusterResolver {
       ...(p.workload !== undefined ? { workload: Object.freeze(p.workload) } : {}),
     };
     p.identity = Object.freeze(id);
-    p.gen = this.gen;
+    p.gen = this.membershipGen;
     return p.identity;
   }
 
@@ -655,17 +660,15 @@ export class ClusterResolver {
     const i = s.info;
     const ref = Object.freeze({ name: i.name, namespace: i.namespace });
     s.identity = Object.freeze<Identity>({ kind: 'service', name: i.name, namespace: i.namespace, service: ref, services: Object.freeze([ref]), labels: i.labels });
-    s.gen = this.gen;
     return s.identity;
   }
 
   private nodeIdentity(n: NodeRecord, t: number): Identity {
-    if (n.gen !== this.gen || n.identity === undefined) {
+    if (n.identity === undefined) {
       const base: Identity = { kind: 'node', name: n.info.name, namespace: '', node: Object.freeze({ name: n.info.name }), labels: n.info.labels };
       n.identity = Object.freeze(base);
       const all = [...(this.hostPods.get(n.info.name) ?? [])];
       n.ambiguous = all.length > 0 ? this.ambiguousNode(base, all) : undefined;
-      n.gen = this.gen;
     }
     const pods = this.hostPods.get(n.info.name);
     if (pods === undefined || pods.size === 0) return n.identity;
