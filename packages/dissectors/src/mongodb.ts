@@ -207,6 +207,8 @@ interface Dir {
   big: { bytes: Buffer; length: number; start: Time } | null;
   skip: number;
   lost: boolean;
+  /** A chunk of this direction was seen (the first one tells a mid-stream join). */
+  seen: boolean;
 }
 
 interface Conn {
@@ -218,7 +220,7 @@ interface Conn {
   nextIndex: number;
 }
 
-const newDir = (): Dir => ({ pending: Buffer.alloc(0), offset: 0, marks: [], big: null, skip: 0, lost: false });
+const newDir = (): Dir => ({ pending: Buffer.alloc(0), offset: 0, marks: [], big: null, skip: 0, lost: false, seen: false });
 
 /** MongoDB over reassembled TCP streams; see the module comment. */
 export class MongodbDissector implements TcpDissector {
@@ -273,6 +275,11 @@ export class MongodbDissector implements TcpDissector {
     const conn = this.conn(chunk.stream);
     const d = conn.dirs[chunk.dir];
     const bytes = chunk.buf.subarray(chunk.start, chunk.start + chunk.length);
+    if (!d.seen) {
+      d.seen = true;
+      // Joined mid-stream: the first byte need not start a message; wait for a chunk that does.
+      if (chunk.midStream) d.lost = true;
+    }
     if (d.lost) {
       if (!plausibleHeader(bytes, 0, bytes.length)) return;
       d.lost = false;
@@ -510,7 +517,8 @@ export class MongodbDissector implements TcpDissector {
         namespace(ns[0]);
         p.command = p.op === OP_GET_MORE ? 'getMore' : p.op === OP_DELETE ? 'delete' : p.op === OP_UPDATE ? 'update' : 'insert';
         const docsAt = p.op === OP_INSERT ? ns[1] : p.op === OP_GET_MORE ? end : ns[1] + 4;
-        docsFrom(docsAt, p.op === OP_INSERT ? 'documents' : p.op === OP_UPDATE ? 'selector,update' : 'selector');
+        docsFrom(docsAt, p.op === OP_INSERT ? 'documents' : 'selector');
+        if (p.op === OP_UPDATE && p.docs[1]) p.docs[1].label = 'update';
         break;
       }
       case OP_KILL_CURSORS:

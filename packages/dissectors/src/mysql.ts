@@ -291,6 +291,8 @@ interface Dir {
   lost: boolean;
   /** Partial oversized packet being assembled (kept prefix). */
   big: Packet | null;
+  /** A chunk of this direction was seen (the first one tells a mid-stream join). */
+  seen: boolean;
 }
 
 interface Conn {
@@ -309,7 +311,7 @@ interface Conn {
   nextIndex: number;
 }
 
-const newDir = (): Dir => ({ pending: Buffer.alloc(0), offset: 0, marks: [], skip: 0, lost: false, big: null });
+const newDir = (): Dir => ({ pending: Buffer.alloc(0), offset: 0, marks: [], skip: 0, lost: false, big: null, seen: false });
 
 const callBytes = (c: Call): number => c.kept + (c.request?.body?.length ?? 0);
 const held = (conn: Conn): number => conn.calls.reduce((n, c) => n + callBytes(c), 0);
@@ -463,6 +465,11 @@ export class MysqlDissector implements TcpDissector {
     if (conn.phase === 'tls' || conn.phase === 'dead') return;
     const d = conn.dirs[chunk.dir];
     const bytes = chunk.buf.subarray(chunk.start, chunk.start + chunk.length);
+    if (!d.seen) {
+      d.seen = true;
+      // Joined mid-stream: the first byte need not start a message; wait for a chunk that does.
+      if (chunk.midStream) d.lost = true;
+    }
     if (d.pending.length === 0) d.offset = chunk.offset;
     if (conn.clientDir === undefined) this.guessRoles(conn, chunk.dir, bytes, chunk.offset);
     if (d.lost) {

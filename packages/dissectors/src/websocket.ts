@@ -124,6 +124,8 @@ interface Dir {
   lost: boolean;
   /** Inflate window: the last 32 KiB of this direction's inflated output; null when lost. */
   window: Buffer | null;
+  /** A chunk of this direction was seen (the first one tells a mid-stream join). */
+  seen: boolean;
 }
 
 interface Conn {
@@ -139,7 +141,7 @@ interface Conn {
   nextIndex: number;
 }
 
-const newDir = (): Dir => ({ pending: Buffer.alloc(0), offset: 0, marks: [], frame: null, message: null, lost: false, window: Buffer.alloc(0) });
+const newDir = (): Dir => ({ pending: Buffer.alloc(0), offset: 0, marks: [], frame: null, message: null, lost: false, window: Buffer.alloc(0), seen: false });
 const MAX_CONTROL = 125;
 const WINDOW = 32 * 1024;
 const TAIL = Buffer.from([0x00, 0x00, 0xff, 0xff]);
@@ -215,6 +217,11 @@ export class WebSocketDissector implements TcpDissector {
     const conn = this.conn(chunk.stream);
     const d = conn.dirs[chunk.dir];
     const bytes = chunk.buf.subarray(chunk.start, chunk.start + chunk.length);
+    if (!d.seen) {
+      d.seen = true;
+      // Joined mid-stream: the first byte need not start a message; wait for a chunk that does.
+      if (chunk.midStream) d.lost = true;
+    }
     if (d.lost) {
       if (!plausibleFrame(bytes)) return;
       d.lost = false;

@@ -226,9 +226,9 @@ class Feed {
     this.d.open(stream, info);
   }
 
-  data(dir: TcpDirection, bytes: Buffer, t: number): this {
+  data(dir: TcpDirection, bytes: Buffer, t: number, midStream = false): this {
     const wrapped = Buffer.concat([Buffer.from('zz'), bytes]);
-    this.d.onData({ stream: this.stream, dir, offset: this.offsets[dir], buf: wrapped, start: 2, length: bytes.length, firstSec: Math.floor(t / 1000), firstNsec: (t % 1000) * 1e6, lastSec: 0, lastNsec: 0, midStream: false });
+    this.d.onData({ stream: this.stream, dir, offset: this.offsets[dir], buf: wrapped, start: 2, length: bytes.length, firstSec: Math.floor(t / 1000), firstNsec: (t % 1000) * 1e6, lastSec: 0, lastNsec: 0, midStream });
     wrapped.fill(0);
     this.offsets[dir] += bytes.length;
     return this;
@@ -342,6 +342,14 @@ describe('MongoDB by hand', () => {
     expect(g.end().map((e) => [e.method, e.mongodb_ok, e.error])).toEqual([['getnonce', 1, undefined]]);
   });
 
+  test('joined mid-stream: the first chunk is skipped unless it starts a message', () => {
+    const f = new Feed({}, { clientDir: undefined });
+    const q = opMsg(1, 0, [['find', 'a'], ['$db', 'd']]);
+    f.data(0, q.subarray(5), 1, true).data(0, opMsg(2, 0, [['find', 'b'], ['$db', 'd']]), 2);
+    f.data(1, opMsg(3, 2, [['ok', { double: 1 }]]), 3, true);
+    expect(f.end().map((e) => [e.path, e.error])).toEqual([['d.b', undefined]]);
+  });
+
   test('legacy OP_QUERY with $query, OP_REPLY QueryFailure, OP_INSERT and OP_GET_MORE', () => {
     const f = new Feed();
     f.data(0, opQuery(1, 'shop.users', [['$query', { doc: [['age', 3]] }], ['$orderby', { doc: [['age', 1]] }]]), 1);
@@ -349,12 +357,15 @@ describe('MongoDB by hand', () => {
     f.data(0, header(3, 0, 2002, Buffer.concat([u32(0), cstr('shop.users'), bson([['a', 1]])])), 3);
     f.data(0, header(4, 0, 2005, Buffer.concat([u32(0), cstr('shop.users'), u32(10), Buffer.alloc(8)])), 4);
     f.data(1, opReply(5, 4, []), 5);
+    f.data(0, header(6, 0, 2001, Buffer.concat([u32(0), cstr('shop.users'), u32(1), bson([['_id', 1]]), bson([['$set', { doc: [['a', 2]] }]])])), 6);
     const es = f.end().sort((a, b) => a.index - b.index);
     expect(es.map((e) => [e.mongodb_op, e.method, e.path, e.mongodb_ok, e.failure, e.error])).toEqual([
       ['OP_QUERY', 'find', 'shop.users', 0, 'Error (2): bad query', undefined],
       ['OP_INSERT', 'insert', 'shop.users', null, undefined, undefined],
       ['OP_GET_MORE', 'getMore', 'shop.users', null, undefined, undefined],
+      ['OP_UPDATE', 'update', 'shop.users', null, undefined, undefined],
     ]);
+    expect(JSON.parse(es[3]!.mongodb_request_json)).toEqual({ selector: [{ _id: 1 }], update: [{ $set: { a: 2 } }] });
   });
 
   test('bounded: a 40 MB message is skipped past the bound; a gap resyncs at the next header', () => {

@@ -288,11 +288,11 @@ class Feed {
     this.d.open(stream, info);
   }
 
-  data(dir: TcpDirection, bytes: Buffer, t: number): this {
+  data(dir: TcpDirection, bytes: Buffer, t: number, midStream = false): this {
     const wrapped = Buffer.concat([Buffer.from('zz'), bytes, Buffer.from('yy')]);
     const sec = Math.floor(t / 1000);
     const nsec = (t % 1000) * 1e6;
-    this.d.onData({ stream: this.stream, dir, offset: this.offsets[dir], buf: wrapped, start: 2, length: bytes.length, firstSec: sec, firstNsec: nsec, lastSec: sec, lastNsec: nsec, midStream: false });
+    this.d.onData({ stream: this.stream, dir, offset: this.offsets[dir], buf: wrapped, start: 2, length: bytes.length, firstSec: sec, firstNsec: nsec, lastSec: sec, lastNsec: nsec, midStream });
     wrapped.fill(0); // only valid during the call
     this.offsets[dir] += bytes.length;
     return this;
@@ -500,6 +500,15 @@ describe('MySQL by hand', () => {
     f.data(0, Buffer.from('0c0000000000000000', 'hex'), 4).data(1, Buffer.from('0b00000100000000', 'hex'), 5);
     expect(f.end().map((e) => [e.mysql_command, e.mysql_response, e.error])).toEqual([['LOGIN', 'OK', undefined]]);
     expect(f.d.stats().compressedStreams).toBe(1);
+  });
+
+  test('joined mid-stream inside a result set: both sides wait for a command to start a chunk', () => {
+    const f = new Feed({}, { clientDir: undefined });
+    const rs = resultSet(['a'], [['1'], ['2']]);
+    f.data(1, rs.subarray(9), 1, true); // the middle of a response: no packet starts here
+    f.data(0, query('SELECT 2'), 2, true).data(1, resultSet(['2'], [['2'], ['3']]), 3);
+    expect(f.end().map((e) => [e.method, e.mysql_rows, e.error])).toEqual([['SELECT', 2, undefined]]);
+    expect(f.d.stats().resyncs).toBe(2);
   });
 
   test('without the handshake: roles by content, commands still paired', () => {

@@ -292,9 +292,9 @@ class Feed {
     this.d.open(stream, info);
   }
 
-  data(dir: TcpDirection, bytes: Buffer, t: number): this {
+  data(dir: TcpDirection, bytes: Buffer, t: number, midStream = false): this {
     const wrapped = Buffer.concat([Buffer.from('zz'), bytes]);
-    this.d.onData({ stream: this.stream, dir, offset: this.offsets[dir], buf: wrapped, start: 2, length: bytes.length, firstSec: Math.floor(t / 1000), firstNsec: (t % 1000) * 1e6, lastSec: 0, lastNsec: 0, midStream: false });
+    this.d.onData({ stream: this.stream, dir, offset: this.offsets[dir], buf: wrapped, start: 2, length: bytes.length, firstSec: Math.floor(t / 1000), firstNsec: (t % 1000) * 1e6, lastSec: 0, lastNsec: 0, midStream });
     wrapped.fill(0);
     this.offsets[dir] += bytes.length;
     return this;
@@ -517,6 +517,12 @@ describe('WebSocket by hand', () => {
       ['client', '', 0],
       ['server', '', 1],
     ]);
+  });
+
+  test('joined mid-stream: resumes at the first chunk that starts a frame', () => {
+    const f = new Feed({}, { clientDir: undefined });
+    f.data(1, frame(1, 'a'.repeat(200)).subarray(50), 1, true).data(1, frame(1, 'whole'), 2);
+    expect(f.end().map((e) => [Buffer.from((e.response ?? e.request)!.body!).toString(), e.error])).toEqual([['whole', undefined]]);
   });
 
   test('protocol errors (reserved opcode, oversized control frame) lose framing until a plausible frame', () => {
