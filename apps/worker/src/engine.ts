@@ -21,6 +21,7 @@ import { EntryStore, L7Pipeline } from './entries';
 import { ExportError, exportPackets, type ExportFilter, type ExportFormat, type FlowSelector } from './export';
 import { LiveCapture, type LiveCaptureOptions, type LiveState, type LiveStatus } from './live';
 import { flowToModel, groupToModel, summaryToModel } from './model';
+import { compileKfl, entryRecord, flowRecord } from './kfl-record';
 import type { PacketStore } from './store';
 import { SnapshotStore, type SnapshotInfo } from './snapshots';
 
@@ -35,7 +36,12 @@ export interface SourceState {
   live?: Omit<LiveStatus, 'interface' | 'state' | 'error' | 'packets' | 'bytes'>;
 }
 
-export interface FlowListQuery extends FlowFilter {
+/** The flow filters of the capture package, plus a KFL filter over flow fields. */
+export interface FlowQuery extends FlowFilter {
+  kfl?: string;
+}
+
+export interface FlowListQuery extends FlowQuery {
   aggregate: 'none' | 'ip_pair' | 'node';
   orderBy: FlowOrder;
   limit: number;
@@ -176,12 +182,13 @@ export class WorkerEngine {
    * file. `flowIds` are "<node>/<index>" ids as flows carry them.
    */
   async exportPcap(
-    request: { filter: ExportFilter; flowIds: string[]; format: ExportFormat; snapshot?: string },
+    request: { filter: ExportFilter; flowIds: string[]; format: ExportFormat; snapshot?: string; kfl?: string },
     write: (chunk: Buffer, packets: number) => Promise<void> | void,
     signal?: AbortSignal,
   ): Promise<{ packets: number; bytes: number }> {
     let files: string[];
     let flows: FlowSelector[] = [];
+    if (request.kfl?.trim() && request.snapshot) throw new QueryError('kfl', 'a KFL filter cannot select from a snapshot yet; pass flow_ids (from get_snapshot / list_l4_flows) instead');
     if (request.snapshot) {
       const snaps = this.requireSnapshots();
       files = [snaps.packetFile(request.snapshot)];
@@ -197,6 +204,13 @@ export class WorkerEngine {
       if (!this.store) throw new QueryError('store', 'this worker keeps no packets (started without a data directory), so there is nothing to export');
       files = this.store.segmentsFor(request.filter.sinceUs, request.filter.untilUs).map((s) => s.file);
       flows = request.flowIds.map((id) => selectorOf(this.flowById(id)));
+      if (request.kfl?.trim()) {
+        const selected = this.flowsForKfl(request.kfl, request.filter.sinceUs, request.filter.untilUs).map(selectorOf);
+        // With flow_ids as well, a packet must be in both selections.
+        flows = flows.length ? flows.filter((a) => selected.some((b) => sameSelector(a, b))) : selected;
+        // Nothing selected: an empty capture, not everything.
+        if (flows.length === 0) files = [];
+      }
     }
     try {
       return await exportPackets(files, { ...request.filter, ...(flows.length ? { flows } : {}) }, request.format, write, signal);
@@ -256,18 +270,46 @@ export class WorkerEngine {
     return { flows: flows.slice(offset, offset + q.limit).map((f) => flowToModel(f, this.node)), groups: [], total: flows.length };
   }
 
-  summary(filter: FlowFilter, top: number): Omit<FlowSummary, 'nodes'> {
+  summary(filter: FlowQuery, top: number): Omit<FlowSummary, 'nodes'> {
     return summaryToModel(summarizeFlows(this.select(filter), top));
   }
 
-  private select(filter: FlowFilter) {
+  private select(filter: FlowQuery): FlowRecord[] {
+    const { kfl, ...rest } = filter;
+    const compiled = compileKfl(kfl);
+    let flows: FlowRecord[];
     try {
-      return selectFlows(this.tracker.flows, filter);
+      flows = selectFlows(this.tracker.flows, rest);
     } catch (err) {
       if (err instanceof FlowQueryError) throw new QueryError(err.field, err.message);
       throw err;
     }
+    return compiled ? flows.filter((f) => compiled.matches(flowRecord(f, this.node))) : flows;
   }
+
+  /**
+   * The flows a KFL filter selects in a time window: flows matching it as flows, and the flows
+   * of the API calls matching it. Their packets are what an export with that filter contains.
+   */
+  private flowsForKfl(kfl: string, sinceUs: number | undefined, untilUs: number | undefined): FlowRecord[] {
+    const compiled = compileKfl(kfl)!;
+    const window = { ...(sinceUs ? { sinceUs } : {}), ...(untilUs ? { untilUs } : {}) };
+    const byIndex = new Map<number, FlowRecord>();
+    for (const f of selectFlows(this.tracker.flows, window)) if (compiled.matches(flowRecord(f, this.node))) byIndex.set(f.index, f);
+    if (this.entries) {
+      for (const s of this.entries.query({ ...window, match: (e) => compiled.matches(entryRecord(e)) }).entries) {
+        const index = Number(s.flow_id.slice(s.flow_id.lastIndexOf('/') + 1));
+        if (byIndex.has(index)) continue;
+        const row = this.tracker.flows.rowOf(index);
+        if (row >= 0) byIndex.set(index, this.tracker.flows.get(row));
+      }
+    }
+    return [...byIndex.values()];
+  }
+}
+
+function sameSelector(a: FlowSelector, b: FlowSelector): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
 }
 
 /** The packets of a flow: its endpoints and protocol within its first and last packet. */

@@ -203,11 +203,12 @@ export class EntryStore {
   }
 
   /**
-   * Entries with `sinceUs <= timestamp <= untilUs` (0 = unbounded) in timestamp order, after
-   * `cursor` when given, at most `limit` (0 = all). `next` continues after the last one returned
-   * (absent when nothing matched).
+   * Entries with `sinceUs <= timestamp <= untilUs` (0 = unbounded) that `match` accepts (all
+   * when absent), in timestamp order, after `cursor` when given, at most `limit` (0 = all).
+   * `next` continues after the last one returned (absent when nothing matched); `more` says
+   * whether another matching entry follows; `scanned` counts the entries examined.
    */
-  query(q: { sinceUs?: number; untilUs?: number; limit?: number; cursor?: string }): { entries: StoredEntry[]; next?: string; more: boolean } {
+  query(q: { sinceUs?: number; untilUs?: number; limit?: number; cursor?: string; match?: (s: StoredEntry) => boolean }): { entries: StoredEntry[]; next?: string; more: boolean; scanned: number } {
     const items = this.items;
     let lo = this.head;
     let hi = items.length;
@@ -236,15 +237,22 @@ export class EntryStore {
     }
     const out: StoredEntry[] = [];
     const limit = q.limit || Infinity;
-    let i = lo;
-    for (; i < hi && out.length < limit; i++) {
+    const match = q.match;
+    let more = false;
+    let scanned = 0;
+    for (let i = lo; i < hi; i++) {
       const it = items[i]!;
       if (q.untilUs && it.entry.timestamp > q.untilUs) break;
+      scanned++;
+      if (match && !match(it)) continue;
+      if (out.length === limit) {
+        more = true;
+        break;
+      }
       out.push(it);
     }
-    const more = i < hi && !(q.untilUs && items[i]!.entry.timestamp > q.untilUs);
     const last = out[out.length - 1];
-    return { entries: out, more, ...(last ? { next: `${last.entry.timestamp}_${last.seq}` } : {}) };
+    return { entries: out, more, scanned, ...(last ? { next: `${last.entry.timestamp}_${last.seq}` } : {}) };
   }
 }
 

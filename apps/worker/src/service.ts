@@ -4,6 +4,7 @@ import type { Flow, FlowGroup } from '@kubeshark-mcp/mcp-core/model';
 import { QueryError, type WorkerEngine } from './engine';
 import { apiStats } from './api-stats';
 import { CursorError, entryDetail, entrySummary, type StoredEntry } from './entries';
+import { compileKfl, entryRecord } from './kfl-record';
 import { SnapshotError, type SnapshotInfo } from './snapshots';
 
 /** Trailing metadata key naming the request field an INVALID_ARGUMENT refers to. */
@@ -176,6 +177,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
           ...(protocol ? { protocol } : {}),
           ...(r.since_us ? { sinceUs: r.since_us } : {}),
           ...(r.until_us ? { untilUs: r.until_us } : {}),
+          ...(r.kfl ? { kfl: r.kfl } : {}),
         });
         return { node: engine.node, flows: res.flows.map(toProtoFlow), groups: res.groups.map(toProtoGroup), total: res.total };
       }, callback);
@@ -189,6 +191,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
             ...(protocol ? { protocol } : {}),
             ...(r.since_us ? { sinceUs: r.since_us } : {}),
             ...(r.until_us ? { untilUs: r.until_us } : {}),
+            ...(r.kfl ? { kfl: r.kfl } : {}),
           },
           Math.min(r.top || 10, 1000),
         );
@@ -200,14 +203,14 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       const fail = (err: unknown): void => {
         call.emit('error', toStatus(err));
       };
-      if (r.kfl) return fail(unimplementedError('kfl', 'KFL filters on entries are not implemented yet; select entries by since_us, until_us, limit and cursor'));
       if (r.follow) return fail(unimplementedError('follow', 'follow (streaming new entries as they arrive) is not implemented yet; page with limit and cursor instead'));
       const store = engine.entries;
       if (!store) return fail(unimplementedError('entries', 'this worker was started without L7 dissection, so it keeps no entries'));
       if (r.since_us && r.until_us && r.until_us < r.since_us) return fail(new QueryError('until_us', 'until_us is before since_us'));
       let res: ReturnType<typeof store.query>;
       try {
-        res = store.query({ sinceUs: r.since_us, untilUs: r.until_us, limit: r.limit, cursor: r.cursor });
+        const filter = compileKfl(r.kfl);
+        res = store.query({ sinceUs: r.since_us, untilUs: r.until_us, limit: r.limit, cursor: r.cursor, ...(filter ? { match: (e) => filter.matches(entryRecord(e)) } : {}) });
       } catch (err) {
         return fail(err instanceof CursorError ? new QueryError('cursor', err.message) : err);
       }
@@ -236,7 +239,13 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       const store = engine.entries;
       if (!store) return callback(unimplemented('GetApiStats on a worker without L7 dissection'));
       if (r.since_us && r.until_us && r.until_us < r.since_us) return callback(toStatus(new QueryError('until_us', 'until_us is before since_us')));
-      const { entries } = store.query({ sinceUs: r.since_us, untilUs: r.until_us });
+      let filter: ReturnType<typeof compileKfl>;
+      try {
+        filter = compileKfl(r.kfl);
+      } catch (err) {
+        return callback(toStatus(err));
+      }
+      const { entries } = store.query({ sinceUs: r.since_us, untilUs: r.until_us, ...(filter ? { match: (e) => filter.matches(entryRecord(e)) } : {}) });
       const selected = r.protocol ? entries.filter((s) => s.entry.protocol === r.protocol) : entries;
       const groups = apiStats(selected).map((g) => ({
         service: g.service,
@@ -254,6 +263,24 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       }));
       callback(null, { node: engine.node, groups, entries: selected.length });
     },
+    CountEntries(call, callback) {
+      const r = call.request;
+      const store = engine.entries;
+      if (!store) return callback(unimplemented('CountEntries on a worker without L7 dissection'));
+      if (r.since_us && r.until_us && r.until_us < r.since_us) return callback(toStatus(new QueryError('until_us', 'until_us is before since_us')));
+      guard(() => {
+        const filter = compileKfl(r.kfl);
+        const before = filter ? filter.stats.errors : 0;
+        const res = store.query({ sinceUs: r.since_us, untilUs: r.until_us, ...(filter ? { match: (e) => filter.matches(entryRecord(e)) } : {}) });
+        return {
+          node: engine.node,
+          scanned: res.scanned,
+          matched: res.entries.length,
+          errors: filter ? filter.stats.errors - before : 0,
+          last_error: filter?.stats.lastError ?? '',
+        };
+      }, callback);
+    },
     StartCapture: unaryUnimplemented('StartCapture'),
     StopCapture: unaryUnimplemented('StopCapture'),
     ListCaptures: unaryUnimplemented('ListCaptures'),
@@ -262,7 +289,6 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       const fail = (err: unknown): void => {
         call.emit('error', toStatus(err));
       };
-      if (r.kfl) return fail(unimplementedError('kfl', 'KFL filters on export are not implemented yet; filter by time, ips, ports, protocol or flow_ids'));
       if (r.bpf) return fail(unimplementedError('bpf', 'BPF filters on export are not implemented yet; filter by time, ips, ports, protocol or flow_ids'));
       const format = r.format || 'pcapng';
       if (format !== 'pcapng' && format !== 'pcap') return fail(new QueryError('format', `format must be "pcapng" or "pcap" (got "${format}")`));
@@ -285,6 +311,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
             },
             flowIds: r.flow_ids,
             format,
+            ...(r.kfl ? { kfl: r.kfl } : {}),
             ...(r.snapshot ? { snapshot: r.snapshot } : {}),
           },
           write,

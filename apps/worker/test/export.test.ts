@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { CaptureReader, type RawPacket } from '@kubeshark-mcp/capture';
 import { createWorkerClient, type Flow, type WorkerClient } from '@kubeshark-mcp/proto';
-import { capturePath, formatEpoch, grpcUnary, loadFrames, type GoldenFrame } from '@kubeshark-mcp/testkit';
+import { GOLDEN_DIR, capturePath, formatEpoch, grpcUnary, loadFrames, type GoldenFrame } from '@kubeshark-mcp/testkit';
 import { PacketStore, SnapshotStore, WorkerEngine, startWorkerServer, type RunningWorkerServer } from '../src';
 
 /**
@@ -151,8 +151,25 @@ test('address, port and protocol filters', async () => {
   expect((bad as grpc.ServiceError).metadata.get('x-argument')).toEqual(['ips']);
   const unknownFlow = await exportPcap({ flow_ids: ['other-node/3'] }).catch((e: grpc.ServiceError) => e);
   expect((unknownFlow as grpc.ServiceError).details).toMatch(/not a flow of node exp/);
-  const kfl = await exportPcap({ kfl: 'http' }).catch((e: grpc.ServiceError) => e);
-  expect((kfl as grpc.ServiceError).code).toBe(grpc.status.UNIMPLEMENTED);
+});
+
+test('a KFL filter exports the packets of the flows it selects: as API calls (grpc) or as flows (tcp_flow && dst.port == 443)', async () => {
+  // tshark: the TCP stream that carried the gRPC request (its HEADERS frame with :method).
+  const h2 = readFileSync(path.join(GOLDEN_DIR, 'grpc-go-book/grpc_Unary.pcapng', 'http2-frames.psv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split('|'));
+  const grpcStream = Number(h2.find((f) => f[9]!.includes('":method"'))![2]);
+  const grpcFrames = loadFrames('grpc-go-book/grpc_Unary.pcapng').filter((f) => f.tcpStream === grpcStream);
+  const byCall = await exportPcap({ kfl: 'grpc && grpc_method == "Greet"' });
+  expect(strip(parse(byCall.file))).toEqual(expected(grpcFrames));
+  const byFlow = await exportPcap({ kfl: 'tcp_flow && dst.port == 443' });
+  expect(strip(parse(byFlow.file))).toEqual(expected(loadFrames('ndpi/http_ipv6.pcap').filter((f) => f.tcpStream !== undefined)));
+  // Nothing selected: a valid capture with no packets, not everything.
+  const none = await exportPcap({ kfl: 'http && status_code == 999' });
+  expect(parse(none.file)).toEqual([]);
+  expect(none.chunks[none.chunks.length - 1]).toMatchObject({ done: true, total_packets: 0 });
+  const bad = await exportPcap({ kfl: 'respone.status == 200' }).catch((e: grpc.ServiceError) => e);
+  expect((bad as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
+  expect((bad as grpc.ServiceError).metadata.get('x-argument')).toEqual(['kfl']);
+  expect((bad as grpc.ServiceError).details).toMatch(/unknown field "respone.status" at 1:1; did you mean/);
 });
 
 test('data boundaries report what the packet store can export', async () => {
@@ -201,4 +218,19 @@ describe('snapshots', () => {
     new SnapshotStore(snapDir);
     expect(readdirSync(snapDir)).not.toContain('.tmp-crashed-0000');
   });
+});
+
+test('ListFlows and GetFlowSummary take a KFL filter over flow fields', async () => {
+  const byKfl = await unary<{ flows: Flow[]; total: number }>('ListFlows', { kfl: 'tcp_flow && dst.port == 443', limit: 1000, order_by: 'oldest' });
+  const byPort = await unary<{ flows: Flow[]; total: number }>('ListFlows', { protocol: 'TCP', port: 443, limit: 1000, order_by: 'oldest' });
+  expect(byKfl.total).toBeGreaterThan(0);
+  expect(byKfl.flows.map((f) => f.id)).toEqual(byPort.flows.filter((f) => f.server!.port === 443).map((f) => f.id));
+  const udp = await unary<{ total_flows: number; udp: { flows: number } }>('GetFlowSummary', { kfl: 'udp_flow' });
+  expect(udp.total_flows).toBe(udp.udp.flows);
+  // tshark numbers UDP conversations per capture.
+  const conversations = new Set(CAPTURES.flatMap((c) => loadFrames(c).filter((f) => f.udpStream !== undefined).map((f) => `${c}/${f.udpStream}`)));
+  expect(udp.total_flows).toBe(conversations.size);
+  const bad = await unary('ListFlows', { kfl: 'flow_state ==' }).catch((e: grpc.ServiceError) => e);
+  expect((bad as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
+  expect((bad as grpc.ServiceError).metadata.get('x-argument')).toEqual(['kfl']);
 });
