@@ -48,8 +48,9 @@ class FakeApiServer {
   }
 
   watch(p: string, ...files: string[]): this {
-    // `status:NNN` answers the watch request with that HTTP status instead of a stream.
-    this.watches.set(p, files.map((f) => (f.startsWith('status:') ? f : readFileSync(path.join(FIX, f), 'utf8'))));
+    // `status:NNN` answers the watch request with that HTTP status instead of a stream; `end:`
+    // with an empty stream the server ends at once.
+    this.watches.set(p, files.map((f) => (f.startsWith('status:') || f === 'end:' ? f : readFileSync(path.join(FIX, f), 'utf8'))));
     return this;
   }
 
@@ -72,6 +73,10 @@ class FakeApiServer {
         const code = Number(body.slice('status:'.length));
         const reason = code === 410 ? 'Expired' : 'InternalError';
         res.writeHead(code, { 'Content-Type': 'application/json' }).end(JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `status ${code}`, reason, code }));
+        return;
+      }
+      if (body === 'end:') {
+        res.writeHead(200, { 'Content-Type': 'application/json' }).end();
         return;
       }
       res.writeHead(200, { 'Content-Type': 'application/json' });
@@ -318,6 +323,20 @@ describe('KubeWatcher against a fake API server', () => {
     const st = watcher.status().resources.nodes!;
     expect(st).toMatchObject({ state: 'watching', lists: 2, relists: 1, reconnects: 1, lastError: { code: 'http', status: 500 } });
     expect(st.lastError!.message).toBe('GET /api/v1/nodes: 500 status 500');
+  });
+
+  it('does not spin when the server ends every watch at once', async () => {
+    api = new FakeApiServer('t').list(NODES, 'nodes-list.json').watch(NODES, ...new Array<string>(50).fill('end:'));
+    await api.listen();
+    watcher = new KubeWatcher({ baseUrl: api.url, token: 't', resources: ['nodes'], backoff: { initialMs: 40, maxMs: 80 }, pruneIntervalMs: 0 }, new ClusterResolver());
+    watcher.start();
+    await watcher.waitForSync(5000);
+    await new Promise((r) => setTimeout(r, 400));
+    // Without the backoff this would be hundreds of requests; with it, one per 32-96 ms.
+    const n = api.watchRequests(NODES).length;
+    expect(n).toBeGreaterThanOrEqual(2);
+    expect(n).toBeLessThanOrEqual(14);
+    expect(watcher.status().resources.nodes!.lists).toBe(1);
   });
 
   it('reopens a watch that went silent (no event, no bookmark) for longer than the idle timeout', async () => {

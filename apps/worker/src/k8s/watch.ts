@@ -41,6 +41,9 @@ const RESOURCE: Record<WatchResource, { path: string; kind: KubeKind }> = {
   nodes: { path: '/api/v1/nodes', kind: 'Node' },
 };
 
+/** A watch ended by the server sooner than this counts as a failed attempt for the backoff. */
+const MIN_WATCH_MS = 1000;
+
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export interface KubeWatcherOptions {
@@ -269,13 +272,17 @@ export class KubeWatcher {
           attempt = 0;
         }
         st.state = 'watching';
+        const started = Date.now();
         await this.watch(resource, st);
-        attempt = 0;
+        // A watch the server ends at once, again and again (a misbehaving proxy), must not spin.
+        if (Date.now() - started < MIN_WATCH_MS) await this.sleep(this.backoff(attempt++));
+        else attempt = 0;
       } catch (err) {
         if (this.stopped) break;
         const e = err instanceof KubeWatchError ? err : new KubeWatchError('network', (err as Error).message, undefined, { cause: err });
-        if (e.code === 'gone') {
-          // Our version left the server's history: only a fresh list can catch up.
+        if (e.code === 'gone' && !needList) {
+          // Our version left the server's history: only a fresh list can catch up. (A 410 while
+          // listing, an expired continue token, is retried below with backoff.)
           needList = true;
           st.relists++;
           continue;
