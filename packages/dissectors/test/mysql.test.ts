@@ -5,6 +5,10 @@ import { GOLDEN_DIR, goldenCaptures } from '@kubeshark-mcp/testkit';
 import { MYSQL_COMMANDS, MYSQL_PROTOCOL, MysqlDissector, sqlKeyword, type MysqlDissectorOptions, type MysqlEntry } from '../src/mysql';
 import type { StreamOpen, TcpDissector } from '../src/stream';
 import { feedCapture } from './support/feed';
+import { HttpDissector, HTTP_PROTOCOL } from '../src/http1';
+import { MONGODB_PROTOCOL, MongodbDissector, type MongodbEntry } from '../src/mongodb';
+import { StreamRouter } from '../src/router';
+import { WebSocketDissector, type WebSocketEntry } from '../src/websocket';
 
 /**
  * The MySQL dissector against tshark's MySQL fields for the same captures
@@ -772,5 +776,49 @@ describe.each(CAPTURES)('%s damaged', (capture) => {
       for (let k = 0; k < 10; k++) f.data((k % 2) as TcpDirection, Buffer.from(Array.from({ length: Math.floor(rand() * 300) }, () => Math.floor(rand() * 256))), k);
       for (const e of f.end()) expect(e.request?.body?.length ?? 0).toBeLessThanOrEqual(128);
     }
+  });
+});
+
+/**
+ * The production path: every stream through the stream router with the HTTP, MySQL and MongoDB
+ * protocols registered (no port hints: content alone), WebSocket behind HTTP upgrades.
+ */
+async function routed(capture: string, sinks: { mysql?: (e: MysqlEntry) => void; mongodb?: (e: MongodbEntry) => void; ws?: (e: WebSocketEntry) => void }): Promise<StreamRouter> {
+  const clientDirs = new Map<number, TcpDirection | undefined>();
+  const ignore = (): void => undefined;
+  const mysql = new MysqlDissector(sinks.mysql ?? ignore);
+  const mongodb = new MongodbDissector(sinks.mongodb ?? ignore);
+  const ws = new WebSocketDissector(sinks.ws ?? ignore);
+  // The HTTP dissector calls the router back on an upgrade (after both exist).
+  const http = new HttpDissector(ignore, { onUpgrade: (u) => router.upgrade(u) });
+  const router: StreamRouter = new StreamRouter({
+    protocols: [
+      { protocol: HTTP_PROTOCOL, dissector: http },
+      { protocol: MYSQL_PROTOCOL, dissector: mysql },
+      { protocol: MONGODB_PROTOCOL, dissector: mongodb },
+    ],
+    facts: (s) => ({ clientDir: clientDirs.get(s), ports: [0, 0] }),
+    upgrades: { websocket: ws },
+  });
+  await feedCapture(capture, {
+    open: (s, i) => clientDirs.set(s, i.clientDir),
+    onData: (c) => router.onData(c),
+    onGap: (g) => router.onGap(g),
+    onEnd: (e) => router.onEnd(e),
+    flush: () => {
+      for (const d of [http, mysql, mongodb, ws]) d.flush();
+    },
+  });
+  return router;
+}
+
+describe('through the stream router', () => {
+  test.each(CAPTURES)('%s: claimed by content alone, the same entries as fed directly', async (capture) => {
+    const direct = await run(capture);
+    const viaRouter: MysqlEntry[] = [];
+    const router = await routed(capture, { mysql: (e) => viaRouter.push(e) });
+    viaRouter.sort((a, b) => direct.tcpStream.get(a.stream)! - direct.tcpStream.get(b.stream)! || a.index - b.index);
+    expect(viaRouter).toEqual(direct.entries);
+    expect(router.stats().claimed).toMatchObject({ mysql: new Set(direct.entries.map((e) => e.stream)).size, http: 0, mongodb: 0 });
   });
 });
