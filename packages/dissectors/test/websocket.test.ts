@@ -28,6 +28,10 @@ import { StreamRouter } from '../src/router';
  * frames; fragmentation, control frames, long lengths and compression are covered by hand.
  * zeek/http_docker-http-upgrade.pcap upgrades to Docker's raw `tcp` stream, not WebSocket: not
  * a WebSocket golden (checked below).
+ *
+ * Deliberate differences from tshark's per-frame view: one entry per message (fragments joined),
+ * and a ping and the pong answering it are one entry (request = ping, response = pong, elapsed =
+ * round trip); the capture has neither fragments nor pings, so the comparison is one to one.
  */
 
 const CAPTURE = 'suricata-verify/basic_websockets.pcap';
