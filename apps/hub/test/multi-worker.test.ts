@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import type * as grpc from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { CaptureReader, RttSketch, pcapngInterface, pcapngPacketSize, pcapngSectionHeader, writePcapngPacket, type RawPacket } from '@kubeshark-mcp/capture';
-import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
+import { createWorkerClient, workerServiceDefinition, type WorkerClient } from '@kubeshark-mcp/proto';
+import { TrafficSourceError } from '@kubeshark-mcp/mcp-core';
 import { capturePath, grpcUnary, waitFor } from '@kubeshark-mcp/testkit';
 import { PacketStore, SnapshotStore, WorkerEngine, startWorkerServer, type RunningWorkerServer } from '@kubeshark-mcp/worker';
 import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
@@ -361,8 +362,92 @@ describe('fan-out and merge over three workers', () => {
   }, 60_000);
 });
 
+/** A gRPC server that accepts every Worker call and never answers: a hung worker. */
+async function startHungWorker(): Promise<{ address: string; stop: () => void }> {
+  const server = new grpc.Server();
+  const never = (): void => undefined;
+  const handlers = Object.fromEntries(Object.keys(workerServiceDefinition()).map((k) => [k, never]));
+  server.addService(workerServiceDefinition(), handlers);
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  return { address: `127.0.0.1:${port}`, stop: () => server.forceShutdown() };
+}
+
+describe('a hung worker and the export limits over several workers', () => {
+  let h: Hub;
+  let c: Client;
+  let hung: { address: string; stop: () => void };
+  const exportDir = path.join(TMP, 'exports-small');
+
+  beforeAll(async () => {
+    mkdirSync(exportDir);
+    hung = await startHungWorker();
+    h = await buildHub(
+      validateConfig({
+        ...DEFAULT_CONFIG,
+        host: '127.0.0.1',
+        port: 0,
+        workers: [...workers.map((w) => `127.0.0.1:${w.port}`), hung.address],
+        workerDeadlineMs: 1000,
+        exportDir,
+      }),
+      { logger: false },
+    );
+    await h.app.listen({ host: '127.0.0.1', port: 0 });
+    c = new Client({ name: 'hung', version: '1' });
+    await c.connect(new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${(h.app.server.address() as { port: number }).port}/mcp`)));
+  });
+
+  afterAll(async () => {
+    await c?.close();
+    await h?.app.close();
+    hung?.stop();
+  });
+
+  test('a worker that never answers costs one deadline: the answer is partial and says why', async () => {
+    for (const tool of ['get_l4_flow_summary', 'list_api_calls', 'list_snapshots'] as const) {
+      const t0 = Date.now();
+      const r = (await c.callTool({ name: tool, arguments: {} })) as CallToolResult;
+      expect(Date.now() - t0).toBeLessThan(1000 + 4000);
+      const out = structured<{ nodes: { node: string; state: string; message?: string }[] }>(r);
+      expect(out.nodes).toEqual([...ALL_OK, { node: hung.address, state: 'unavailable', message: 'no answer within the deadline (1000 ms)' }]);
+    }
+  });
+
+  test('a merged export fails when one worker stays silent, and leaves nothing behind', async () => {
+    const r = (await c.callTool({ name: 'export_pcap', arguments: {} })) as CallToolResult;
+    expect(r.isError).toBe(true);
+    expect(text(r)).toMatch(new RegExp(`\\[deadline_exceeded\\].*${hung.address.replace(/\./g, '\\.')} sent nothing for 1000 ms`));
+    await waitFor('the partial file to go', async () => (readdirSync(h.downloads.dir).length === 0 ? true : undefined), 3000);
+  });
+
+  test('a merged export beyond the size limit is refused and leaves nothing behind; cancelling stops every stream', async () => {
+    const small = await buildHub(validateConfig({ ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, workers: workers.map((w) => `127.0.0.1:${w.port}`), exportDir, exportMaxBytes: 20_000 }), { logger: false });
+    try {
+      const err = await small.source.exportPcap!({ format: 'pcapng' }, { signal: new AbortController().signal }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(TrafficSourceError);
+      expect((err as TrafficSourceError).code).toBe('resource_exhausted');
+      expect((err as Error).message).toMatch(/limit of 20000 bytes/);
+      await waitFor('the partial file to go', async () => (readdirSync(small.downloads.dir).length === 0 ? true : undefined), 3000);
+    } finally {
+      await small.app.close();
+    }
+
+    const abort = new AbortController();
+    const err = await hub.source.exportPcap!({ format: 'pcapng' }, { signal: abort.signal }, () => abort.abort()).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrafficSourceError);
+    expect((err as TrafficSourceError).code).toBe('cancelled');
+    await waitFor('no partial file', async () => (readdirSync(hub.downloads.dir).some((f) => f.endsWith('.part')) ? undefined : true), 3000);
+  });
+
+  test('a merged classic pcap export needs one link type', async () => {
+    const r = await call('export_pcap', { format: 'pcap' });
+    expect(r.isError).toBe(true);
+    expect(text(r)).toMatch(/\(argument "format"\).*more than one link type/);
+  });
+});
+
 describe('when no worker answers', () => {
-  test('a call fails with every worker named once, within the deadline; /readyz is 503', async () => {
+  test('a call fails naming every worker, within the deadline; /readyz is 503', async () => {
     const dead = await Promise.all([0, 1].map(async () => {
       const w = await startWorkerServer(new WorkerEngine('gone', 'test'), '127.0.0.1', 0);
       await w.close(0);
