@@ -1,6 +1,18 @@
 import { Completeness, parseIp, type FlowTable, type L4Packet, type RawPacket, type TcpStreamConsumer } from '@kubeshark-mcp/capture';
 import {
+  AMQP_PROTOCOL,
+  AmqpDissector,
   DNS_TCP_PROTOCOL,
+  KAFKA_PROTOCOL,
+  KafkaDissector,
+  POSTGRESQL_PROTOCOL,
+  PostgresqlDissector,
+  REDIS_PROTOCOL,
+  RedisDissector,
+  type AmqpEntry,
+  type KafkaEntry,
+  type PostgresqlEntry,
+  type RedisEntry,
   DnsDissector,
   HTTP2_PROTOCOL,
   HTTP_PROTOCOL,
@@ -18,7 +30,7 @@ import {
 } from '@kubeshark-mcp/dissectors';
 
 /** Every entry the worker stores: the dissectors' own types. */
-export type AnyEntry = HttpEntry | DnsEntry | Http2Entry;
+export type AnyEntry = HttpEntry | DnsEntry | Http2Entry | RedisEntry | PostgresqlEntry | KafkaEntry | AmqpEntry;
 
 /**
  * L7 API calls on the worker: the dissectors wired behind the flow tracker, and a bounded
@@ -307,9 +319,14 @@ export class L7Pipeline {
     this.http = new HttpDissector(emit, { maxBodySize, onUpgrade: (u) => this.router.upgrade(u) });
     this.dns = new DnsDissector(emit, { keepBodies: false });
     this.http2 = new Http2Dissector(emit, { maxBodySize });
+    // Asked in this order (after the ones whose ports match): the cheap, unambiguous signatures first.
     const protocols: RoutedProtocol[] = [
       { protocol: HTTP_PROTOCOL, dissector: this.http },
       { protocol: HTTP2_PROTOCOL, dissector: this.http2 },
+      { protocol: POSTGRESQL_PROTOCOL, dissector: new PostgresqlDissector(emit, { maxBodySize }) },
+      { protocol: AMQP_PROTOCOL, dissector: new AmqpDissector(emit, { maxBodySize }) },
+      { protocol: REDIS_PROTOCOL, dissector: new RedisDissector(emit, { maxBodySize }) },
+      { protocol: KAFKA_PROTOCOL, dissector: new KafkaDissector(emit, { maxBodySize }) },
       { protocol: DNS_TCP_PROTOCOL, dissector: this.dns },
     ];
     this.dissectors = protocols.map((p) => p.dissector);

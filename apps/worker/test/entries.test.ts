@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
 import { GOLDEN_DIR, capturePath, grpcUnary } from '@kubeshark-mcp/testkit';
 import { endpointOf } from '../src/api-stats';
+import { compileKfl, entryRecord } from '../src/kfl-record';
 import { WorkerEngine, entryDetail, startWorkerServer, type RunningWorkerServer } from '../src';
 
 /** L7 entries through a real gRPC server, checked against tshark's HTTP and DNS views of the captures. */
@@ -314,4 +315,31 @@ test('gRPC over HTTP/2 is detected by its preface and stored with its service, m
   expect(String((JSON.parse(status[9]!) as [string, string][]).find(([k]) => k === 'grpc-status')![1])).toBe(String(detail.grpc_status));
   expect((detail.request as { headers: [string, string][] }).headers).toEqual(expect.arrayContaining([['authorization', 'aDummyToken']]));
   expect(detail.failure).toBeUndefined();
+});
+
+test('Redis, PostgreSQL, Kafka and AMQP are claimed by content and stored with their KFL fields', async () => {
+  const captures: Record<string, string> = { redis: 'zeek/redis_pipelining-example.pcap', postgresql: 'ndpi/pgsql.pcap', kafka: 'ndpi/kafka.pcapng', amqp: 'ndpi/amqp.pcap' };
+  const e = new WorkerEngine('node-m', 'test');
+  await e.replay(Object.values(captures).map(capturePath));
+  const stored = e.entries!.query({}).entries;
+  for (const [protocol, capture] of Object.entries(captures)) {
+    const got = stored.filter((s) => s.entry.protocol === protocol);
+    expect({ protocol, some: got.length > 0 }).toEqual({ protocol, some: true });
+    // Every entry of a protocol came from that protocol's capture: the router claimed nothing else.
+    const golden = psv(capture, `${protocol}.psv`);
+    expect(golden.length).toBeGreaterThan(0);
+  }
+  const count = (kfl: string): number => {
+    const f = compileKfl(kfl)!;
+    return stored.filter((s) => f.matches(entryRecord(s))).length;
+  };
+  // Hand-checkable selections: each protocol's flag equals its stored entries, and fields reach the filters.
+  for (const protocol of Object.keys(captures)) expect(count(protocol)).toBe(stored.filter((s) => s.entry.protocol === protocol).length);
+  expect(count('redis && redis_command == "SET"')).toBe(stored.filter((s) => s.entry.protocol === 'redis' && s.entry.method === 'SET').length);
+  // The capture's SQL is lower case: a case-insensitive RE2 match finds what method (the upper-cased first keyword) says.
+  expect(count('postgresql && method == "SELECT"')).toBeGreaterThan(0);
+  expect(count('postgresql && postgresql_query.matches("(?i)^\\\\s*select\\\\b")')).toBe(count('postgresql && method == "SELECT"'));
+  expect(count('kafka && kafka_api_key_name == "METADATA"')).toBeGreaterThan(0);
+  expect(count('amqp && amqp_method == "basic.publish"')).toBeGreaterThan(0);
+  expect(count('http || dns || grpc')).toBe(0);
 });

@@ -17,3 +17,11 @@ export type { Http2Entry, Http2Message, Http2DissectorOptions, Http2DissectorSta
 export { HpackDecoder, HpackError, HPACK_ERROR_CODES, HPACK_STATIC_TABLE } from './hpack';
 export type { HpackBlock, HpackDecoderOptions, HpackErrorCode } from './hpack';
 export { GRPC_STATUS_NAMES, grpcStatusName } from './grpc';
+export { KafkaDissector, KAFKA_PROTOCOL, KAFKA_API_KEYS, KAFKA_ERRORS, kafkaFailure } from './kafka';
+export type { KafkaEntry, KafkaDissectorOptions, KafkaDissectorStats } from './kafka';
+export { AmqpDissector, AMQP_PROTOCOL, amqpMethod } from './amqp';
+export type { AmqpEntry, AmqpDissectorOptions, AmqpDissectorStats } from './amqp';
+export { RedisDissector, REDIS_PROTOCOL, decodeResp, renderResp, respText } from './redis';
+export type { RedisEntry, RedisDissectorOptions, RedisDissectorStats, RespValue, RespType } from './redis';
+export { PostgresqlDissector, POSTGRESQL_PROTOCOL, sqlKeyword, tagRows } from './postgresql';
+export type { PostgresqlEntry, PostgresqlDissectorOptions, PostgresqlDissectorStats } from './postgresql';

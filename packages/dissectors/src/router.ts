@@ -43,6 +43,13 @@ export interface StreamRouterOptions {
   upgrades?: Readonly<Record<string, TcpDissector>>;
   /** Bytes per direction judged before a stream is left unclaimed. Default 4 KiB. */
   maxDetectBytes?: number;
+  /**
+   * Streams whose protocol is remembered after they end by idle time, eviction or flush, so
+   * that when the same stream resumes (a mid-stream join under the same id) it goes straight
+   * back to that dissector: a resumed piece may carry only what detection cannot recognise
+   * (Kafka responses). Oldest forgotten first. Default 65,536.
+   */
+  maxRemembered?: number;
 }
 
 export interface StreamRouterStats {
@@ -93,12 +100,16 @@ export class StreamRouter implements TcpStreamConsumer {
   private readonly maxDetect: number;
   private readonly counters: StreamRouterStats = { claimed: {}, unclaimed: 0, pending: 0, pendingBytes: 0 };
   private heldBytes = 0;
+  /** Claimed streams that ended without FIN or RST, and who had them (insertion order = age). */
+  private readonly remembered = new Map<number, RoutedProtocol>();
+  private readonly maxRemembered: number;
   private readonly chunk: TcpChunk = { stream: 0, dir: 0, offset: 0, buf: EMPTY, start: 0, length: 0, firstSec: 0, firstNsec: 0, lastSec: 0, lastNsec: 0, midStream: false };
   private readonly gap: TcpGap = { stream: 0, dir: 0, offset: 0, length: 0, reason: 'acked', sec: 0, nsec: 0 };
 
   constructor(private readonly options: StreamRouterOptions) {
     this.protocols = options.protocols;
     this.maxDetect = options.maxDetectBytes ?? 4096;
+    this.maxRemembered = options.maxRemembered ?? 65_536;
     for (const p of this.protocols) {
       this.ports.set(p, new Set([...p.protocol.ports, ...(options.portMapping?.[p.protocol.name] ?? [])]));
       this.counters.claimed[p.protocol.name] = 0;
@@ -110,7 +121,7 @@ export class StreamRouter implements TcpStreamConsumer {
   }
 
   onData(c: TcpChunk): void {
-    const route = this.routes.get(c.stream);
+    const route = this.routes.get(c.stream) ?? this.resumed(c.stream);
     if (route) {
       route.to?.onData(c);
       return;
@@ -134,7 +145,7 @@ export class StreamRouter implements TcpStreamConsumer {
   }
 
   onGap(g: TcpGap): void {
-    const route = this.routes.get(g.stream);
+    const route = this.routes.get(g.stream) ?? this.resumed(g.stream);
     if (route) {
       route.to?.onGap(g);
       return;
@@ -158,7 +169,17 @@ export class StreamRouter implements TcpStreamConsumer {
       route.to?.onEnd(e);
       route.also?.onEnd(e);
     }
-    if (e.closed) this.routes.delete(e.stream);
+    if (e.closed) {
+      const claimed = route?.to ? this.protocols.find((p) => p.dissector === route.to) : undefined;
+      this.routes.delete(e.stream);
+      if (claimed && (e.reason === 'idle' || e.reason === 'evicted' || e.reason === 'flush')) {
+        this.remembered.delete(e.stream);
+        this.remembered.set(e.stream, claimed);
+        if (this.remembered.size > this.maxRemembered) this.remembered.delete(this.remembered.keys().next().value!);
+      } else {
+        this.remembered.delete(e.stream);
+      }
+    }
   }
 
   /** Moves an upgraded connection to the dissector registered for its `Upgrade` token. */
@@ -179,6 +200,19 @@ export class StreamRouter implements TcpStreamConsumer {
       // A chunk of its own: the HTTP dissector may still hold the one being delivered.
       if (r) target.onData({ stream: u.stream, dir, offset: r.offset, buf: r.bytes, start: 0, length: r.bytes.length, firstSec: r.sec, firstNsec: r.nsec, lastSec: r.sec, lastNsec: r.nsec, midStream: false });
     }
+  }
+
+  /** A stream resuming under an id whose protocol is remembered: that dissector takes it back, without detection. */
+  private resumed(stream: number): Route | undefined {
+    const again = this.remembered.get(stream);
+    if (!again || this.pending.has(stream)) return undefined;
+    this.remembered.delete(stream);
+    const clientDir = this.options.facts(stream).clientDir;
+    const route: Route = { to: again.dissector, also: null, clientDir };
+    this.routes.set(stream, route);
+    this.counters.claimed[again.protocol.name]!++;
+    again.dissector.open(stream, { clientDir });
+    return route;
   }
 
   private pendingOf(stream: number): Pending {

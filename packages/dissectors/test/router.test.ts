@@ -338,3 +338,30 @@ describe('detectors of the built-in protocols', () => {
     expect(DNS_TCP_PROTOCOL.detect(Buffer.from('160301020001000000000000000000', 'hex'), true)).toBe('no');
   });
 });
+
+describe('resumed streams', () => {
+  test('a stream that ended by idle time goes back to its dissector when it resumes, without detection; after FIN it is detected again', () => {
+    const a = new Recorder();
+    const only = (tag: string): TcpProtocol => ({ name: 'a', ports: [], detect: (b) => (Buffer.from(b).toString('latin1').startsWith(tag) ? 'yes' : 'no') });
+    const r = new StreamRouter({ protocols: [{ protocol: only('REQ'), dissector: a }], facts: () => ({ clientDir: 0, ports: [1, 2] }) });
+    const data = (dir: TcpDirection, offset: number, text: string): void => {
+      const buf = Buffer.from(text);
+      r.onData({ stream: 3, dir, offset, buf, start: 0, length: buf.length, firstSec: 0, firstNsec: 0, lastSec: 0, lastNsec: 0, midStream: offset > 0 });
+    };
+    const end = (reason: TcpEnd['reason']): void => {
+      r.onEnd({ stream: 3, dir: 0, offset: 0, reason, sec: 0, nsec: 0, closed: false });
+      r.onEnd({ stream: 3, dir: 1, offset: 0, reason, sec: 0, nsec: 0, closed: true });
+    };
+    data(0, 0, 'REQ 1');
+    end('idle');
+    // Resumes with a response only: nothing a detector would recognise.
+    data(1, 100, 'response bytes');
+    expect(a.opens).toHaveLength(2);
+    expect(Buffer.from(a.bytes.get('3/1')!).toString()).toBe('response bytes');
+    end('fin');
+    data(1, 0, 'response bytes again');
+    expect(a.opens).toHaveLength(2);
+    // Detected afresh: a response alone is not enough, so it waits for the other direction.
+    expect(r.stats()).toMatchObject({ claimed: { a: 2 }, unclaimed: 0, pending: 1 });
+  });
+});
