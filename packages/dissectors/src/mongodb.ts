@@ -22,8 +22,10 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  * - Replies: `ok`, `errmsg`, `code`, `codeName` of the reply document (OP_MSG body, first
  *   OP_REPLY document; a `$err` with QueryFailure), else the first write error.
  * - Requests with no reply by design (moreToCome, legacy writes, kill cursors) come out at once;
- *   a reply to a request not seen (exhaust cursors' further replies, a capture joined late)
- *   comes out alone with `pair-not-found`; requests unanswered at the end of the stream too.
+ *   a reply with moreToCome (exhaust cursors, streaming hello) is followed by more replies to
+ *   the same request, each its own entry with that request; a reply to a request not seen (a
+ *   capture joined late) comes out alone with `pair-not-found`; requests unanswered at the end
+ *   of the stream too.
  * - Roles: the client direction from the handshake, else by content (a reply's opcode or a
  *   non-zero responseTo). Gaps: framing is lost; the direction resumes at the first chunk
  *   that starts with a plausible header.
@@ -217,6 +219,8 @@ interface Conn {
   requests: Map<number, Pending>;
   /** Sum of the pending requests' costs. */
   held: number;
+  /** Requests answered by a reply with moreToCome, by that reply's requestID. */
+  streaming: Map<number, Pending>;
   nextIndex: number;
 }
 
@@ -246,7 +250,7 @@ export class MongodbDissector implements TcpDissector {
   }
 
   open(stream: number, info: StreamOpen): void {
-    this.conns.set(stream, { clientDir: info.clientDir, dirs: [newDir(), newDir()], requests: new Map(), held: 0, nextIndex: info.upgrade?.firstIndex ?? 0 });
+    this.conns.set(stream, { clientDir: info.clientDir, dirs: [newDir(), newDir()], requests: new Map(), held: 0, streaming: new Map(), nextIndex: info.upgrade?.firstIndex ?? 0 });
   }
 
   /** Nothing is pending outside streams: every request comes out when its stream ends. */
@@ -265,7 +269,7 @@ export class MongodbDissector implements TcpDissector {
   private conn(stream: number): Conn {
     let c = this.conns.get(stream);
     if (!c) {
-      c = { clientDir: undefined, dirs: [newDir(), newDir()], requests: new Map(), held: 0, nextIndex: 0 };
+      c = { clientDir: undefined, dirs: [newDir(), newDir()], requests: new Map(), held: 0, streaming: new Map(), nextIndex: 0 };
       this.conns.set(stream, c);
     }
     return c;
@@ -365,6 +369,16 @@ export class MongodbDissector implements TcpDissector {
     }
   }
 
+  /**
+   * A reply with moreToCome (exhaustAllowed requests, streaming hello): the server sends more
+   * replies without new requests, each answering the previous reply's requestID.
+   */
+  private awaitMore(conn: Conn, reply: Parsed, req: Pending): void {
+    if (reply.op !== OP_MSG || (reply.flags & MORE_TO_COME) === 0) return;
+    conn.streaming.set(reply.requestId, req);
+    if (conn.streaming.size > MAX_PENDING) conn.streaming.delete(conn.streaming.keys().next().value!);
+  }
+
   private finishBig(conn: Conn, stream: number, dir: TcpDirection): void {
     const d = conn.dirs[dir];
     const big = d.big;
@@ -407,6 +421,15 @@ export class MongodbDissector implements TcpDissector {
       conn.requests.delete(parsed.responseTo);
       conn.held -= req.cost;
       this.emitEntry(stream, req.index, req.parsed, req.start, req.request, { parsed, start, message: body });
+      this.awaitMore(conn, parsed, req);
+      return;
+    }
+    const streamed = conn.streaming.get(parsed.responseTo);
+    if (streamed) {
+      // The next reply of an exhaust cursor or a streaming hello: answers the same request.
+      conn.streaming.delete(parsed.responseTo);
+      this.emitEntry(stream, conn.nextIndex++, streamed.parsed, start, streamed.request, { parsed, start, message: body });
+      this.awaitMore(conn, parsed, streamed);
       return;
     }
     this.emitEntry(stream, conn.nextIndex++, null, start, null, { parsed, start, message: body });

@@ -133,6 +133,7 @@ const COM_STMT_SEND_LONG_DATA = 0x18;
 const COM_STMT_CLOSE = 0x19;
 const COM_STMT_RESET = 0x1a;
 const COM_STMT_FETCH = 0x1c;
+const COM_CHANGE_USER = 0x11;
 
 const CLIENT_CONNECT_WITH_DB = 0x8;
 const CLIENT_PROTOCOL_41 = 0x200;
@@ -247,7 +248,7 @@ type ResponseState =
   | 'prepare-columns'
   | 'prepare-columns-eof'
   | 'field-list'
-  | 'local-infile'; // the client uploads a file, then the server answers OK or ERR
+  | 'local-infile'; // the client sends data (a LOCAL INFILE upload, auth rounds), until the server's OK or ERR
 
 interface Call {
   command: string;
@@ -277,6 +278,8 @@ interface Call {
   error: EntryError | undefined;
   /** For COM_STMT_PREPARE: parameters and columns still to come. */
   params: number;
+  /** For COM_CHANGE_USER: the user and database the session takes on success. */
+  changeUser?: { user: string; database: string };
 }
 
 interface Dir {
@@ -812,6 +815,8 @@ export class MysqlDissector implements TcpDissector {
         query = t ? t[0] : b.toString('utf8', 1);
         break;
       }
+      case COM_CHANGE_USER:
+        break;
       case COM_STMT_EXECUTE:
       case COM_STMT_SEND_LONG_DATA:
       case COM_STMT_CLOSE:
@@ -827,6 +832,16 @@ export class MysqlDissector implements TcpDissector {
     }
     const call = this.newCall(conn, name, code, query, p.start, this.message(p));
     call.stmtId = stmtId;
+    if (code === COM_CHANGE_USER) {
+      // user NUL, auth data (length byte with SECURE_CONNECTION, else NUL-terminated), database NUL.
+      const u = cstring(b, 1);
+      if (u) {
+        let at = u[1];
+        if (conn.caps & CLIENT_SECURE_CONNECTION) at += 1 + (b[at] ?? 0);
+        else at = cstring(b, at, 1024)?.[1] ?? b.length;
+        call.changeUser = { user: u[0], database: cstring(b, at)?.[0] ?? '' };
+      }
+    }
     if (code === COM_STMT_CLOSE && stmtId >= 0) conn.statements.delete(stmtId);
     if (code === COM_QUIT || code === COM_STMT_CLOSE || code === COM_STMT_SEND_LONG_DATA) {
       // No response by design: complete as it is.
@@ -875,6 +890,11 @@ export class MysqlDissector implements TcpDissector {
           this.okOrErr(conn, call, b);
           if (call.responseKind === 'OK' && this.moreResults(b, 'OK')) return;
           this.finishCall(conn, stream);
+          return;
+        }
+        if (call.code === COM_CHANGE_USER && (b[0] === 0xfe || b[0] === 0x01)) {
+          // Re-authentication: auth switch / more data rounds, then OK or ERR.
+          call.state = 'local-infile';
           return;
         }
         if (call.code === COM_STMT_PREPARE && b[0] === 0x00 && b.length >= 9) {
@@ -956,6 +976,7 @@ export class MysqlDissector implements TcpDissector {
         this.finishCall(conn, stream);
         return;
       case 'local-infile':
+        if (b[0] !== 0x00 && b[0] !== 0xff) return; // another auth round
         this.okOrErr(conn, call, b);
         this.finishCall(conn, stream);
         return;
@@ -1036,8 +1057,12 @@ export class MysqlDissector implements TcpDissector {
     call.affected = a[0];
     const i = lenenc(b, 1 + a[1]);
     if (i) call.insertId = i[0];
-    // The database changes on a successful COM_INIT_DB or USE.
+    // The database changes on a successful COM_INIT_DB, USE or COM_CHANGE_USER.
     if (call.code === COM_INIT_DB) conn.database = call.query;
+    else if (call.changeUser) {
+      conn.user = call.changeUser.user;
+      conn.database = call.changeUser.database;
+    }
     else if (call.code === COM_QUERY && sqlKeyword(call.query) === 'USE') {
       const m = /^\s*use\s+`?([^`;\s]+)`?/i.exec(call.query);
       if (m) conn.database = m[1]!;

@@ -335,6 +335,23 @@ describe('MongoDB by hand', () => {
     ]);
   });
 
+  test('exhaust: replies with moreToCome chain to the same request', () => {
+    const f = new Feed();
+    f.data(0, opMsg(1, 0, [['getMore', 7n], ['collection', 'events'], ['$db', 'd']], [], 0x10000), 1);
+    f.data(1, opMsg(50, 1, [['cursor', { doc: [['nextBatch', [1, 2]]] }], ['ok', { double: 1 }]], [], 2), 2);
+    f.data(1, opMsg(51, 50, [['cursor', { doc: [['nextBatch', [3]]] }], ['ok', { double: 1 }]], [], 2), 3);
+    f.data(1, opMsg(52, 51, [['cursor', { doc: [['nextBatch', []]] }], ['ok', { double: 1 }]]), 4);
+    f.data(1, opMsg(53, 52, [['ok', { double: 1 }]]), 5); // nothing awaits 52 any more
+    const es = f.end().sort((a, b) => a.index - b.index);
+    expect(es.map((e) => [e.index, e.method, e.path, e.mongodb_flags, e.timestamp, e.error])).toEqual([
+      [0, 'getMore', 'd.events', 0x10000, 1000, undefined],
+      [1, 'getMore', 'd.events', 0x10000, 3000, undefined],
+      [2, 'getMore', 'd.events', 0x10000, 4000, undefined],
+      [3, '', '', 0, 5000, 'pair-not-found'],
+    ]);
+    expect(JSON.parse(es[1]!.mongodb_response_json)).toEqual({ cursor: { nextBatch: [3] }, ok: 1.0 });
+  });
+
   test('without the handshake the client is found by content (even an OP_QUERY with responseTo -1)', () => {
     const f = new Feed({}, { clientDir: undefined });
     f.data(1, opMsg(1, 0, [['ping', 1], ['$db', 'admin']]), 1).data(0, opMsg(2, 1, [['ok', { double: 1 }]]), 2);

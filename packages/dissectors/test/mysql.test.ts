@@ -461,6 +461,25 @@ describe('MySQL by hand', () => {
     expect(denied[0]).toMatchObject({ mysql_command: 'LOGIN', status_code: 1045, failure: "ERROR 1045 (28000): Access denied for user 'root'@'10.0.0.1' (using password: YES)", mysql_user: 'root' });
   });
 
+  test('COM_CHANGE_USER: auth rounds until OK; the session takes the new user and database', () => {
+    const es = play([
+      [1, greeting()],
+      [0, login('app', 'shop')],
+      [1, ok(2)],
+      [0, command(0x11, [...z('admin'), 20, ...Array<number>(20).fill(3), ...z('ops'), 0x21, 0x00, ...z('caching_sha2_password')])],
+      [1, pkt(1, [0xfe, ...z('mysql_native_password'), ...Array<number>(20).fill(1), 0])],
+      [0, pkt(2, Array<number>(20).fill(9))],
+      [1, ok(3)],
+      [0, command(0x0e)],
+      [1, ok(1)],
+    ]);
+    expect(es.map((e) => [e.mysql_command, e.mysql_response, e.mysql_user, e.path, e.error])).toEqual([
+      ['LOGIN', 'OK', 'app', 'shop', undefined],
+      ['COM_CHANGE_USER', 'OK', 'admin', 'shop', undefined],
+      ['COM_PING', 'OK', 'admin', 'ops', undefined],
+    ]);
+  });
+
   test('SSLRequest: one LOGIN entry saying TLS, the TLS bytes are not parsed', () => {
     const sslRequest = pkt(1, [...le32(CAPS | SSL), ...le32(16 * 1024 * 1024), 0xff, ...Array<number>(23).fill(0)]);
     const f = new Feed();
