@@ -46,6 +46,9 @@ class CombinedDiscovery implements WorkerDiscovery {
   stop(): void {
     for (const p of this.parts) p.stop();
   }
+  async ready(): Promise<void> {
+    await Promise.all(this.parts.map((p) => p.ready?.()));
+  }
 }
 
 /** The discovery the configuration describes: the static list, DNS, or both. */
@@ -82,6 +85,13 @@ export async function buildHub(config: Readonly<HubConfig>, options: BuildHubOpt
   });
   const discovery = options.discovery ?? discoveryFor(config, { ...(options.resolver ? { resolver: options.resolver } : {}), onError: (err) => app.log.warn(`worker discovery by DNS failed (known workers are kept): ${err.message}`) });
   const source = new GrpcTrafficSource(discovery, config.workerDeadlineMs, downloads);
+  // The first DNS answer, before the hub serves, so the first query sees the workers; a slow
+  // resolver delays start-up by at most one worker deadline.
+  if (discovery.ready) {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([discovery.ready(), new Promise<void>((resolve) => (timer = setTimeout(resolve, config.workerDeadlineMs)))]);
+    clearTimeout(timer);
+  }
   app.addHook('onClose', async () => {
     source.close();
     downloads.close();

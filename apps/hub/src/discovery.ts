@@ -20,6 +20,8 @@ export interface WorkerDiscovery {
   start(sink: WorkerSink): void;
   /** Stops reporting; the sink keeps what it has. */
   stop(): void;
+  /** Resolves once the first addresses have been reported (or the first attempt failed). */
+  ready?(): Promise<void>;
 }
 
 /** A fixed list of addresses, added once. */
@@ -72,6 +74,7 @@ export class DnsDiscovery implements WorkerDiscovery {
   private known = new Set<string>();
   private running = false;
   private inFlight: Promise<void> | undefined;
+  private first: Promise<void> | undefined;
 
   constructor(private readonly options: DnsDiscoveryOptions) {
     this.resolver = options.resolver ?? new Resolver();
@@ -85,8 +88,13 @@ export class DnsDiscovery implements WorkerDiscovery {
         this.inFlight = undefined;
         if (this.running) this.timer = setTimeout(tick, this.options.intervalMs);
       });
+      this.first ??= this.inFlight;
     };
     tick();
+  }
+
+  async ready(): Promise<void> {
+    await this.first;
   }
 
   /** Resolves once now and applies the answer; for tests and for start. */

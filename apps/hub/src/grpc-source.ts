@@ -676,7 +676,12 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
    * Runs a per-worker snapshot call on every worker; a worker without the snapshot (not_found)
    * is not a failure. When no worker has it, the (first) not_found is thrown.
    */
-  private async onEveryHolder<T>(name: string, ctx: CallContext, run: (w: WorkerConnection, node: string) => Promise<T>): Promise<{ found: T[]; nodes: NodeCoverage[] }> {
+  private async onEveryHolder<T>(
+    name: string,
+    ctx: CallContext,
+    run: (w: WorkerConnection, node: string) => Promise<T>,
+    workers: readonly WorkerConnection[] = this.workers,
+  ): Promise<{ found: T[]; nodes: NodeCoverage[] }> {
     let missing: TrafficSourceError | undefined;
     const { results, nodes } = await this.fanOut(async (w) => {
       const node = await this.nodeOf(w, ctx.signal);
@@ -689,7 +694,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
         }
         throw err;
       }
-    }, ctx.signal);
+    }, ctx.signal, workers);
     const found = results.flatMap((x) => (x.value ? [x.value.value] : []));
     if (found.length === 0) throw missing ?? new TrafficSourceError(ERROR_CODES.NOT_FOUND, `no snapshot named "${name}" on any node`, { field: 'name' });
     return { found, nodes };
@@ -781,12 +786,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       if (lane.i < lane.frames.length) heap.push(lane);
     }
     const more = calls.length > q.limit;
-    return { calls: calls.slice(0, q.limit), more, nodes: results.length === nodes.length ? this.namedCoverage(nodes, results.map((r) => r.value.node)) : nodes };
-  }
-
-  /** Coverage with each answered worker's node as the merge knew it. */
-  private namedCoverage(nodes: NodeCoverage[], names: string[]): NodeCoverage[] {
-    return nodes.map((n, i) => ({ ...n, node: names[i] ?? n.node }));
+    return { calls: calls.slice(0, q.limit), more, nodes };
   }
 
   /**
@@ -892,12 +892,28 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
    */
   private async exportToDownload(downloads: DownloadStore, q: PcapQuery, ctx: CallContext, onProgress?: (p: PcapProgress) => void): Promise<PcapExport> {
     let workers = this.workers;
-    if (q.flow_ids?.length) {
+    if (q.flow_ids?.length && workers.length > 1) {
       // Learn node names first (once per worker), so flow ids can be routed.
       await Promise.allSettled(workers.map((w) => this.nodeOf(w, ctx.signal)));
       const owners = new Set(q.flow_ids.map((id) => id.split('/')[0]));
       const chosen = workers.filter((w) => w.node !== undefined && owners.has(w.node));
-      if (chosen.length > 0) workers = chosen;
+      if (chosen.length === 0) {
+        throw new TrafficSourceError(
+          ERROR_CODES.INVALID_ARGUMENT,
+          `no worker is node ${[...owners].join(' or ')} (flow ids are "<node>/<index>"; known nodes: ${workers.map((w) => this.nameOf(w)).join(', ')})`,
+          { field: 'flow_ids' },
+        );
+      }
+      workers = chosen;
+    }
+    if (q.snapshot && workers.length > 1) {
+      // Only the nodes that hold the snapshot take part (not_found when none does).
+      const name = q.snapshot;
+      const { found } = await this.onEveryHolder(name, ctx, async (w) => {
+        await this.unary(w, w.client.GetSnapshot as never, { name }, ctx.signal);
+        return w;
+      }, workers);
+      workers = found;
     }
     if (workers.length === 0) {
       throw new TrafficSourceError(ERROR_CODES.UNAVAILABLE, `no workers are known (discovery: ${this.discovery.description})`);

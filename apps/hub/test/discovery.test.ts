@@ -128,6 +128,8 @@ describe('a hub whose workers come from DNS', () => {
     await client.connect(new StreamableHTTPClientTransport(new URL(`${base}/mcp`)));
     expect(resolver.names[0]).toBe('workers.test');
 
+    // The first answer is in before buildHub returns.
+    expect(hub.source.workers.map((w) => w.address)).toEqual([`127.0.0.1:${a.port}`]);
     await waitFor('dns-a', async () => ((await status()).map((w) => w.node).join() === 'dns-a' ? true : undefined));
     const first = hub.source.workers[0]!;
 

@@ -331,6 +331,34 @@ describe('fan-out and merge over three workers', () => {
     expect(text(gone)).toMatch(/\[not_found\] \(argument "name"\)/);
   });
 
+  test('export_pcap of flow ids goes to their nodes only; a snapshot one node holds exports from it alone', async () => {
+    const c = (await workerFlows(workers[2]!)).flows[0]!;
+    const one = structured<{ url: string; packets: number; nodes: unknown }>(await call('export_pcap', { flow_ids: [c.id] }));
+    expect(one.nodes).toEqual([{ node: 'node-c', state: 'ok' }]);
+    const direct = packetsOf(await exportDirect(workers[2]!.client, { flow_ids: [c.id] }));
+    expect(packetsOf(Buffer.from(await (await fetch(one.url)).arrayBuffer())).map((p) => p.md5)).toEqual(direct.map((p) => p.md5));
+    expect(one.packets).toBe(direct.length);
+
+    const unknown = await call('export_pcap', { flow_ids: ['node-z/1'] });
+    expect(unknown.isError).toBe(true);
+    expect(text(unknown)).toMatch(/\(argument "flow_ids"\).*no worker is node node-z/);
+
+    await grpcUnary(workers[0]!.client, 'CreateSnapshot', { name: 'only-a' });
+    try {
+      const listed = structured<{ snapshots: { node: string }[] }>(await call('list_snapshots'));
+      expect(listed.snapshots.map((s) => s.node)).toEqual(['node-a']);
+      const got = structured<{ snapshot: { node: string }; nodes: unknown }>(await call('get_snapshot', { name: 'only-a' }));
+      expect(got.snapshot.node).toBe('node-a');
+      const out = structured<{ nodes: unknown; packets: number }>(await call('export_pcap', { snapshot: 'only-a' }));
+      expect(out.nodes).toEqual([{ node: 'node-a', state: 'ok' }]);
+      expect(out.packets).toBe(packetsOf(await exportDirect(workers[0]!.client, { snapshot: 'only-a' })).length);
+    } finally {
+      expect(structured<{ nodes: unknown }>(await call('delete_snapshot', { name: 'only-a' })).nodes).toEqual(ALL_OK);
+    }
+    const none = await call('export_pcap', { snapshot: 'only-a' });
+    expect(text(none)).toMatch(/\[not_found\] \(argument "snapshot"\)/);
+  });
+
   test('a killed worker: answers arrive within the deadline, name it unavailable and hold the others\' data; restarted, it is covered again', async () => {
     const b = workers[1]!;
     const others = await Promise.all([workers[0]!, workers[2]!].map(workerFlows));
@@ -510,10 +538,10 @@ function packetsOf(file: Buffer): { ts: string; md5: string; iface: number }[] {
   return out;
 }
 
-function exportDirect(c: WorkerClient): Promise<Buffer> {
+function exportDirect(c: WorkerClient, req: object = {}): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const parts: Buffer[] = [];
-    const s = c.ExportPcap({ format: 'pcapng' }, { deadline: Date.now() + 10_000 } as grpc.CallOptions);
+    const s = c.ExportPcap({ format: 'pcapng', ...req }, { deadline: Date.now() + 10_000 } as grpc.CallOptions);
     s.on('data', (chunk: { data: Buffer }) => parts.push(Buffer.from(chunk.data)));
     s.on('error', reject);
     s.on('end', () => resolve(Buffer.concat(parts)));
