@@ -46,7 +46,7 @@ import {
 } from '@kubeshark-mcp/proto';
 import { mergeApiStats, type ProtoApiStats } from './api-stats-merge';
 import { StaticDiscovery, type WorkerDiscovery, type WorkerSink } from './discovery';
-import { Heap, TOP_TALKER_FACTOR, decodeCompositeCursor, encodeCompositeCursor, mergeFlows, mergeGroups, mergeSummaries } from './merge';
+import { Heap, TOP_TALKER_FACTOR, decodeCompositeCursor, encodeCompositeCursor, mergeFlows, mergeGroups, mergeSummaries, nodeKey } from './merge';
 import { PcapMerger } from './pcap-merge';
 import type { DownloadStore } from './downloads';
 
@@ -734,6 +734,8 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     interface Lane {
       w: WorkerConnection;
       node: string;
+      /** The node's key in composite cursors. */
+      key: string;
       frames: EntryFrame[];
       i: number;
       /** The worker has nothing after its last frame. */
@@ -752,7 +754,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     };
     const { results, nodes } = await this.fanOut(async (w) => {
       const node = await this.nodeOf(w, ctx.signal);
-      const lane: Lane = { w, node, frames: [], i: 0, done: false, last: positions.get(node) ?? '' };
+      const lane: Lane = { w, node, key: nodeKey(node), frames: [], i: 0, done: false, last: positions.get(nodeKey(node)) ?? '' };
       await read(lane);
       return lane;
     }, ctx.signal);
@@ -768,7 +770,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     while (heap.size > 0 && calls.length <= q.limit) {
       const lane = heap.pop()!;
       const f = lane.frames[lane.i++]!;
-      at.set(lane.node, f.cursor);
+      at.set(lane.key, f.cursor);
       if (!q.protocol || f.entry!.protocol === q.protocol) calls.push(fromProtoEntry(f.entry!, encodeCompositeCursor(at)));
       if (lane.i >= lane.frames.length && !lane.done && calls.length <= q.limit) {
         try {

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { RttSketch } from '@kubeshark-mcp/capture';
 import type { Flow, FlowGroup, FlowOrder, FlowSummary, Percentiles, Talker } from '@kubeshark-mcp/mcp-core';
 
@@ -172,19 +174,45 @@ export function mergeSummaries(parts: readonly SummaryPart[], top: number): Summ
 }
 
 /**
- * The source cursor of list_api_calls across workers: per worker (keyed by node name), the
- * worker cursor of the last entry consumed from it. Workers absent from it have had nothing
+ * The key of a node in a composite cursor: 8 characters of a hash of its name, so the cursor
+ * stays short with many nodes (the MCP tools cap their cursors at 4096 characters, and a
+ * cursor holds a position for every node that has had calls consumed: about 30 characters a
+ * node, around a hundred nodes).
+ */
+export const nodeKey = (node: string): string => createHash('sha256').update(node).digest('base64url').slice(0, 8);
+
+/**
+ * The source cursor of list_api_calls across workers: per node (keyed by `nodeKey`), the
+ * worker cursor of the last entry consumed from it. Nodes absent from it have had nothing
  * consumed yet. Compact text, not JSON: it travels inside the tool's own (JSON, base64url)
- * cursor, which has a length limit. Format: `v1` then `,<node>=<cursor>` per worker, both
- * URI-component encoded.
+ * cursor. Format: `v1` then `,<key>=<worker cursor>` per node, URI-component encoded; when
+ * it is shorter so, `z1,` and the same text deflated, in base64url (worker cursors, which
+ * start with timestamps, compress well).
  */
 export function encodeCompositeCursor(positions: ReadonlyMap<string, string>): string {
   const parts = [...positions].sort(([a], [b]) => cmp(a, b)).map(([node, c]) => `${encodeURIComponent(node)}=${encodeURIComponent(c)}`);
-  return ['v1', ...parts].join(',');
+  const plain = ['v1', ...parts].join(',');
+  if (plain.length < 200) return plain;
+  const packed = `z1,${deflateRawSync(plain).toString('base64url')}`;
+  return packed.length < plain.length ? packed : plain;
 }
+
+/** Longest inflated composite cursor accepted: a cursor is small, a forged one must not be a zip bomb. */
+const MAX_COMPOSITE_CHARS = 1 << 20;
 
 /** The positions of a composite cursor, or undefined when it is not one this hub wrote. */
 export function decodeCompositeCursor(text: string): Map<string, string> | undefined {
+  if (text.startsWith('z1,')) {
+    const packed = text.slice(3);
+    if (!/^[A-Za-z0-9_-]+$/.test(packed)) return undefined;
+    let inflated: string;
+    try {
+      inflated = inflateRawSync(Buffer.from(packed, 'base64url'), { maxOutputLength: MAX_COMPOSITE_CHARS }).toString('utf8');
+    } catch {
+      return undefined;
+    }
+    return inflated.startsWith('v1') ? decodeCompositeCursor(inflated) : undefined;
+  }
   const [version, ...parts] = text.split(',');
   if (version !== 'v1') return undefined;
   const out = new Map<string, string>();

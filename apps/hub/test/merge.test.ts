@@ -1,6 +1,6 @@
 import { RttSketch } from '@kubeshark-mcp/capture';
 import type { Flow, FlowGroup, FlowSummary, Percentiles } from '@kubeshark-mcp/mcp-core';
-import { Heap, decodeCompositeCursor, encodeCompositeCursor, mergeFlows, mergeGroups, mergePercentiles, mergeSummaries } from '../src/merge';
+import { Heap, decodeCompositeCursor, encodeCompositeCursor, mergeFlows, mergeGroups, mergePercentiles, mergeSummaries, nodeKey } from '../src/merge';
 
 /** The pure merges of several workers' answers, on hand-made inputs. */
 
@@ -129,7 +129,23 @@ test('composite cursors round-trip any node name and worker cursor; anything els
   const text = encodeCompositeCursor(p);
   expect(decodeCompositeCursor(text)).toEqual(p);
   expect(decodeCompositeCursor(encodeCompositeCursor(new Map()))).toEqual(new Map());
-  for (const bad of ['', 'v2,a=b', 'v1,a', 'v1,=x', 'v1,a=%E0%A4%A']) expect(decodeCompositeCursor(bad)).toBeUndefined();
+  for (const bad of ['', 'v2,a=b', 'v1,a', 'v1,=x', 'v1,a=%E0%A4%A', 'z1,', 'z1,!!', 'z1,AAAA', `z1,${Buffer.from('not deflate').toString('base64url')}`]) expect(decodeCompositeCursor(bad)).toBeUndefined();
+});
+
+test('a composite cursor over 100 nodes fits the tools\' 4096-character cursors', () => {
+  const keys = new Set<string>();
+  const p = new Map<string, string>();
+  for (let i = 0; i < 100; i++) {
+    const key = nodeKey(`ip-10-0-${i}-17.eu-west-1.compute.internal`);
+    expect(key).toMatch(/^[A-Za-z0-9_-]{8}$/);
+    keys.add(key);
+    p.set(key, `1714573200.${String(123456 + i)}_${1000 + i}`);
+  }
+  expect(keys.size).toBe(100);
+  expect(decodeCompositeCursor(encodeCompositeCursor(p))).toEqual(p);
+  // As the list_api_calls tool wraps it: JSON, then base64url.
+  const toolCursor = Buffer.from(JSON.stringify({ v: 1, t: 'list_api_calls', q: { after: encodeCompositeCursor(p) }, o: 1000 })).toString('base64url');
+  expect(toolCursor.length).toBeLessThan(4096);
 });
 
 test('Heap pops in order', () => {
