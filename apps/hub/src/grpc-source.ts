@@ -491,11 +491,13 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     const workers = this.workers;
     if (workers.length === 1) {
       // One worker: its own page is the answer.
-      const w = workers[0]!;
-      const { results, nodes } = await this.fanOut((x) => this.unary(x, x.client.ListFlows as never, { ...base, limit: q.limit, offset }, ctx.signal) as Promise<Res>, ctx.signal, workers);
+      const { results, nodes } = await this.fanOut(async (w) => {
+        const r = (await this.unary(w, w.client.ListFlows as never, { ...base, limit: q.limit, offset }, ctx.signal)) as Res;
+        w.node = r.node || w.node;
+        return r;
+      }, ctx.signal, workers);
       const r = results[0]!.value;
-      w.node = r.node || w.node;
-      return { flows: r.flows.map(fromProtoFlow), groups: r.groups.map(fromProtoGroup), total: r.total, nodes: nodes.map((n) => ({ ...n, node: this.nameOf(w) })) };
+      return { flows: r.flows.map(fromProtoFlow), groups: r.groups.map(fromProtoGroup), total: r.total, nodes };
     }
     // Several: each worker's first `offset + limit` rows in order (all of its groups when
     // aggregating, since a group's counters add over workers), paged at the worker's cap.
@@ -516,22 +518,16 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       }
       return { flows, groups, total };
     }, ctx.signal, workers);
-    const named = this.renamed(nodes, workers);
     if (aggregated) {
       const merged = mergeGroups(results.map((r) => r.value.groups), q.order_by);
-      return { flows: [], groups: merged.slice(offset, want), total: merged.length, nodes: named };
+      return { flows: [], groups: merged.slice(offset, want), total: merged.length, nodes };
     }
     return {
       flows: mergeFlows(results.map((r) => r.value.flows), q.order_by, offset, q.limit),
       groups: [],
       total: results.reduce((n, r) => n + r.value.total, 0),
-      nodes: named,
+      nodes,
     };
-  }
-
-  /** Coverage entries named by node where a run learned the node name. */
-  private renamed(nodes: NodeCoverage[], workers: readonly WorkerConnection[]): NodeCoverage[] {
-    return nodes.map((n, i) => ({ ...n, node: this.nameOf(workers[i]!) }));
   }
 
   async getFlowSummary(q: SummaryQuery, ctx: CallContext): Promise<FlowSummary> {
@@ -552,7 +548,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     }, ctx.signal, workers);
     const parts = results.map((r) => r.value);
     const merged = parts.length === 1 ? parts[0]! : mergeSummaries(parts, q.top);
-    return { ...merged, nodes: this.renamed(nodes, workers) };
+    return { ...merged, nodes };
   }
 
   /** Each worker's status, or why it could not be read; for /healthz, /readyz and get_status. */
@@ -847,7 +843,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       w.node = res.node || w.node;
       return res;
     }, ctx.signal, workers);
-    return { ...mergeApiStats(results.map((r) => r.value)), nodes: this.renamed(nodes, workers) };
+    return { ...mergeApiStats(results.map((r) => r.value)), nodes };
   }
 
   /** One StreamEntries call read to its end, within the deadline; cancelled with the request. */
