@@ -359,6 +359,16 @@ describe('fan-out and merge over three workers', () => {
     expect(text(none)).toMatch(/\[not_found\] \(argument "snapshot"\)/);
   });
 
+  test('the same error from every worker is reported once, with its field; a forged cursor is refused', async () => {
+    const ctx = { signal: new AbortController().signal };
+    const err = await hub.source.listFlows({ aggregate: 'none', order_by: 'speed' as 'bytes', limit: 5 }, ctx).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(TrafficSourceError);
+    expect(err).toMatchObject({ code: 'invalid_argument', field: 'order_by' });
+    expect((err as Error).message).toBe('order_by must be one of bytes, packets, recent, oldest (got "speed")');
+    const bad = await hub.source.listApiCalls!({ limit: 1, after: 'not-a-cursor' }, ctx).catch((e: unknown) => e);
+    expect(bad).toMatchObject({ code: 'invalid_argument', field: 'after' });
+  });
+
   test('a killed worker: answers arrive within the deadline, name it unavailable and hold the others\' data; restarted, it is covered again', async () => {
     const b = workers[1]!;
     const others = await Promise.all([workers[0]!, workers[2]!].map(workerFlows));
