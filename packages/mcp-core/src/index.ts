@@ -10,6 +10,7 @@ export { encodeCursor, decodeCursor, invalidCursor, CURSOR_VERSION } from './cur
 export { createMcpServer, DEFAULT_INSTRUCTIONS } from './server';
 export type { McpServerOptions } from './server';
 export { TrafficSourceError, ToolDefinitionError, ERROR_CODES } from './errors';
+export { API_PROTOCOLS } from './traffic-source';
 export type { ErrorCode } from './errors';
 export { listL4Flows, getL4FlowSummary, timeWindow } from './tools/l4';
 export { getStatus, getDataBoundaries } from './tools/status';
@@ -19,6 +20,9 @@ export { listApiCalls, getApiCall, apiCallView, BODY_PREVIEW_CHARS } from './too
 export type { ApiCallView } from './tools/api-calls';
 export { getApiStats, API_STATS_ORDERS } from './tools/api-stats';
 export { getServiceMap } from './tools/service-map';
+export { applyFilter } from './tools/apply-filter';
+export { FilterComposer } from './filters';
+export type { FilterPolicy, ComposedKfl } from './filters';
 export { buildServiceMap, serviceMapMermaid } from './service-map';
 export type { ServiceMap, ServiceMapNode, ServiceMapEdge, ServiceMapQuery } from './service-map';
 export { ResourceCatalogue, LiveWatcher, STATIC_RESOURCES, TEMPLATE_RESOURCES, LIVE_TRAFFIC_URI } from './resources';
@@ -34,6 +38,7 @@ export type {
   ApiCall,
   ApiCallQuery,
   ApiStatsQuery,
+  ApiCallCount,
   ApiStatsGroup,
   ApiStatsReport,
   ApiCallList,

@@ -5,6 +5,7 @@ import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest, type Implementation } from '@modelcontextprotocol/sdk/types.js';
 import { ToolRegistry, type ToolDefinition } from './registry';
+import type { FilterPolicy } from './filters';
 import { createMcpServer } from './server';
 import { TOOL_CATALOGUE, toolsFor } from './tools/catalogue';
 import type { TrafficSource } from './traffic-source';
@@ -22,6 +23,8 @@ export interface McpPluginOptions {
   maxSessions?: number;
   /** Size budget of one tool result, in tokens (about 4 characters each; default 8,000). */
   maxResultTokens?: number;
+  /** KFL policy for every filtered query: a global filter ANDed in, named macros, restrictions. Checked at start. */
+  filters?: FilterPolicy;
   /**
    * DNS-rebinding protection: the `Host` header values the MCP endpoint accepts, as `host`
    * (any port) or `host:port`; IPv6 addresses in brackets (`[::1]`). Compared without regard
@@ -134,7 +137,7 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
   const idleMs = opts.sessionIdleTimeoutMs ?? 30 * 60 * 1000;
   const maxSessions = opts.maxSessions ?? 1000;
   const serverInfo = opts.serverInfo ?? { name: 'kubeshark-mcp', version: '0.1.0' };
-  const registry = new ToolRegistry(opts.maxResultTokens === undefined ? {} : { maxResultTokens: opts.maxResultTokens });
+  const registry = new ToolRegistry({ ...(opts.maxResultTokens === undefined ? {} : { maxResultTokens: opts.maxResultTokens }), ...(opts.filters ? { filters: opts.filters } : {}) });
   for (const tool of toolsFor(opts.source)) registry.register(tool);
   const sessions = new Map<string, Session>();
   const allowedHosts = compileAllowList('allowedHosts', opts.allowedHosts ?? DEFAULT_ALLOWED_HOSTS, parseHost, 'a host or host:port');

@@ -3,6 +3,7 @@ import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import { McpError, type CallToolResult, type Tool } from '@modelcontextprotocol/sdk/types.js';
 import { ERROR_CODES, ToolDefinitionError, TrafficSourceError } from './errors';
 import type { TrafficSource } from './traffic-source';
+import { FilterComposer, type FilterPolicy } from './filters';
 
 /** A JSON Schema object, as MCP carries it. */
 export type JsonSchema = Record<string, unknown> & { type: 'object' };
@@ -27,6 +28,8 @@ export interface ToolRegistryOptions {
    * `isError` result asking to narrow the request.
    */
   maxResultTokens?: number;
+  /** KFL policy applied to every filtered query: a global filter, macros, restrictions. */
+  filters?: FilterPolicy;
 }
 
 /**
@@ -40,6 +43,8 @@ export function resultChars(out: Pick<ToolOutput, 'structured' | 'text'>): numbe
 /** What a tool handler receives besides its (validated, defaulted) arguments. */
 export interface ToolContext {
   source: TrafficSource;
+  /** Combines a `kfl` argument with the configured policy (filled in by the registry). */
+  filters: FilterComposer;
   /** The output budget of this result (filled in by the registry). */
   budget: OutputBudget;
   /** Fires when the client cancels the request or the session ends. */
@@ -106,12 +111,13 @@ export const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(
  * before a handler runs, and results are checked against the output schema.
  */
 /** What callers of `ToolRegistry.call` provide: the budget comes from the registry unless given. */
-export type ToolCallContext = Omit<ToolContext, 'budget'> & { budget?: OutputBudget };
+export type ToolCallContext = Omit<ToolContext, 'budget' | 'filters'> & { budget?: OutputBudget };
 
 export class ToolRegistry {
   private readonly tools = new Map<string, Registered>();
   private readonly ajv: Ajv;
   readonly budget: OutputBudget;
+  readonly filters: FilterComposer;
 
   constructor(options: ToolRegistryOptions = {}) {
     const maxTokens = options.maxResultTokens ?? DEFAULT_MAX_RESULT_TOKENS;
@@ -119,6 +125,11 @@ export class ToolRegistry {
       throw new ToolDefinitionError(`maxResultTokens must be an integer >= ${MIN_MAX_RESULT_TOKENS} (got ${maxTokens})`);
     }
     this.budget = { maxTokens, maxChars: maxTokens * CHARS_PER_TOKEN };
+    try {
+      this.filters = new FilterComposer(options.filters);
+    } catch (err) {
+      throw new ToolDefinitionError(`KFL policy: ${(err as Error).message}`);
+    }
     this.ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, useDefaults: true });
     this.ajv.addFormat('ip', { type: 'string', validate: (s: string) => isIP(s) !== 0 });
     // RFC 3339 date-times with an explicit zone: "14:15" in an unknown zone is a guess, and
@@ -167,7 +178,7 @@ export class ToolRegistry {
    * problem; an unknown tool name throws (the caller answers with a protocol error).
    */
   async call(name: string, rawArgs: unknown, callCtx: ToolCallContext): Promise<CallToolResult> {
-    const ctx: ToolContext = { ...callCtx, budget: callCtx.budget ?? this.budget };
+    const ctx: ToolContext = { ...callCtx, budget: callCtx.budget ?? this.budget, filters: this.filters };
     const tool = this.tools.get(name);
     if (!tool) throw new UnknownToolError(name);
     // Validation fills in defaults, so work on a copy of what the client sent.

@@ -1,4 +1,5 @@
 import { ErrorCode, McpError, type Resource, type ResourceTemplate } from '@modelcontextprotocol/sdk/types.js';
+import { renderReference } from '@kubeshark-mcp/kfl';
 import { apiCallView } from './tools/api-calls';
 import { buildServiceMap, serviceMapMermaid } from './service-map';
 import type { CallContext, TrafficSource } from './traffic-source';
@@ -66,6 +67,17 @@ async function newestCalls(source: TrafficSource, ctx: CallContext): Promise<{ c
 }
 
 export const STATIC_RESOURCES: readonly StaticResource[] = [
+  {
+    uri: 'kubeshark://kfl/reference',
+    name: 'kfl-reference',
+    title: 'KFL2 filter reference',
+    description: 'The filter language of the kfl arguments: syntax, operators, functions, and every field with its type and meaning.',
+    mimeType: 'text/markdown',
+    requires: [],
+    async read() {
+      return renderReference();
+    },
+  },
   {
     uri: LIVE_TRAFFIC_URI,
     name: 'live-traffic',

@@ -106,6 +106,8 @@ export interface FlowQuery {
   aggregate: FlowAggregate;
   order_by: FlowOrder;
   limit: number;
+  /** A composed KFL filter over flow fields ('' or absent = all). */
+  kfl?: string;
   /**
    * Rows to skip, in `order_by` order, before `limit` applies (pagination; default 0). Sources
    * must order totally (break ties the same way on every call) so pages neither repeat nor skip.
@@ -125,6 +127,8 @@ export interface FlowList {
 
 export interface SummaryQuery {
   protocol?: L4Protocol;
+  /** A composed KFL filter over flow fields ('' or absent = all). */
+  kfl?: string;
   since_us?: number;
   until_us?: number;
   top: number;
@@ -263,6 +267,8 @@ export interface PcapQuery {
   protocol?: L4Protocol;
   /** Export from this snapshot instead of the live packet store. */
   snapshot?: string;
+  /** Packets of the flows a composed KFL filter selects, as flows or through their API calls. */
+  kfl?: string;
 }
 
 export interface PcapProgress {
@@ -321,13 +327,17 @@ export interface SnapshotList {
 }
 
 /** Application protocols of API calls. */
-export type ApiProtocol = 'http' | 'dns';
+/** Entry protocols, as the dissectors name them. */
+export const API_PROTOCOLS = ['http', 'grpc', 'dns', 'redis', 'postgresql', 'mysql', 'mongodb', 'kafka', 'amqp', 'ws'] as const;
+export type ApiProtocol = (typeof API_PROTOCOLS)[number];
 
 /** Which API calls to list: in timestamp order, after `after` (a source cursor) when given. */
 export interface ApiCallQuery {
   since_us?: number;
   until_us?: number;
   protocol?: ApiProtocol;
+  /** A composed KFL filter for the workers ('' or absent = all). */
+  kfl?: string;
   limit: number;
   /** Opaque source cursor (`next` of a previous answer): continue after the call it names. */
   after?: string;
@@ -337,6 +347,14 @@ export interface ApiStatsQuery {
   since_us?: number;
   until_us?: number;
   protocol?: ApiProtocol;
+  /** A composed KFL filter for the workers ('' or absent = all). */
+  kfl?: string;
+}
+
+/** How many API calls a filter selects, per node. */
+export interface ApiCallCount {
+  counts: { node: string; scanned: number; matched: number; errors: number; last_error?: string }[];
+  nodes: NodeCoverage[];
 }
 
 /**
@@ -436,4 +454,6 @@ export interface TrafficSource {
   getApiCall?(id: string, ctx: CallContext): Promise<ApiCallDetail>;
   /** Request counts, failures and latency per server and endpoint, merged over the nodes. */
   getApiStats?(query: ApiStatsQuery, ctx: CallContext): Promise<ApiStatsReport>;
+  /** How many API calls in a window a KFL filter selects, per node. */
+  countApiCalls?(query: { since_us?: number; until_us?: number; kfl?: string }, ctx: CallContext): Promise<ApiCallCount>;
 }

@@ -175,7 +175,8 @@ describe('API call tools', () => {
     for (const [args, pattern] of [
       [{ limit: 0 }, /limit/],
       [{ limit: 1001 }, /limit/],
-      [{ protocol: 'grpc' }, /protocol/],
+      [{ protocol: 'smtp' }, /protocol/],
+      [{ kfl: 'http && respone.status == 500' }, /"kfl".*invalid KFL filter: unknown field "respone.status" at 1:9; did you mean "status_code"\?/],
       [{ start: 'yesterday' }, /start/],
       [{ start: 2000, end: 1000 }, /"end"/],
       [{ foo: 1 }, /foo/],

@@ -24,7 +24,7 @@ import { CapableSource, MemorySource, T0_US } from './memory-source';
  */
 
 const L4 = ['list_l4_flows', 'get_l4_flow_summary', 'get_service_map'];
-const ALL = [...L4, 'list_api_calls', 'get_api_call', 'get_api_stats', 'get_status', 'get_data_boundaries', 'export_pcap', 'create_snapshot', 'list_snapshots', 'get_snapshot', 'delete_snapshot'];
+const ALL = [...L4, 'list_api_calls', 'get_api_call', 'get_api_stats', 'apply_filter', 'get_status', 'get_data_boundaries', 'export_pcap', 'create_snapshot', 'list_snapshots', 'get_snapshot', 'delete_snapshot'];
 
 const open: { client: Client; server: Server }[] = [];
 

@@ -5,6 +5,7 @@ import {
   type ApiCallList,
   type ApiCallQuery,
   type ApiStatsQuery,
+  type ApiCallCount,
   type ApiStatsReport,
   type BoundariesReport,
   type CallContext,
@@ -166,7 +167,7 @@ export function summaryWithHandshake(p50Us: number): FlowSummary {
  * snapshots, answered from fields the test sets, with every request recorded. `fail` makes the
  * next call of a method throw.
  */
-export class CapableSource extends MemorySource implements Required<Pick<TrafficSource, 'getStatus' | 'getDataBoundaries' | 'exportPcap' | 'createSnapshot' | 'listSnapshots' | 'getSnapshot' | 'deleteSnapshot' | 'listApiCalls' | 'getApiCall' | 'getApiStats'>> {
+export class CapableSource extends MemorySource implements Required<Pick<TrafficSource, 'getStatus' | 'getDataBoundaries' | 'exportPcap' | 'createSnapshot' | 'listSnapshots' | 'getSnapshot' | 'deleteSnapshot' | 'listApiCalls' | 'getApiCall' | 'getApiStats' | 'countApiCalls'>> {
   readonly calls: { method: string; args: unknown }[] = [];
   status: StatusReport = { workers: [] };
   boundaries: BoundariesReport = { boundaries: [], nodes: [] };
@@ -207,6 +208,14 @@ export class CapableSource extends MemorySource implements Required<Pick<Traffic
     const c = this.apiCalls.find((x) => x.id === id);
     if (!c) throw new TrafficSourceError('not_found', `no entry "${id}"`);
     return { call: { ...c }, nodes: this.nodes };
+  }
+
+  /** What countApiCalls answers (per node), whatever the filter: the test checks the query it got. */
+  apiCounts: ApiCallCount['counts'] = [{ node: 'node-a', scanned: 0, matched: 0, errors: 0 }];
+
+  async countApiCalls(query: { since_us?: number; until_us?: number; kfl?: string }, ctx: CallContext): Promise<ApiCallCount> {
+    this.record('countApiCalls', query, ctx);
+    return { counts: this.apiCounts, nodes: this.nodes };
   }
 
   /** What get_api_stats sees. */

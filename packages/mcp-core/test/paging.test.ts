@@ -157,7 +157,7 @@ describe('list_l4_flows pagination', () => {
     ['another tool', encodeCursor('list_snapshots', { aggregate: 'none', order_by: 'bytes' }, 5)],
     ['a negative offset', encodeCursor('list_l4_flows', { aggregate: 'none', order_by: 'bytes' }, -1)],
     ['a bad query', encodeCursor('list_l4_flows', { aggregate: 'pod', order_by: 'bytes' }, 5)],
-    ['an unknown query field', encodeCursor('list_l4_flows', { aggregate: 'none', order_by: 'bytes', kfl: 'x' }, 5)],
+    ['an unknown query field', encodeCursor('list_l4_flows', { aggregate: 'none', order_by: 'bytes', colour: 'x' }, 5)],
   ])('answers %s as a cursor with a JSON-RPC invalid-params error (-32602)', async (_what, cursor) => {
     const source = new MemorySource(manyFlows(10));
     const client = await connect(source);

@@ -67,13 +67,13 @@ test('resources/list offers what the source can serve; a flows-only source gets 
   expect(full.getServerCapabilities()?.resources).toEqual({ subscribe: true, listChanged: false });
   expect(full.getServerCapabilities()?.completions).toBeDefined();
   const { resources } = await full.listResources();
-  expect(resources.map((r) => r.uri)).toEqual(['kubeshark://traffic/live', 'kubeshark://service-map', 'kubeshark://service-map.mmd', 'kubeshark://workers', 'kubeshark://snapshots', 'kubeshark://api-stats']);
+  expect(resources.map((r) => r.uri)).toEqual(['kubeshark://kfl/reference', 'kubeshark://traffic/live', 'kubeshark://service-map', 'kubeshark://service-map.mmd', 'kubeshark://workers', 'kubeshark://snapshots', 'kubeshark://api-stats']);
   for (const r of resources) expect(r).toMatchObject({ name: expect.any(String), title: expect.any(String), description: expect.any(String), mimeType: expect.any(String) });
   const { resourceTemplates } = await full.listResourceTemplates();
   expect(resourceTemplates.map((t) => t.uriTemplate)).toEqual(['kubeshark://api-calls/{id}']);
 
   const l4 = await connect(new MemorySource([], [ipPairGroup]));
-  expect((await l4.listResources()).resources.map((r) => r.uri)).toEqual(['kubeshark://service-map', 'kubeshark://service-map.mmd']);
+  expect((await l4.listResources()).resources.map((r) => r.uri)).toEqual(['kubeshark://kfl/reference', 'kubeshark://service-map', 'kubeshark://service-map.mmd']);
   expect((await l4.listResourceTemplates()).resourceTemplates).toEqual([]);
 });
 

@@ -1,9 +1,9 @@
 import { decodeCursor, encodeCursor, invalidCursor } from '../cursor';
 import { isoMicros } from '../model';
 import { resultChars, type ToolDefinition, type ToolOutput } from '../registry';
-import type { ApiCall, ApiCallQuery, ApiProtocol } from '../traffic-source';
+import { API_PROTOCOLS, type ApiCall, type ApiCallQuery, type ApiProtocol } from '../traffic-source';
 import { QUERY_TO_ARGUMENT, fitRows, inArgumentTerms, nodesLine, timeWindow, type TimeArgs } from './common';
-import { cursorArg, limitArg, nodesSchema, pagingFields, timeArg } from './schemas';
+import { cursorArg, filterSchema, kflArg, limitArg, nodesSchema, pagingFields, timeArg } from './schemas';
 
 /** An API call as list_api_calls returns it. */
 export interface ApiCallView {
@@ -71,6 +71,7 @@ const apiCallSchema = {
 
 interface ListApiCallsArgs extends TimeArgs {
   protocol?: ApiProtocol;
+  kfl?: string;
   limit: number;
   cursor?: string;
 }
@@ -83,28 +84,30 @@ const isMicros = (x: unknown): boolean => typeof x === 'number' && Number.isSafe
 function checkPagedQuery(q: unknown): PagedApiQuery | undefined {
   if (typeof q !== 'object' || q === null || Array.isArray(q)) return undefined;
   const o = q as Record<string, unknown>;
-  const known = new Set(['protocol', 'since_us', 'until_us', 'after']);
+  const known = new Set(['protocol', 'since_us', 'until_us', 'after', 'kfl']);
   if (Object.keys(o).some((k) => !known.has(k))) return undefined;
   if (typeof o.after !== 'string' || o.after.length === 0) return undefined;
-  if (o.protocol !== undefined && o.protocol !== 'http' && o.protocol !== 'dns') return undefined;
+  if (o.protocol !== undefined && !API_PROTOCOLS.includes(o.protocol as ApiProtocol)) return undefined;
+  if (o.kfl !== undefined && typeof o.kfl !== 'string') return undefined;
   if ((o.since_us !== undefined && !isMicros(o.since_us)) || (o.until_us !== undefined && !isMicros(o.until_us))) return undefined;
   return o as unknown as PagedApiQuery;
 }
 
-function filtersOf(args: ListApiCallsArgs): Omit<ApiCallQuery, 'limit' | 'after'> {
-  return { ...(args.protocol ? { protocol: args.protocol } : {}), ...timeWindow(args) };
+function filtersOf(args: ListApiCallsArgs, kfl: string): Omit<ApiCallQuery, 'limit' | 'after'> {
+  return { ...(args.protocol ? { protocol: args.protocol } : {}), ...timeWindow(args), ...(kfl ? { kfl } : {}) };
 }
 
 /** The query and how many calls earlier pages returned; filters given with a cursor must agree with it. */
-function resolvePage(args: ListApiCallsArgs): { query: Omit<ApiCallQuery, 'limit'>; offset: number } {
-  if (args.cursor === undefined) return { query: filtersOf(args), offset: 0 };
+function resolvePage(args: ListApiCallsArgs, kfl: string): { query: Omit<ApiCallQuery, 'limit'>; offset: number } {
+  if (args.cursor === undefined) return { query: filtersOf(args, kfl), offset: 0 };
   const { query, offset } = decodeCursor(listApiCalls.name, args.cursor, checkPagedQuery);
-  const given = filtersOf(args);
+  const given = filtersOf(args, args.kfl !== undefined ? kfl : '');
   const conflicts: string[] = [];
   for (const [field, arg] of [
     ['protocol', 'protocol'],
     ['since_us', 'start'],
     ['until_us', 'end'],
+    ['kfl', 'kfl'],
   ] as const) {
     if (given[field] !== undefined && given[field] !== query[field]) conflicts.push(arg);
   }
@@ -118,17 +121,19 @@ export const listApiCalls: ToolDefinition<ListApiCallsArgs> = {
   name: 'list_api_calls',
   title: 'List API calls',
   description:
-    'API calls (L7 entries) seen on the network, in timestamp order: HTTP/1.x requests with their responses and DNS queries with their answers. ' +
-    'Each has its endpoints, method (HTTP method or DNS opcode), path and url (HTTP target, or the DNS query name), status_code ' +
-    '(HTTP status, or DNS rcode), elapsed time and the L4 flow it travelled on. Filter by protocol and a start/end window; ' +
-    'the protocol filter is applied by the hub while paging, so pages stay complete and in order. ' +
+    'API calls (L7 entries) seen on the network, in timestamp order: HTTP/1.x and HTTP/2 requests with their responses, gRPC calls, DNS queries, ' +
+    'Redis commands, PostgreSQL queries, Kafka and AMQP requests. Each has its endpoints, method (HTTP method, DNS opcode, Redis command, SQL verb, ' +
+    'Kafka API key, AMQP method), path and url (HTTP target, DNS name, key, topic, ...), status_code (HTTP status, DNS rcode, ...), elapsed time, ' +
+    'failure (the protocol\'s own error) and the L4 flow it travelled on. Filter with kfl (KFL2, e.g. http && status_code >= 500), protocol and a start/end window; ' +
+    'filters run on the workers, so pages stay complete and in order. ' +
     'Use get_api_call with an id for headers and bodies. Results are paged: when nextCursor is present, call again with cursor=nextCursor (same arguments).',
   inputSchema: {
     type: 'object',
     properties: {
       start: timeArg('Only calls made at or after this time'),
       end: timeArg('Only calls made at or before this time'),
-      protocol: { type: 'string', enum: ['http', 'dns'], description: 'Only HTTP or only DNS calls.' },
+      kfl: kflArg('API calls', 'http && status_code >= 500, dns && "example.com" in dns_questions, redis && redis_key.startsWith("session:")'),
+      protocol: { type: 'string', enum: [...API_PROTOCOLS], description: 'Only calls of this protocol (same as the KFL flag of that name).' },
       limit: limitArg(100, 1000, 'calls per page'),
       cursor: cursorArg,
     },
@@ -139,6 +144,7 @@ export const listApiCalls: ToolDefinition<ListApiCallsArgs> = {
     properties: {
       calls: { type: 'array', items: apiCallSchema },
       total: { type: 'integer', minimum: 0, description: 'Matching calls over all pages, when known.' },
+      filter: filterSchema,
       ...pagingFields,
       nodes: nodesSchema,
     },
@@ -147,15 +153,22 @@ export const listApiCalls: ToolDefinition<ListApiCallsArgs> = {
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, ctx) {
-    const { query, offset } = resolvePage(args);
+    const filter = ctx.filters.compose(args.kfl);
+    const { query, offset } = resolvePage(args, filter.text);
     const result = await inArgumentTerms(
       ctx.source.listApiCalls!({ ...query, limit: args.limit }, { signal: ctx.signal }),
       { ...QUERY_TO_ARGUMENT, protocol: 'protocol', after: 'cursor' },
     );
+    const shownFilter = args.kfl !== undefined ? { filter: { normalized: filter.normalized, notes: filter.notes } } : {};
     const calls = result.calls.slice(0, args.limit);
     const rows = calls.map(apiCallView);
     const lines = rows.map(callLine);
-    const filters = { ...(query.protocol ? { protocol: query.protocol } : {}), ...(query.since_us !== undefined ? { since_us: query.since_us } : {}), ...(query.until_us !== undefined ? { until_us: query.until_us } : {}) };
+    const filters = {
+      ...(query.protocol ? { protocol: query.protocol } : {}),
+      ...(query.since_us !== undefined ? { since_us: query.since_us } : {}),
+      ...(query.until_us !== undefined ? { until_us: query.until_us } : {}),
+      ...(query.kfl ? { kfl: query.kfl } : {}),
+    };
 
     /** The page cut to its first `n` calls; `cut` says the output budget (not the limit) did it. */
     const render = (n: number, cut: boolean): ToolOutput => {
@@ -163,16 +176,18 @@ export const listApiCalls: ToolDefinition<ListApiCallsArgs> = {
       const after = calls[n - 1]?.cursor;
       const nextCursor = more && after ? encodeCursor(listApiCalls.name, { ...filters, after }, offset + n) : undefined;
       const hint = cut
-        ? `Cut to ${n} calls to fit the output budget (~${ctx.budget.maxTokens} tokens): narrow with protocol or a shorter start/end window, or page on with cursor.`
+        ? `Cut to ${n} calls to fit the output budget (~${ctx.budget.maxTokens} tokens): narrow with kfl, protocol or a shorter start/end window, get_api_stats for totals, or page on with cursor.`
         : undefined;
       const from = offset > 0 ? ` from #${offset + 1}` : '';
       const of = result.total !== undefined ? ` of ${result.total}` : '';
       const header = `${n}${of} API calls${from}${more ? ' (more match)' : ''} (nodes: ${nodesLine(result.nodes)})`;
-      const tail = [...(hint ? [hint] : []), ...(nextCursor ? [`Next page: call list_api_calls with cursor "${nextCursor}".`] : [])];
+      const notes = args.kfl !== undefined ? filter.notes.map((note) => `Note: ${note}`) : [];
+      const tail = [...notes, ...(hint ? [hint] : []), ...(nextCursor ? [`Next page: call list_api_calls with cursor "${nextCursor}".`] : [])];
       return {
         structured: {
           calls: rows.slice(0, n),
           ...(result.total !== undefined ? { total: result.total } : {}),
+          ...shownFilter,
           returned: n,
           truncated: more,
           ...(nextCursor ? { nextCursor } : {}),

@@ -1,9 +1,9 @@
 import { decodeCursor, encodeCursor } from '../cursor';
 import { isoMicros } from '../model';
 import type { ToolDefinition, ToolOutput } from '../registry';
-import type { ApiProtocol, ApiStatsGroup, ApiStatsQuery } from '../traffic-source';
+import { API_PROTOCOLS, type ApiProtocol, type ApiStatsGroup, type ApiStatsQuery } from '../traffic-source';
 import { QUERY_TO_ARGUMENT, fitRows, inArgumentTerms, nodesLine, timeWindow, type TimeArgs } from './common';
-import { cursorArg, limitArg, nodesSchema, pagingFields, timeArg } from './schemas';
+import { cursorArg, kflArg, limitArg, nodesSchema, pagingFields, timeArg } from './schemas';
 
 /** Orders get_api_stats can sort by; all descending, ties broken by server and endpoint. */
 export const API_STATS_ORDERS = ['requests', 'failures', 'error_rate', 'p99'] as const;
@@ -62,6 +62,7 @@ const SORT: Record<ApiStatsOrder, (v: ApiStatsView) => number> = {
 
 interface GetApiStatsArgs extends TimeArgs {
   protocol?: ApiProtocol;
+  kfl?: string;
   order_by: ApiStatsOrder;
   limit: number;
   cursor?: string;
@@ -69,12 +70,13 @@ interface GetApiStatsArgs extends TimeArgs {
 
 type PagedStatsQuery = ApiStatsQuery & { order_by: ApiStatsOrder };
 
-const PROTOCOLS: readonly ApiProtocol[] = ['http', 'dns'];
+const PROTOCOLS: readonly ApiProtocol[] = API_PROTOCOLS;
 
 function checkPagedQuery(q: unknown): PagedStatsQuery | undefined {
   if (typeof q !== 'object' || q === null || Array.isArray(q)) return undefined;
   const o = q as Record<string, unknown>;
-  const known = new Set(['protocol', 'since_us', 'until_us', 'order_by']);
+  const known = new Set(['protocol', 'since_us', 'until_us', 'order_by', 'kfl']);
+  if (o.kfl !== undefined && typeof o.kfl !== 'string') return undefined;
   if (Object.keys(o).some((k) => !known.has(k))) return undefined;
   if (!API_STATS_ORDERS.includes(o.order_by as ApiStatsOrder)) return undefined;
   if (o.protocol !== undefined && !PROTOCOLS.includes(o.protocol as ApiProtocol)) return undefined;
@@ -90,13 +92,14 @@ export const getApiStats: ToolDefinition<GetApiStatsArgs> = {
     'Request count, failures, error rate and latency percentiles (p50/p90/p99 of elapsed time, microseconds) per server, protocol, method and endpoint, ' +
     'over a start/end window (default: everything retained). The endpoint is the HTTP path without its query, with identifier-like segments ' +
     '(numbers, UUIDs, long hex) shown as ":id"; the DNS query name for DNS. failures are calls the protocol reported as failed ' +
-    '(HTTP status >= 400, DNS rcode != 0); unanswered calls got no response. Use it to find the slowest or failing endpoints, ' +
+    '(HTTP status >= 400, DNS rcode != 0, gRPC status != 0, SQL errors, ...); unanswered calls got no response. Narrow with kfl (KFL2). Use it to find the slowest or failing endpoints, ' +
     'then list_api_calls for the calls themselves. Percentiles over several nodes come from merged sketches (within 1%).',
   inputSchema: {
     type: 'object',
     properties: {
       start: timeArg('Only calls made at or after this time'),
       end: timeArg('Only calls made at or before this time'),
+      kfl: kflArg('API calls', 'http && path.startsWith("/api"), grpc && grpc_service == "checkout.Cart"'),
       protocol: { type: 'string', enum: [...PROTOCOLS], description: 'Only this protocol.' },
       order_by: { type: 'string', enum: [...API_STATS_ORDERS], default: 'requests', description: 'Sort descending by request count (default), failures, error_rate or p99 latency.' },
       limit: limitArg(50, 500, 'groups per page'),
@@ -150,7 +153,8 @@ export const getApiStats: ToolDefinition<GetApiStatsArgs> = {
     if (args.cursor !== undefined) {
       ({ query, offset } = decodeCursor(getApiStats.name, args.cursor, checkPagedQuery));
     } else {
-      query = { ...timeWindow(args), ...(args.protocol ? { protocol: args.protocol } : {}), order_by: args.order_by };
+      const kfl = ctx.filters.compose(args.kfl).text;
+      query = { ...timeWindow(args), ...(args.protocol ? { protocol: args.protocol } : {}), ...(kfl ? { kfl } : {}), order_by: args.order_by };
     }
     const { order_by: order, ...sourceQuery } = query;
     const report = await inArgumentTerms(ctx.source.getApiStats!(sourceQuery, { signal: ctx.signal }), { ...QUERY_TO_ARGUMENT, protocol: 'protocol' });

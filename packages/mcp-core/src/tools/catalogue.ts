@@ -2,6 +2,7 @@ import type { ToolDefinition } from '../registry';
 import type { TrafficSource } from '../traffic-source';
 import { getApiCall, listApiCalls } from './api-calls';
 import { getApiStats } from './api-stats';
+import { applyFilter } from './apply-filter';
 import { exportPcap } from './export';
 import { getL4FlowSummary, listL4Flows } from './l4';
 import { getServiceMap } from './service-map';
@@ -27,6 +28,7 @@ export const TOOL_CATALOGUE: readonly CatalogueEntry[] = [
   entry(listApiCalls, 'listApiCalls'),
   entry(getApiCall, 'getApiCall'),
   entry(getApiStats, 'getApiStats'),
+  entry(applyFilter, 'countApiCalls', 'listApiCalls'),
   entry(getStatus, 'getStatus'),
   entry(getDataBoundaries, 'getDataBoundaries'),
   entry(exportPcap, 'exportPcap'),

@@ -2,7 +2,7 @@ import { ERROR_CODES } from '../errors';
 import type { ProgressUpdate, ToolContext, ToolDefinition } from '../registry';
 import type { L4Protocol, PcapFormat, PcapProgress } from '../traffic-source';
 import { QUERY_TO_ARGUMENT, inArgumentTerms, nodesLine, snapshotNameArg, timeWindow, type TimeArgs } from './common';
-import { nodesSchema, timeArg } from './schemas';
+import { kflArg, nodesSchema, timeArg } from './schemas';
 
 /** Media types of the export formats, for the download's Content-Type and the resource link. */
 export const PCAP_MEDIA_TYPES: Readonly<Record<PcapFormat, string>> = {
@@ -43,6 +43,7 @@ function progressReporter(send: (update: ProgressUpdate) => Promise<void>): { up
 }
 
 interface ExportArgs extends TimeArgs {
+  kfl?: string;
   flow_ids?: string[];
   ips?: string[];
   ports?: number[];
@@ -56,7 +57,8 @@ export const exportPcap: ToolDefinition<ExportArgs> = {
   title: 'Export packets as PCAP',
   description:
     'Writes the captured packets that match into a pcapng (default) or pcap file and returns a download link ' +
-    '(a resource_link; the URL expires) to open in Wireshark or tshark. Filter by a start/end window, flow_ids ' +
+    '(a resource_link; the URL expires) to open in Wireshark or tshark. Filter by kfl (KFL2: the packets of the flows of matching API calls, e.g. ' +
+    'http && status_code >= 500, or of matching flows), a start/end window, flow_ids ' +
     '(ids from list_l4_flows), ips and ports (either end), and l4proto; conditions combine with AND, values within ' +
     'one list with OR. Set snapshot to export from a named snapshot instead of the live packet store. Packets are ' +
     'exported byte for byte with their original timestamps. The packet window (get_data_boundaries) says what can ' +
@@ -64,6 +66,7 @@ export const exportPcap: ToolDefinition<ExportArgs> = {
   inputSchema: {
     type: 'object',
     properties: {
+      kfl: kflArg('flows and API calls: the packets of the flows it selects, or of the flows its API calls rode on', 'http && status_code >= 500, tcp_flow && flow_state == "reset"'),
       start: timeArg('Only packets captured at or after this time'),
       end: timeArg('Only packets captured at or before this time'),
       flow_ids: {
@@ -128,6 +131,7 @@ export const exportPcap: ToolDefinition<ExportArgs> = {
           ...(args.ports ? { ports: args.ports } : {}),
           ...(args.l4proto ? { protocol: args.l4proto } : {}),
           ...(args.snapshot ? { snapshot: args.snapshot } : {}),
+          ...((k) => (k ? { kfl: k } : {}))(ctx.filters.compose(args.kfl).text),
         },
         { signal: ctx.signal },
         progress?.update,

@@ -4,7 +4,7 @@ import { flowGroupView, flowSummaryView, flowView, type FlowGroupView, type Flow
 import { resultChars, type ToolDefinition, type ToolOutput } from '../registry';
 import type { FlowAggregate, FlowOrder, FlowQuery, L4Protocol } from '../traffic-source';
 import { fitRows, nodesLine, timeWindow, type TimeArgs } from './common';
-import { cursorArg, flowGroupSchema, flowSchema, limitArg, nodesSchema, pagingFields, summarySchema, timeArg } from './schemas';
+import { cursorArg, flowGroupSchema, flowSchema, kflArg, limitArg, nodesSchema, pagingFields, summarySchema, timeArg } from './schemas';
 
 export { timeWindow };
 
@@ -34,6 +34,7 @@ function groupLine(g: FlowGroupView): string {
 }
 
 interface ListFlowsArgs extends TimeArgs {
+  kfl?: string;
   aggregate: FlowAggregate;
   l4proto?: L4Protocol;
   ip?: string;
@@ -56,8 +57,9 @@ const isMicros = (x: unknown): boolean => typeof x === 'number' && Number.isSafe
 function checkPagedQuery(q: unknown): PagedFlowQuery | undefined {
   if (typeof q !== 'object' || q === null || Array.isArray(q)) return undefined;
   const o = q as Record<string, unknown>;
-  const known = new Set(['aggregate', 'order_by', 'protocol', 'ip', 'port', 'since_us', 'until_us']);
+  const known = new Set(['aggregate', 'order_by', 'protocol', 'ip', 'port', 'since_us', 'until_us', 'kfl']);
   if (Object.keys(o).some((k) => !known.has(k))) return undefined;
+  if (o.kfl !== undefined && typeof o.kfl !== 'string') return undefined;
   if (!AGGREGATES.includes(o.aggregate as FlowAggregate) || !ORDERS.includes(o.order_by as FlowOrder)) return undefined;
   if (o.protocol !== undefined && o.protocol !== 'tcp' && o.protocol !== 'udp') return undefined;
   if (o.ip !== undefined && (typeof o.ip !== 'string' || isIP(o.ip) === 0)) return undefined;
@@ -66,9 +68,10 @@ function checkPagedQuery(q: unknown): PagedFlowQuery | undefined {
   return o as unknown as PagedFlowQuery;
 }
 
-/** The query the arguments describe (without the page). */
-function pagedQueryOf(args: ListFlowsArgs): PagedFlowQuery {
+/** The query the arguments describe (without the page); `kfl` is the composed filter. */
+function pagedQueryOf(args: ListFlowsArgs, kfl: string): PagedFlowQuery {
   return {
+    ...(kfl ? { kfl } : {}),
     aggregate: args.aggregate,
     order_by: args.order_by,
     ...(args.l4proto ? { protocol: args.l4proto } : {}),
@@ -84,12 +87,13 @@ function pagedQueryOf(args: ListFlowsArgs): PagedFlowQuery {
  * aggregate and order_by are checked only when they differ from their defaults, since
  * validation fills those in whether or not the client sent them.
  */
-function resolvePage(args: ListFlowsArgs): { query: PagedFlowQuery; offset: number } {
-  if (args.cursor === undefined) return { query: pagedQueryOf(args), offset: 0 };
+function resolvePage(args: ListFlowsArgs, kfl: string): { query: PagedFlowQuery; offset: number } {
+  if (args.cursor === undefined) return { query: pagedQueryOf(args, kfl), offset: 0 };
   const { query, offset } = decodeCursor(listL4Flows.name, args.cursor, checkPagedQuery);
-  const given = pagedQueryOf(args);
+  const given = pagedQueryOf(args, args.kfl !== undefined ? kfl : '');
   const conflicts: string[] = [];
   for (const [field, arg] of [
+    ['kfl', 'kfl'],
     ['protocol', 'l4proto'],
     ['ip', 'ip'],
     ['port', 'port'],
@@ -116,11 +120,13 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
     'TCP and UDP connections seen on the network: client and server endpoints, packets and bytes per direction with rates, ' +
     'connection state, and TCP handshake times (tcp_handshake_p50_us/p90_us/p99_us: SYN -> ACK as Wireshark measures it; ' +
     '< 1 ms excellent, 1-10 ms good, 10-100 ms elevated, > 100 ms high). Use aggregate="ip_pair" to get one row per ' +
-    'client/server address pair with handshake percentiles, or aggregate="node" for one row per node; filter by ip, port, l4proto and a start/end window. ' +
+    'client/server address pair with handshake percentiles, or aggregate="node" for one row per node; filter by ip, port, l4proto, a start/end window ' +
+    'and kfl (KFL2 over flow fields: tcp_flow && flow_state == "reset", flow_local_bps > 5000000). ' +
     'Results are paged: when nextCursor is present, call again with cursor=nextCursor (same arguments) for the next page.',
   inputSchema: {
     type: 'object',
     properties: {
+      kfl: kflArg('flows', 'tcp_flow && flow_state == "reset", tcp_handshake_server_us > 10000'),
       aggregate: {
         type: 'string',
         enum: ['none', 'ip_pair', 'node'],
@@ -158,7 +164,7 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, ctx) {
-    const { query, offset } = resolvePage(args);
+    const { query, offset } = resolvePage(args, ctx.filters.compose(args.kfl).text);
     const result = await ctx.source.listFlows({ ...query, limit: args.limit, ...(offset > 0 ? { offset } : {}) }, { signal: ctx.signal });
     const grouped = query.aggregate !== 'none';
     const what = grouped ? 'groups' : 'flows';
@@ -197,6 +203,7 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
 };
 
 interface SummaryArgs extends TimeArgs {
+  kfl?: string;
   l4proto?: L4Protocol;
   top: number;
 }
@@ -212,6 +219,7 @@ export const getL4FlowSummary: ToolDefinition<SummaryArgs> = {
     type: 'object',
     properties: {
       l4proto: { type: 'string', enum: ['tcp', 'udp'], description: 'Only TCP or only UDP flows.' },
+      kfl: kflArg('flows', 'tcp_flow && dst.port == 443'),
       start: timeArg('Only flows active at or after this time'),
       end: timeArg('Only flows active at or before this time'),
       top: { type: 'integer', minimum: 1, maximum: 100, default: 10, description: 'Length of each top-talker list (default 10).' },
@@ -222,7 +230,7 @@ export const getL4FlowSummary: ToolDefinition<SummaryArgs> = {
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, ctx) {
     const s = await ctx.source.getFlowSummary(
-      { top: args.top, ...(args.l4proto ? { protocol: args.l4proto } : {}), ...timeWindow(args) },
+      { top: args.top, ...(args.l4proto ? { protocol: args.l4proto } : {}), ...timeWindow(args), ...((k) => (k ? { kfl: k } : {}))(ctx.filters.compose(args.kfl).text) },
       { signal: ctx.signal },
     );
     const full = { ...flowSummaryView(s), nodes: s.nodes };

@@ -209,3 +209,19 @@ export const pagingFields = {
   nextCursor: { type: 'string', description: 'Pass as cursor to get the next page; absent on the last page.' },
   hint: { type: 'string', description: 'How to narrow the query when the result was cut.' },
 };
+
+/** A KFL2 filter argument; `what` names what it selects and `example` shows one. */
+export const kflArg = (what: string, example: string): Record<string, unknown> => ({
+  type: 'string',
+  maxLength: 4096,
+  description: `KFL2 filter (CEL) over ${what}, e.g. ${example}. Field names and functions: the kubeshark://kfl/reference resource, or apply_filter to try one.`,
+});
+
+/** What a tool says about the filter it applied. */
+export const filterSchema = {
+  type: 'object',
+  description: 'The KFL filter as applied: normalized (legacy names and macros expanded) with notes on what was rewritten.',
+  properties: { normalized: { type: 'string' }, notes: { type: 'array', items: { type: 'string' } } },
+  required: ['normalized', 'notes'],
+  additionalProperties: false,
+};
