@@ -977,6 +977,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
             },
             onDrain: (fn) => {
               const retry = (): void => {
+                if (stop.signal.aborted) return;
                 if (outputBlocked) waiting.push(retry);
                 else if (merger.queuedBytes(i) >= MERGE_QUEUE_BYTES) setTimeout(retry, 5);
                 else fn();
@@ -1001,13 +1002,14 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
         throw ctx.signal.aborted ? cancelled() : err;
       });
       merger.finish();
-      const d = await file.finish();
       const packets = settled.reduce((n, t) => n + t.packets, 0);
       if (merger.packets !== packets) throw new TrafficSourceError(ERROR_CODES.INTERNAL, `the workers announced ${packets} packets but the merge wrote ${merger.packets}`);
+      const d = await file.finish();
       return { url: d.url, name: d.name, bytes: d.bytes, packets, format: q.format, expires_at_ms: d.expiresAtMs, nodes: names.map((node) => ({ node, state: 'ok' as const })) };
     } catch (err) {
       file.abort();
-      throw err;
+      // A worker's capture the merge cannot read is the hub's failure to report, not a crash.
+      throw err instanceof TrafficSourceError ? err : new TrafficSourceError(ERROR_CODES.INTERNAL, `merging the workers' captures failed: ${(err as Error).message}`, { cause: err });
     } finally {
       ctx.signal.removeEventListener('abort', onAbort);
     }
