@@ -5,6 +5,14 @@ import {
   DNS_TCP_PROTOCOL,
   KAFKA_PROTOCOL,
   KafkaDissector,
+  MONGODB_PROTOCOL,
+  MYSQL_PROTOCOL,
+  MongodbDissector,
+  MysqlDissector,
+  WebSocketDissector,
+  type MongodbEntry,
+  type MysqlEntry,
+  type WebSocketEntry,
   POSTGRESQL_PROTOCOL,
   PostgresqlDissector,
   REDIS_PROTOCOL,
@@ -30,7 +38,7 @@ import {
 } from '@kubeshark-mcp/dissectors';
 
 /** Every entry the worker stores: the dissectors' own types. */
-export type AnyEntry = HttpEntry | DnsEntry | Http2Entry | RedisEntry | PostgresqlEntry | KafkaEntry | AmqpEntry;
+export type AnyEntry = HttpEntry | DnsEntry | Http2Entry | RedisEntry | PostgresqlEntry | KafkaEntry | AmqpEntry | MysqlEntry | MongodbEntry | WebSocketEntry;
 
 /**
  * L7 API calls on the worker: the dissectors wired behind the flow tracker, and a bounded
@@ -304,6 +312,7 @@ export class L7Pipeline {
   readonly http: HttpDissector;
   readonly dns: DnsDissector;
   readonly http2: Http2Dissector;
+  readonly ws: WebSocketDissector;
   readonly router: StreamRouter;
   readonly tcpConsumer: TcpStreamConsumer;
   private readonly dissectors: TcpDissector[];
@@ -319,6 +328,7 @@ export class L7Pipeline {
     this.http = new HttpDissector(emit, { maxBodySize, onUpgrade: (u) => this.router.upgrade(u) });
     this.dns = new DnsDissector(emit, { keepBodies: false });
     this.http2 = new Http2Dissector(emit, { maxBodySize });
+    this.ws = new WebSocketDissector(emit, { maxBodySize });
     // Asked in this order (after the ones whose ports match): the cheap, unambiguous signatures first.
     const protocols: RoutedProtocol[] = [
       { protocol: HTTP_PROTOCOL, dissector: this.http },
@@ -326,15 +336,17 @@ export class L7Pipeline {
       { protocol: POSTGRESQL_PROTOCOL, dissector: new PostgresqlDissector(emit, { maxBodySize }) },
       { protocol: AMQP_PROTOCOL, dissector: new AmqpDissector(emit, { maxBodySize }) },
       { protocol: REDIS_PROTOCOL, dissector: new RedisDissector(emit, { maxBodySize }) },
+      { protocol: MYSQL_PROTOCOL, dissector: new MysqlDissector(emit, { maxBodySize }) },
+      { protocol: MONGODB_PROTOCOL, dissector: new MongodbDissector(emit, { maxBodySize }) },
       { protocol: KAFKA_PROTOCOL, dissector: new KafkaDissector(emit, { maxBodySize }) },
       { protocol: DNS_TCP_PROTOCOL, dissector: this.dns },
     ];
-    this.dissectors = protocols.map((p) => p.dissector);
+    this.dissectors = [...protocols.map((p) => p.dissector), this.ws];
     this.router = new StreamRouter({
       protocols,
       facts: (stream) => this.facts(stream),
       ...(options.portMapping ? { portMapping: options.portMapping } : {}),
-      upgrades: { h2c: this.http2 },
+      upgrades: { h2c: this.http2, websocket: this.ws },
     });
     this.tcpConsumer = this.router;
     this.onUdp = this.onUdp.bind(this);

@@ -7,7 +7,7 @@ import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
 import { GOLDEN_DIR, capturePath, grpcUnary } from '@kubeshark-mcp/testkit';
 import { endpointOf } from '../src/api-stats';
 import { compileKfl, entryRecord } from '../src/kfl-record';
-import { WorkerEngine, entryDetail, startWorkerServer, type RunningWorkerServer } from '../src';
+import { WorkerEngine, entryDetail, startWorkerServer, type RunningWorkerServer, type StoredEntry } from '../src';
 
 /** L7 entries through a real gRPC server, checked against tshark's HTTP and DNS views of the captures. */
 
@@ -342,4 +342,24 @@ test('Redis, PostgreSQL, Kafka and AMQP are claimed by content and stored with t
   expect(count('kafka && kafka_api_key_name == "METADATA"')).toBeGreaterThan(0);
   expect(count('amqp && amqp_method == "basic.publish"')).toBeGreaterThan(0);
   expect(count('http || dns || grpc')).toBe(0);
+});
+
+test('MySQL and MongoDB are claimed by content; WebSocket frames after an HTTP upgrade become ws entries after the 101 exchange', async () => {
+  const e = new WorkerEngine('node-w', 'test');
+  await e.replay(['ndpi/mysql.pcapng', 'ndpi/mongodb.pcap', 'suricata-verify/basic_websockets.pcap'].map(capturePath));
+  const stored = e.entries!.query({}).entries;
+  const by = (p: string): StoredEntry[] => stored.filter((s) => s.entry.protocol === p);
+  expect(by('mysql').length).toBeGreaterThan(0);
+  expect(by('mongodb').length).toBeGreaterThan(0);
+  // tshark: the WebSocket frames of the capture (websocket.psv), one message each (no fragments there).
+  const frames = psv('suricata-verify/basic_websockets.pcap', 'websocket.psv');
+  const ws = by('ws');
+  expect(ws.length).toBe(frames.length);
+  const upgrade = by('http');
+  expect(upgrade.map((s) => s.entry.status_code)).toEqual([101]);
+  // One connection: the HTTP exchange is index 0, the messages follow it, with ids unique on the node.
+  expect(new Set(stored.map((s) => s.id)).size).toBe(stored.length);
+  expect(ws.every((s) => s.flow_id === upgrade[0]!.flow_id && s.entry.index > 0 && s.entry.path === '/service')).toBe(true);
+  const f = compileKfl('ws && ws_opcode == "text"')!;
+  expect(stored.filter((s) => f.matches(entryRecord(s))).length).toBe(ws.filter((s) => (s.entry as { ws_opcode?: string }).ws_opcode === 'text').length);
 });

@@ -25,3 +25,11 @@ export { RedisDissector, REDIS_PROTOCOL, decodeResp, renderResp, respText } from
 export type { RedisEntry, RedisDissectorOptions, RedisDissectorStats, RespValue, RespType } from './redis';
 export { PostgresqlDissector, POSTGRESQL_PROTOCOL, sqlKeyword, tagRows } from './postgresql';
 export type { PostgresqlEntry, PostgresqlDissectorOptions, PostgresqlDissectorStats } from './postgresql';
+export { MysqlDissector, MYSQL_PROTOCOL, MYSQL_COMMANDS } from './mysql';
+export type { MysqlEntry, MysqlDissectorOptions, MysqlDissectorStats } from './mysql';
+export { MongodbDissector, MONGODB_PROTOCOL, MONGODB_OPCODES } from './mongodb';
+export type { MongodbEntry, MongodbDissectorOptions, MongodbDissectorStats } from './mongodb';
+export { readBsonDocument, bsonToJson, bsonGet, bsonNumber, bsonString } from './bson';
+export type { BsonDoc, BsonValue, BsonLimits } from './bson';
+export { WebSocketDissector, WEBSOCKET_PROTOCOL, WS_OPCODES } from './websocket';
+export type { WebSocketEntry, WebSocketDissectorOptions, WebSocketDissectorStats } from './websocket';
