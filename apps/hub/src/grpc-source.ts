@@ -7,6 +7,7 @@ import {
   type ApiCallDetail,
   type ApiCallList,
   type ApiCallQuery,
+  type ApiCallCount,
   type ApiStatsQuery,
   type ApiStatsReport,
   type BoundariesReport,
@@ -57,13 +58,20 @@ type PcapChunk = StreamMessage<WorkerClient['ExportPcap']>;
 type SnapshotInfo = UnaryResult<WorkerClient['GetSnapshot']>;
 type EntryFrame = StreamMessage<WorkerClient['StreamEntries']>;
 type ProtoEntry = UnaryResult<WorkerClient['GetEntry']>;
+type ProtoEntryCount = UnaryResult<WorkerClient['CountEntries']>;
 
-/** Entries asked of the worker per StreamEntries call while the hub filters by protocol. */
-export const ENTRY_BATCH = 1000;
+/**
+ * The entry filter the workers run: the composed KFL filter and the protocol argument (a
+ * validated protocol name, so it is safe to quote) as one KFL2 expression.
+ */
+function entryFilter(q: { kfl?: string; protocol?: string }): string {
+  const parts = [...(q.kfl ? [`(${q.kfl})`] : []), ...(q.protocol ? [`protocol == ${JSON.stringify(q.protocol)}`] : [])];
+  return parts.join(' && ');
+}
 
 /** The summary fields of a worker entry; `url` and `error` travel only in its JSON. */
 function fromProtoEntry(e: ProtoEntry, cursor: string): ApiCall {
-  let extra: { url?: unknown; error?: unknown } = {};
+  let extra: { url?: unknown; error?: unknown; failure?: unknown } = {};
   try {
     extra = JSON.parse(e.json || '{}') as typeof extra;
   } catch {
@@ -83,6 +91,7 @@ function fromProtoEntry(e: ProtoEntry, cursor: string): ApiCall {
     status_code: e.status_code,
     flow_id: e.flow_id,
     ...(typeof extra.error === 'string' && extra.error ? { error: extra.error } : {}),
+    ...(typeof extra.failure === 'string' && extra.failure ? { failure: extra.failure } : {}),
     cursor,
   };
 }
@@ -486,6 +495,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       since_us: q.since_us ?? 0,
       until_us: q.until_us ?? 0,
       order_by: q.order_by,
+      kfl: q.kfl ?? '',
     };
     type Res = { node: string; flows: ProtoFlow[]; groups: ProtoGroup[]; total: number };
     const workers = this.workers;
@@ -540,6 +550,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       since_us: q.since_us ?? 0,
       until_us: q.until_us ?? 0,
       top,
+      kfl: q.kfl ?? '',
     };
     const { results, nodes } = await this.fanOut(async (w) => {
       const s = (await this.unary(w, w.client.GetFlowSummary as never, req, ctx.signal)) as ProtoSummary;
@@ -725,8 +736,9 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
   async listApiCalls(q: ApiCallQuery, ctx: CallContext): Promise<ApiCallList> {
     const positions = q.after ? decodeCompositeCursor(q.after) : new Map<string, string>();
     if (!positions) throw new TrafficSourceError(ERROR_CODES.INVALID_ARGUMENT, `cursor "${q.after}" is not one this hub issued`, { field: 'after' });
-    const batch = q.protocol ? ENTRY_BATCH : q.limit + 1;
-    const request = (cursor: string) => ({ kfl: '', since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, limit: batch, cursor, follow: false });
+    const batch = q.limit + 1;
+    const kfl = entryFilter(q);
+    const request = (cursor: string) => ({ kfl, since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, limit: batch, cursor, follow: false });
     interface Lane {
       w: WorkerConnection;
       node: string;
@@ -767,7 +779,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       const lane = heap.pop()!;
       const f = lane.frames[lane.i++]!;
       at.set(lane.key, f.cursor);
-      if (!q.protocol || f.entry!.protocol === q.protocol) calls.push(fromProtoEntry(f.entry!, encodeCompositeCursor(at)));
+      calls.push(fromProtoEntry(f.entry!, encodeCompositeCursor(at)));
       if (lane.i >= lane.frames.length && !lane.done && calls.length <= q.limit) {
         try {
           await read(lane);
@@ -836,7 +848,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
   }
 
   async getApiStats(q: ApiStatsQuery, ctx: CallContext): Promise<ApiStatsReport> {
-    const req = { since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, protocol: q.protocol ?? '' };
+    const req = { since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, protocol: q.protocol ?? '', kfl: q.kfl ?? '' };
     const workers = this.workers;
     const { results, nodes } = await this.fanOut(async (w) => {
       const res = (await this.unary(w, w.client.GetApiStats as never, req, ctx.signal)) as ProtoApiStats;
@@ -844,6 +856,20 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       return res;
     }, ctx.signal, workers);
     return { ...mergeApiStats(results.map((r) => r.value)), nodes };
+  }
+
+  /** Per node, how many entries the filter selects in the window (CountEntries on every worker). */
+  async countApiCalls(q: { since_us?: number; until_us?: number; kfl?: string }, ctx: CallContext): Promise<ApiCallCount> {
+    const req = { kfl: q.kfl ?? '', since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, limit: 0, cursor: '', follow: false };
+    const { results, nodes } = await this.fanOut(async (w) => {
+      const c = (await this.unary(w, w.client.CountEntries as never, req, ctx.signal)) as ProtoEntryCount;
+      w.node = c.node || w.node;
+      return c;
+    }, ctx.signal);
+    return {
+      counts: results.map(({ value: c }) => ({ node: c.node, scanned: c.scanned, matched: c.matched, errors: c.errors, ...(c.last_error ? { last_error: c.last_error } : {}) })),
+      nodes,
+    };
   }
 
   /** One StreamEntries call read to its end, within the deadline; cancelled with the request. */
@@ -926,6 +952,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       ports: q.ports ?? [],
       protocol: q.protocol ? PROTOCOL[q.protocol] : 'L4_PROTOCOL_UNSPECIFIED',
       snapshot: q.snapshot ?? '',
+      kfl: q.kfl ?? '',
     });
     if (workers.length === 1) {
       const w = workers[0]!;

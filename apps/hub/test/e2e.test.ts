@@ -209,7 +209,7 @@ test('paging list_l4_flows with limit 5 returns every flow exactly once, as tsha
 
 test('prompts are served over HTTP: list and get with arguments', async () => {
   const { prompts } = await client.listPrompts();
-  expect(prompts.map((p) => p.name)).toEqual(['network_health', 'debug_connection', 'show_topology']);
+  expect(prompts.map((p) => p.name)).toEqual(['investigate_failed_request', 'find_errors', 'latency_analysis', 'network_health', 'security_audit', 'show_topology', 'compare_traffic', 'debug_connection', 'trace_request']);
   const r = await client.getPrompt({ name: 'debug_connection', arguments: { endpoint: '141.142.228.5:59856' } });
   expect((r.messages[0]!.content as { text: string }).text).toContain('list_l4_flows {"ip":"141.142.228.5","port":59856');
   await expect(client.getPrompt({ name: 'debug_connection', arguments: {} })).rejects.toMatchObject({ code: -32602 });
@@ -396,10 +396,23 @@ test('get_api_stats counts the demo captures\' HTTP requests and DNS queries per
   // Default order: most requests first.
   expect(s.groups.map((g) => g.requests)).toEqual([...s.groups.map((g) => g.requests)].sort((a, b) => b - a));
 
-  // tshark: requests per (method, uri) over the demo captures with HTTP, queries per name.
+  // tshark: requests per (method, uri) over the demo captures with HTTP, queries per name, gRPC
+  // calls per path (request HEADERS frames); the KFL filter keeps those three protocols.
   const expected = new Map<string, number>();
   for (const f of demoFiles) {
     const capture = f.replace('_', '/');
+    for (const h of (() => {
+      try {
+        return psv(capture, 'http2-frames.psv');
+      } catch {
+        return [];
+      }
+    })()) {
+      if (!h.headers!.includes('":method"')) continue;
+      const fields = new Map(JSON.parse(h.headers!) as [string, string][]);
+      const k = `grpc ${fields.get(':method')} ${fields.get(':path')}`;
+      expected.set(k, (expected.get(k) ?? 0) + 1);
+    }
     for (const file of ['http.psv', 'dns.psv']) {
       let rows: Record<string, string>[];
       try {
@@ -413,8 +426,10 @@ test('get_api_stats counts the demo captures\' HTTP requests and DNS queries per
       }
     }
   }
+  const filtered = (await client.callTool({ name: 'get_api_stats', arguments: { kfl: 'http || dns || grpc', limit: 500 } })) as CallToolResult;
+  expect(filtered.isError).toBeFalsy();
   const got = new Map<string, number>();
-  for (const g of s.groups) got.set(`${g.protocol} ${g.method} ${g.endpoint.replace(/\.$/, '')}`, (got.get(`${g.protocol} ${g.method} ${g.endpoint.replace(/\.$/, '')}`) ?? 0) + g.requests);
+  for (const g of (filtered.structuredContent as { groups: StatsOut[] }).groups) got.set(`${g.protocol} ${g.method} ${g.endpoint.replace(/\.$/, '')}`, (got.get(`${g.protocol} ${g.method} ${g.endpoint.replace(/\.$/, '')}`) ?? 0) + g.requests);
   expect(got).toEqual(expected);
   for (const g of s.groups) {
     expect(g.error_rate).toBeCloseTo(g.failures / g.requests, 4);
@@ -440,6 +455,29 @@ test('get_api_stats counts the demo captures\' HTTP requests and DNS queries per
   const bad = (await client.callTool({ name: 'get_api_stats', arguments: { order_by: 'speed' } })) as CallToolResult;
   expect(bad.isError).toBe(true);
   expect((bad.content[0] as { text: string }).text).toMatch(/"order_by"/);
+});
+
+test('KFL end to end: apply_filter counts and lists what tshark shows, list_api_calls filters on the worker, a bad filter teaches', async () => {
+  const queries = psv('suricata-verify/dns-udp-google.com-a-aaaa-mx.pcap', 'dns.psv').filter((r) => r['dns.flags.response'] === '0' && r['dns.qry.name'] === 'google.com');
+  const applied = (await client.callTool({ name: 'apply_filter', arguments: { kfl: 'dns && "google.com" in dns_questions', limit: 100 } })) as CallToolResult;
+  expect(applied.isError).toBeFalsy();
+  const a = applied.structuredContent as { matched: number; counts: { node: string; matched: number }[]; calls: ApiCallOut[]; normalized: string };
+  expect(a.matched).toBe(queries.length);
+  expect(a.counts).toEqual([expect.objectContaining({ node: 'node-e2e', matched: queries.length })]);
+  expect(a.calls.map((c) => c.path.replace(/\.$/, ''))).toEqual(queries.map(() => 'google.com'));
+
+  const greet = psv('grpc-go-book/grpc_Unary.pcapng', 'http2-frames.psv').filter((r) => r.headers!.includes('"/greet.GreetService/Greet"'));
+  const grpc = await allApiCalls({ kfl: 'grpc && grpc_method == "Greet" && grpc_status == 0' });
+  expect(grpc.map((c) => `${c.method} ${c.path}`)).toEqual(greet.map(() => 'POST /greet.GreetService/Greet'));
+  // A legacy name works, with a note saying the KFL2 name.
+  const legacy = (await client.callTool({ name: 'list_api_calls', arguments: { kfl: 'http && response.status == 200' } })) as CallToolResult;
+  expect(legacy.isError).toBeFalsy();
+  expect((legacy.structuredContent as { filter: { notes: string[] } }).filter.notes.join(' ')).toContain('status_code');
+  expect((legacy.structuredContent as { calls: ApiCallOut[] }).calls.every((c) => c.protocol === 'http' && c.status_code === 200)).toBe(true);
+
+  const bad = (await client.callTool({ name: 'list_api_calls', arguments: { kfl: 'http && respone.status == 200' } })) as CallToolResult;
+  expect(bad.isError).toBe(true);
+  expect((bad.content[0] as { text: string }).text).toMatch(/"kfl".*unknown field "respone.status" at 1:9; did you mean "status_code"\?/);
 });
 
 test('get_api_call with an unknown id is isError naming "id"', async () => {

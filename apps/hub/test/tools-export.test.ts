@@ -22,15 +22,28 @@ import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub, type HubConfig } fr
 const CAPTURES = ['zeek/http_get.pcap', 'ndpi/http_ipv6.pcap', 'grpc-go-book/grpc_Unary.pcapng', 'ndpi/pgsql.pcap'];
 const NODE = 'node-x';
 
-/** Request times (us) of the HTTP calls tshark lists in the captures: the worker's entries window. */
-const REQUEST_US = CAPTURES.flatMap((c) => {
-  const file = path.join(GOLDEN_DIR, c, 'http.psv');
-  if (!existsSync(file)) return [];
-  const [head, ...rows] = readFileSync(file, 'utf8').trim().split('\n');
+/** Rows of a tshark golden .psv of a capture ([] when it has none). */
+function psvRows(capture: string, file: string): Record<string, string>[] {
+  const f = path.join(GOLDEN_DIR, capture, file);
+  if (!existsSync(f)) return [];
+  const [head, ...rows] = readFileSync(f, 'utf8').trim().split('\n');
   const cols = head!.split('|');
-  const method = cols.indexOf('http.request.method');
-  const time = cols.indexOf('frame.time_epoch');
-  return rows.map((r) => r.split('|')).filter((r) => r[method]).map((r) => Math.round(Number(r[time]) * 1e6));
+  return rows.map((r) => Object.fromEntries(r.split('|').map((v, i) => [cols[i]!, v])));
+}
+
+const epochUs = (t: string): number => Math.round(Number(t) * 1e6);
+
+/**
+ * Request times (us) of the calls tshark lists in the captures, which span the worker's entries
+ * window: HTTP requests, HTTP/2 request HEADERS frames, and PostgreSQL frontend messages (the
+ * capture's first one is a startup, an entry of its own).
+ */
+const REQUEST_US = CAPTURES.flatMap((c) => {
+  const http = psvRows(c, 'http.psv').filter((r) => r['http.request.method']).map((r) => epochUs(r['frame.time_epoch']!));
+  const h2 = psvRows(c, 'http2-frames.psv').filter((r) => r.headers!.includes('":method"')).map((r) => epochUs(r.time!));
+  const frames = existsSync(path.join(GOLDEN_DIR, c, 'frames.tsv')) ? new Map(loadFrames(c).map((f) => [f.frame, f.timeEpoch])) : new Map<number, string>();
+  const pg = psvRows(c, 'postgresql.psv').filter((r) => r['pgsql.frontend'] === '1').map((r) => epochUs(frames.get(Number(r['frame.number']))!));
+  return [...http, ...h2, ...pg];
 });
 
 const WORKER_CLI = path.join(path.dirname(require.resolve('@kubeshark-mcp/worker/package.json')), 'dist', 'cli.js');
@@ -170,8 +183,11 @@ test('tools/list offers the catalogue with the documented annotations', async ()
   expect([...byName.keys()]).toEqual([
     'list_l4_flows',
     'get_l4_flow_summary',
+    'get_service_map',
     'list_api_calls',
     'get_api_call',
+    'get_api_stats',
+    'apply_filter',
     'get_status',
     'get_data_boundaries',
     'export_pcap',
@@ -180,12 +196,12 @@ test('tools/list offers the catalogue with the documented annotations', async ()
     'get_snapshot',
     'delete_snapshot',
   ]);
-  for (const name of ['list_api_calls', 'get_api_call', 'get_status', 'get_data_boundaries', 'export_pcap', 'list_snapshots', 'get_snapshot']) {
+  for (const name of ['get_service_map', 'list_api_calls', 'get_api_call', 'get_api_stats', 'apply_filter', 'get_status', 'get_data_boundaries', 'export_pcap', 'list_snapshots', 'get_snapshot']) {
     expect(byName.get(name)!.annotations).toMatchObject({ readOnlyHint: true, openWorldHint: false });
   }
   expect(byName.get('create_snapshot')!.annotations).toMatchObject({ readOnlyHint: false, destructiveHint: false });
   expect(byName.get('delete_snapshot')!.annotations).toMatchObject({ readOnlyHint: false, destructiveHint: true });
-  expect(Object.keys(byName.get('export_pcap')!.inputSchema.properties ?? {}).sort()).toEqual(['end', 'flow_ids', 'format', 'ips', 'l4proto', 'ports', 'snapshot', 'start']);
+  expect(Object.keys(byName.get('export_pcap')!.inputSchema.properties ?? {}).sort()).toEqual(['end', 'flow_ids', 'format', 'ips', 'kfl', 'l4proto', 'ports', 'snapshot', 'start']);
   expect(byName.get('get_data_boundaries')!.description).toMatch(/null until L7/);
 });
 

@@ -405,6 +405,8 @@ export interface ApiCall {
   status_code: number;
   flow_id: string;
   error?: string;
+  /** The protocol's own account of a failure (HTTP 503 ..., NXDOMAIN, SQLSTATE ...). */
+  failure?: string;
   /** Opaque source cursor continuing after this call (see `ApiCallQuery.after`). */
   cursor: string;
 }

@@ -18,6 +18,7 @@ export interface ApiCallView {
   status_code: number;
   elapsed_time_us: number;
   error?: string;
+  failure?: string;
   flow_id: string;
 }
 
@@ -34,13 +35,14 @@ export function apiCallView(c: ApiCall): ApiCallView {
     status_code: c.status_code,
     elapsed_time_us: c.elapsed_time_us,
     ...(c.error ? { error: c.error } : {}),
+    ...(c.failure ? { failure: c.failure } : {}),
     flow_id: c.flow_id,
   };
 }
 
 const callLine = (c: ApiCallView): string =>
   `${c.timestamp} ${c.protocol} ${c.src.ip}:${c.src.port} -> ${c.dst.ip}:${c.dst.port} ${c.method} ${c.url || c.path} -> ${c.status_code}` +
-  ` in ${c.elapsed_time_us} us${c.error ? ` [error: ${c.error}]` : ''} (id ${c.id})`;
+  ` in ${c.elapsed_time_us} us${c.failure ? ` [failed: ${c.failure}]` : ''}${c.error ? ` [error: ${c.error}]` : ''} (id ${c.id})`;
 
 const endpointSchema = {
   type: 'object',
@@ -62,7 +64,8 @@ const apiCallSchema = {
     url: { type: 'string' },
     status_code: { type: 'integer', description: 'HTTP status, or the DNS rcode; 0 when there was no response.' },
     elapsed_time_us: { type: 'number', description: 'Request to response, microseconds.' },
-    error: { type: 'string' },
+    error: { type: 'string', description: 'Why the record is incomplete: pair-not-found (no response captured), timeout, dissection (bytes missing).' },
+    failure: { type: 'string', description: "The protocol's own account of a failure: HTTP 503 Service Unavailable, NXDOMAIN, grpc-status 14 UNAVAILABLE, SQLSTATE 42P01: ..." },
     flow_id: { type: 'string', description: 'The L4 flow (as list_l4_flows and export_pcap name it).' },
   },
   required: ['id', 'timestamp', 'protocol', 'src', 'dst', 'method', 'path', 'url', 'status_code', 'elapsed_time_us', 'flow_id'],
