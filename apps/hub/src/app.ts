@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { mcpFastifyPlugin } from '@kubeshark-mcp/mcp-core';
-import { defaultAllowedHosts, defaultAllowedOrigins, type HubConfig } from './config';
+import { defaultAllowedHosts, defaultAllowedOrigins, filterPolicy, type HubConfig } from './config';
 import { DnsDiscovery, StaticDiscovery, type AddressResolver, type WorkerDiscovery, type WorkerSink } from './discovery';
 import { DownloadStore, downloadRoutes } from './downloads';
 import { GrpcTrafficSource } from './grpc-source';
@@ -104,6 +104,10 @@ export async function buildHub(config: Readonly<HubConfig>, options: BuildHubOpt
     serverInfo: { name: 'kubeshark-mcp-hub', version: VERSION },
     sessionIdleTimeoutMs: config.sessionIdleTimeoutMs,
     maxResultTokens: config.maxResultTokens,
+    filters: filterPolicy(config),
+    ...(config.toolsets ? { toolsets: config.toolsets } : {}),
+    readOnly: config.readOnly,
+    stateless: config.stateless,
     // DNS-rebinding protection on /mcp only. /healthz, /readyz and /downloads are not checked:
     // they change nothing, and a page that rebinds a name to the hub cannot guess a download
     // token; health output (versions, counters, capture file names) is not secret on a

@@ -1,5 +1,6 @@
 import { statSync } from 'node:fs';
 import Ajv from 'ajv';
+import { FilterComposer, TOOLSETS, type FilterPolicy, type Toolset } from '@kubeshark-mcp/mcp-core';
 
 const isDirectory = (dir: string): boolean => statSync(dir, { throwIfNoEntry: false })?.isDirectory() ?? false;
 
@@ -52,6 +53,16 @@ export interface HubConfig {
    * names and `host`, plus the origin of `publicUrl`.
    */
   allowedOrigins?: string[];
+  /** MCP toolsets offered (default: all): l4, l7, kubernetes, status, pcap, snapshots, capture, extensions. */
+  toolsets?: Toolset[];
+  /** Leave out every MCP tool that changes state (snapshots, captures). */
+  readOnly: boolean;
+  /** Stateless MCP (no sessions, JSON answers), for several hub replicas behind a load balancer. */
+  stateless: boolean;
+  /** KFL filter ANDed into every filtered query (API calls, flows, exports). */
+  kflGlobal?: string;
+  /** Named KFL macros usable in every filter, e.g. {"https": "tls && (http || grpc)"}. */
+  kflMacros?: Record<string, string>;
 }
 
 export const DEFAULT_CONFIG: HubConfig = {
@@ -66,6 +77,8 @@ export const DEFAULT_CONFIG: HubConfig = {
   logLevel: 'info',
   exportMaxBytes: 512 * 1024 * 1024,
   exportTtlMs: 60 * 60 * 1000,
+  readOnly: false,
+  stateless: false,
 };
 
 /** host:port, the host a DNS name, an IPv4 address or a bracketed IPv6 address. */
@@ -97,8 +110,13 @@ const schema = {
     // Entries are checked one by one below, with messages that say what is wrong.
     allowedHosts: { type: 'array', minItems: 1, items: { type: 'string' } },
     allowedOrigins: { type: 'array', minItems: 1, items: { type: 'string' } },
+    toolsets: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', enum: [...TOOLSETS] } },
+    readOnly: { type: 'boolean' },
+    stateless: { type: 'boolean' },
+    kflGlobal: { type: 'string', maxLength: 4096 },
+    kflMacros: { type: 'object', additionalProperties: { type: 'string', maxLength: 4096 } },
   },
-  required: ['host', 'port', 'mcpPath', 'workers', 'workersDnsIntervalMs', 'workerDeadlineMs', 'sessionIdleTimeoutMs', 'maxResultTokens', 'logLevel', 'exportMaxBytes', 'exportTtlMs'],
+  required: ['host', 'port', 'mcpPath', 'workers', 'workersDnsIntervalMs', 'workerDeadlineMs', 'sessionIdleTimeoutMs', 'maxResultTokens', 'logLevel', 'exportMaxBytes', 'exportTtlMs', 'readOnly', 'stateless'],
   additionalProperties: false,
 } as const;
 
@@ -177,6 +195,22 @@ function workerProblems(cfg: Partial<HubConfig> | undefined): string[] {
   return problems;
 }
 
+/** The KFL policy of a configuration, as the MCP plugin takes it. */
+export function filterPolicy(cfg: Pick<HubConfig, 'kflGlobal' | 'kflMacros'>): FilterPolicy {
+  return { ...(cfg.kflGlobal ? { global: cfg.kflGlobal } : {}), ...(cfg.kflMacros ? { macros: cfg.kflMacros } : {}) };
+}
+
+/** The global filter and macros must compile (with positions in the message when not). */
+function kflProblems(cfg: Partial<HubConfig> | undefined): string[] {
+  if (typeof cfg?.kflGlobal !== 'string' && (typeof cfg?.kflMacros !== 'object' || cfg.kflMacros === null)) return [];
+  try {
+    new FilterComposer(filterPolicy(cfg as HubConfig));
+    return [];
+  } catch (err) {
+    return [`kfl: ${(err as Error).message} (HUB_KFL_GLOBAL / HUB_KFL_MACROS)`];
+  }
+}
+
 /** Validates a full configuration; every problem is listed, not just the first. */
 export function validateConfig(input: unknown): Readonly<HubConfig> {
   const ajv = new Ajv({ allErrors: true, strict: true });
@@ -197,6 +231,7 @@ export function validateConfig(input: unknown): Readonly<HubConfig> {
   if (typeof cfg?.exportDir === 'string' && cfg.exportDir !== '' && !isDirectory(cfg.exportDir)) {
     problems.push(`exportDir: "${cfg.exportDir}" is not an existing directory`);
   }
+  problems.push(...kflProblems(cfg));
   problems.push(...allowListProblems('allowedHosts', cfg?.allowedHosts, 'HUB_ALLOWED_HOSTS'));
   problems.push(...allowListProblems('allowedOrigins', cfg?.allowedOrigins, 'HUB_ALLOWED_ORIGINS'));
   if (problems.length) throw new ConfigError(problems);
@@ -239,6 +274,22 @@ export function configFromEnv(env: NodeJS.ProcessEnv, argv: string[] = []): Read
   const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
   if (env.HUB_ALLOWED_HOSTS) raw.allowedHosts = list(env.HUB_ALLOWED_HOSTS);
   if (env.HUB_ALLOWED_ORIGINS) raw.allowedOrigins = list(env.HUB_ALLOWED_ORIGINS);
+  const bool = (name: string, key: keyof HubConfig): void => {
+    const v = env[name];
+    if (v === undefined || v === '') return;
+    raw[key] = /^(1|true|yes|on)$/i.test(v) ? true : /^(0|false|no|off)$/i.test(v) ? false : v;
+  };
+  if (env.HUB_TOOLSETS) raw.toolsets = list(env.HUB_TOOLSETS);
+  bool('HUB_READ_ONLY', 'readOnly');
+  bool('HUB_MCP_STATELESS', 'stateless');
+  if (env.HUB_KFL_GLOBAL) raw.kflGlobal = env.HUB_KFL_GLOBAL;
+  if (env.HUB_KFL_MACROS) {
+    try {
+      raw.kflMacros = JSON.parse(env.HUB_KFL_MACROS) as unknown;
+    } catch {
+      throw new ConfigError([`HUB_KFL_MACROS: not JSON; give an object of name -> filter, e.g. {"https": "tls && (http || grpc)"}`]);
+    }
+  }
   for (let i = 0; i < argv.length; i++) {
     const [flag, inline] = argv[i]!.split('=', 2) as [string, string | undefined];
     const value = (): string => {

@@ -16,7 +16,7 @@ function nodeStats(node: string, latencies: number[], statuses: number[], extra:
     groups: [
       {
         service: '10.0.0.9:80',
-        dst: { ip: '10.0.0.9', port: 80, name: '', namespace: '', pod: '', service: '', node: '' },
+        dst: { ip: '10.0.0.9', port: 80, name: '', namespace: '', pod: '', service: '', node: '', unresolved: '' },
         protocol: 'http',
         method: 'GET',
         endpoint: '/users/:id',

@@ -1,5 +1,6 @@
 import { tmpdir } from 'node:os';
 import { ConfigError, DEFAULT_CONFIG, configFromEnv, validateConfig } from '../src';
+import { filterPolicy } from '../src/config';
 
 test('defaults: loopback on 8898, MCP at /mcp, one local worker', () => {
   const c = configFromEnv({});
@@ -98,4 +99,21 @@ test('the tool-result budget is configurable within sane bounds', () => {
   expect(configFromEnv({}).maxResultTokens).toBe(8000);
   expect(configFromEnv({ HUB_MAX_RESULT_TOKENS: '20000' }).maxResultTokens).toBe(20000);
   expect(() => configFromEnv({ HUB_MAX_RESULT_TOKENS: '500' })).toThrow(/maxResultTokens/);
+});
+
+test('MCP modes: toolsets, read-only and stateless from the environment, each checked', () => {
+  const cfg = configFromEnv({ HUB_TOOLSETS: 'l4, l7', HUB_READ_ONLY: 'true', HUB_MCP_STATELESS: '1' });
+  expect(cfg).toMatchObject({ toolsets: ['l4', 'l7'], readOnly: true, stateless: true });
+  expect(configFromEnv({})).toMatchObject({ readOnly: false, stateless: false });
+  expect(configFromEnv({}).toolsets).toBeUndefined();
+  expect(() => configFromEnv({ HUB_TOOLSETS: 'l4,everything' })).toThrow(/toolsets\.1: must be equal to one of the allowed values/);
+  expect(() => configFromEnv({ HUB_READ_ONLY: 'maybe' })).toThrow(/readOnly: must be boolean/);
+});
+
+test('the KFL policy: a global filter and macros that must compile, with the position of a mistake', () => {
+  const cfg = configFromEnv({ HUB_KFL_GLOBAL: 'http || grpc', HUB_KFL_MACROS: '{"https": "tls && (http || grpc)"}' });
+  expect(filterPolicy(cfg)).toEqual({ global: 'http || grpc', macros: { https: 'tls && (http || grpc)' } });
+  expect(() => configFromEnv({ HUB_KFL_GLOBAL: 'http && respone.status == 500' })).toThrow(/kfl: global filter: unknown field "respone.status" at 1:9; did you mean "status_code"\?/);
+  expect(() => configFromEnv({ HUB_KFL_MACROS: '{"http": "tcp"}' })).toThrow(/macro name "http" is already a field/);
+  expect(() => configFromEnv({ HUB_KFL_MACROS: 'https=tls' })).toThrow(/HUB_KFL_MACROS: not JSON/);
 });

@@ -5,7 +5,9 @@ import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest, type Implementation } from '@modelcontextprotocol/sdk/types.js';
 import { ToolRegistry, type ToolDefinition } from './registry';
+import { BoundedEventStore } from './event-store';
 import type { FilterPolicy } from './filters';
+import { selectTool, type Toolset } from './toolsets';
 import { createMcpServer } from './server';
 import { TOOL_CATALOGUE, toolsFor } from './tools/catalogue';
 import type { TrafficSource } from './traffic-source';
@@ -25,6 +27,21 @@ export interface McpPluginOptions {
   maxResultTokens?: number;
   /** KFL policy for every filtered query: a global filter ANDed in, named macros, restrictions. Checked at start. */
   filters?: FilterPolicy;
+  /** Toolsets offered (default: all); tools of other toolsets are not registered. */
+  toolsets?: readonly Toolset[];
+  /** Leave out every tool that changes state (snapshots, captures), including tools other plugins register. */
+  readOnly?: boolean;
+  /**
+   * SSE events kept per session so a client that lost its stream can resume it with
+   * Last-Event-ID (default 1000; 0 turns resumability off).
+   */
+  resumableEvents?: number;
+  /**
+   * Stateless mode, for several hub replicas behind a load balancer: no sessions (no
+   * Mcp-Session-Id), every POST answered with plain JSON, no GET stream and no DELETE.
+   * Subscriptions and progress notifications need sessions and are not available.
+   */
+  stateless?: boolean;
   /**
    * DNS-rebinding protection: the `Host` header values the MCP endpoint accepts, as `host`
    * (any port) or `host:port`; IPv6 addresses in brackets (`[::1]`). Compared without regard
@@ -50,7 +67,11 @@ export interface McpPluginOptions {
 export interface McpHandle {
   /** The tool registry: other hub plugins add their tools here. */
   readonly registry: ToolRegistry;
-  registerTool<Args>(def: ToolDefinition<Args>): void;
+  /**
+   * Adds a tool, unless the toolset selection or read-only mode leaves it out: then it is not
+   * registered, the reason is logged, and false is returned.
+   */
+  registerTool<Args>(def: ToolDefinition<Args>): boolean;
   /** Open MCP sessions. */
   sessionCount(): number;
 }
@@ -138,7 +159,18 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
   const maxSessions = opts.maxSessions ?? 1000;
   const serverInfo = opts.serverInfo ?? { name: 'kubeshark-mcp', version: '0.1.0' };
   const registry = new ToolRegistry({ ...(opts.maxResultTokens === undefined ? {} : { maxResultTokens: opts.maxResultTokens }), ...(opts.filters ? { filters: opts.filters } : {}) });
-  for (const tool of toolsFor(opts.source)) registry.register(tool);
+  const selection = { ...(opts.toolsets ? { toolsets: opts.toolsets } : {}), ...(opts.readOnly ? { readOnly: true } : {}) };
+  const addTool = <Args>(def: ToolDefinition<Args>): boolean => {
+    const verdict = selectTool(def as unknown as ToolDefinition<never>, selection);
+    if (!verdict.offered) {
+      app.log.info({ tool: def.name, reason: verdict.reason }, 'MCP tool not offered');
+      return false;
+    }
+    registry.register(def);
+    return true;
+  };
+  for (const tool of toolsFor(opts.source)) addTool(tool);
+  const resumableEvents = opts.resumableEvents ?? 1000;
   const sessions = new Map<string, Session>();
   const allowedHosts = compileAllowList('allowedHosts', opts.allowedHosts ?? DEFAULT_ALLOWED_HOSTS, parseHost, 'a host or host:port');
   const allowedOrigins = compileAllowList('allowedOrigins', opts.allowedOrigins ?? DEFAULT_ALLOWED_ORIGINS, parseOrigin, 'an origin like https://host or https://host:port');
@@ -171,7 +203,7 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
 
   app.decorate('mcp', {
     registry,
-    registerTool: <Args>(def: ToolDefinition<Args>) => registry.register(def),
+    registerTool: addTool,
     sessionCount: () => sessions.size,
   } satisfies McpHandle);
 
@@ -222,6 +254,29 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
     return id ? { id, session: sessions.get(id) } : {};
   };
 
+  const newServer = (): Server => createMcpServer({ registry, source: opts.source, serverInfo, ...(opts.instructions ? { instructions: opts.instructions } : {}) });
+
+  if (opts.stateless) {
+    // One server and transport per request: any replica can answer any request.
+    app.post(path, { onRequest: guard }, async (request, reply) => {
+      const server = newServer();
+      const transport = new StreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: true });
+      transport.onerror = (err) => app.log.warn({ err }, 'MCP transport error');
+      await server.connect(transport);
+      reply.hijack();
+      reply.raw.on('close', () => {
+        void transport.close().catch(() => undefined);
+        void server.close().catch(() => undefined);
+      });
+      await transport.handleRequest(request.raw, reply.raw, request.body);
+    });
+    const notAllowed = async (_request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> =>
+      jsonRpcError(reply.header('allow', 'POST'), 405, -32000, 'Method Not Allowed: this server is stateless (no sessions, no GET stream, no DELETE); send requests with POST.');
+    app.get(path, { onRequest: guard }, notAllowed);
+    app.delete(path, { onRequest: guard }, notAllowed);
+    return;
+  }
+
   app.post(path, { onRequest: guard }, async (request, reply) => {
     const { id, session } = existing(request);
     if (session) return serve(session, request, reply);
@@ -232,7 +287,7 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
     if (sessions.size >= maxSessions) {
       return jsonRpcError(reply, 503, -32000, `Too many MCP sessions (${maxSessions}); close unused sessions and retry.`);
     }
-    const server = createMcpServer({ registry, source: opts.source, serverInfo, ...(opts.instructions ? { instructions: opts.instructions } : {}) });
+    const server = newServer();
     const fresh: Session = {
       server,
       lastActivity: Date.now(),
@@ -245,6 +300,7 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
         onsessionclosed: (sid) => {
           void closeSession(sid);
         },
+        ...(resumableEvents > 0 ? { eventStore: new BoundedEventStore(resumableEvents) } : {}),
       }),
     };
     fresh.transport.onerror = (err) => app.log.warn({ err }, 'MCP transport error');
