@@ -7,13 +7,20 @@
  *               (reassembly-bench.ts)
  *   live        live capture on loopback with tcpdump under a bounded UDP load     BENCH_LIVE {...}
  *               (live-bench.ts; needs root and tcpdump, else prints why it skipped)
+ *   l7          HTTP/1.1 and HTTP/2 dissection (WorkerEngine replay) next to       BENCH_L7 {...}
+ *               tshark on the same files (l7-bench.ts; tshark's column skipped when it is missing)
+ *   resolver    Kubernetes resolver lookups (resolver-bench.ts, its own process)   BENCH_RESOLVER {...}
+ *   kfl         KFL filter over 1,000,000 entries vs a plain JS predicate          BENCH_KFL {...}
+ *               (packages/kfl's `npm run bench`, its own process)
  *
  *   npm run bench                       # from the repo root: builds, then runs this file
- *   node apps/worker/dist/bench/flows-bench.js [--only flows,reassembly,live] [--runs N] [--keep]
- *        [--packets N] [--reassembly-mib N] [--live-rates 100000,200000] [--live-seconds N]
- *   (FLOWS_BENCH_PACKETS=N also sets the packet count and REASSEMBLY_BENCH_MIB=N the TCP
- *   payload of the reassembly capture; `node --cpu-prof ...` profiles every measuring process
- *   too, since they inherit the parent's Node flags.)
+ *   npm run bench -- --only l7,kfl      # a subset
+ *   node apps/worker/dist/bench/flows-bench.js [--only flows,reassembly,live,l7,resolver,kfl]
+ *        [--runs N] [--keep] [--packets N] [--reassembly-mib N] [--live-rates 100000,200000]
+ *        [--live-seconds N] [--l7-mib N] [--l7-http1-mib N (64)] [--l7-http2-mib N (256)]
+ *   (FLOWS_BENCH_PACKETS=N also sets the packet count, REASSEMBLY_BENCH_MIB=N the TCP payload
+ *   of the reassembly capture and L7_BENCH_MIB=N that of both L7 captures; `node --cpu-prof ...`
+ *   profiles every measuring process too, since they inherit the parent's Node flags.)
  *
  * The flows section:
  * 1. Generates a large headers-only classic pcap (Ethernet, snap length 96, as `tcpdump -s 96`
@@ -31,12 +38,14 @@
  *      track   + FlowTracker.onPacket (decode and flow table), as the worker runs it
  * 3. Prints a table and one `BENCH {json}` line, and deletes the generated file.
  */
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { CaptureReader, FlowTracker, decodePacket, newL4Packet, readCaptureFile, type RawPacket } from '@kubeshark-mcp/capture';
 import { runChild } from './child';
+import { DEFAULT_L7_HTTP1_MIB, DEFAULT_L7_HTTP2_MIB, runL7Bench } from './l7-bench';
 import { DEFAULT_LIVE_RATES, DEFAULT_LIVE_SECONDS, runLiveBench } from './live-bench';
 import { PcapFileWriter } from './pcapfile';
 import { DEFAULT_PAYLOAD_MIB, runReassemblyBench } from './reassembly-bench';
@@ -298,8 +307,8 @@ function measure(mode: Mode, file: string, runs: number): Promise<ChildReport> {
 
 // ---------------------------------------------------------------------------------------------
 
-type Section = 'flows' | 'reassembly' | 'live';
-const SECTIONS: Section[] = ['flows', 'reassembly', 'live'];
+type Section = 'flows' | 'reassembly' | 'live' | 'l7' | 'resolver' | 'kfl';
+const SECTIONS: Section[] = ['flows', 'reassembly', 'live', 'l7', 'resolver', 'kfl'];
 
 interface Options {
   packets: number;
@@ -309,6 +318,8 @@ interface Options {
   reassemblyMiB: number;
   liveRates: number[];
   liveSeconds: number;
+  l7Http1MiB: number;
+  l7Http2MiB: number;
 }
 
 function parseArgs(argv: string[]): Options {
@@ -319,6 +330,8 @@ function parseArgs(argv: string[]): Options {
   let only = SECTIONS;
   let liveRates = DEFAULT_LIVE_RATES;
   let liveSeconds = DEFAULT_LIVE_SECONDS;
+  let l7Http1MiB = Number(process.env.L7_BENCH_MIB ?? DEFAULT_L7_HTTP1_MIB);
+  let l7Http2MiB = Number(process.env.L7_BENCH_MIB ?? DEFAULT_L7_HTTP2_MIB);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--packets') packets = Number(argv[++i]);
@@ -326,6 +339,9 @@ function parseArgs(argv: string[]): Options {
     else if (a === '--keep') keep = true;
     else if (a === '--reassembly-mib') reassemblyMiB = Number(argv[++i]);
     else if (a === '--live-seconds') liveSeconds = Number(argv[++i]);
+    else if (a === '--l7-mib') l7Http1MiB = l7Http2MiB = Number(argv[++i]);
+    else if (a === '--l7-http1-mib') l7Http1MiB = Number(argv[++i]);
+    else if (a === '--l7-http2-mib') l7Http2MiB = Number(argv[++i]);
     else if (a === '--live-rates') liveRates = (argv[++i] ?? '').split(',').map(Number).filter((r) => r > 0);
     else if (a === '--only') {
       const want = (argv[++i] ?? '').split(',');
@@ -343,6 +359,8 @@ function parseArgs(argv: string[]): Options {
     liveRates,
     // Bounded: the live load never runs for more than a minute per rate.
     liveSeconds: Math.min(60, Math.max(0.1, liveSeconds)),
+    l7Http1MiB: Math.max(1, l7Http1MiB),
+    l7Http2MiB: Math.max(1, l7Http2MiB),
   };
 }
 
@@ -355,7 +373,34 @@ async function main(): Promise<void> {
   if (opts.only.includes('flows')) await runFlowsBench(opts);
   if (opts.only.includes('reassembly')) await runReassemblyBench({ payloadMiB: opts.reassemblyMiB, runs: opts.runs, keep: opts.keep });
   if (opts.only.includes('live')) await runLiveBench({ rates: opts.liveRates, seconds: opts.liveSeconds });
+  if (opts.only.includes('l7')) await runL7Bench({ http1MiB: opts.l7Http1MiB, http2MiB: opts.l7Http2MiB, runs: opts.runs, keep: opts.keep });
+  if (opts.only.includes('resolver')) {
+    await runProcessSection('Kubernetes resolver lookups', process.execPath, [path.join(__dirname, 'resolver-bench.js')], path.resolve(__dirname, '..', '..'));
+  }
+  if (opts.only.includes('kfl')) {
+    // packages/kfl's own bench (compiles its bench/ and src/, then runs), through npm so that
+    // the worker depends on the package's script, not on its file layout.
+    const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+    await runProcessSection('KFL filter throughput (packages/kfl)', npm, ['run', '--silent', 'bench', '-w', '@kubeshark-mcp/kfl'], path.resolve(__dirname, '..', '..', '..', '..'));
+  }
   process.stdout.write(`\nbench done in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+}
+
+/**
+ * A section that is its own program: prints the heading and the load average, then runs it with
+ * this process's output. A failure is reported, never thrown: benchmarks fail nothing.
+ */
+async function runProcessSection(title: string, command: string, args: string[], cwd: string): Promise<void> {
+  process.stdout.write(`\n== ${title} ==\nload average (1 min) before: ${os.loadavg()[0]!.toFixed(2)} on ${os.availableParallelism()} cores\n`);
+  const code = await new Promise<number | null>((resolve) => {
+    const proc = spawn(command, args, { cwd, stdio: ['ignore', 'inherit', 'inherit'] });
+    proc.on('error', (err) => {
+      process.stdout.write(`skipped: ${command}: ${err.message}\n`);
+      resolve(null);
+    });
+    proc.on('exit', (c) => resolve(c));
+  });
+  if (code !== 0) process.stdout.write(`(${title}: exited with ${code})\n`);
 }
 
 async function runFlowsBench(opts: Options): Promise<void> {

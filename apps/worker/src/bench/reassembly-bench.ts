@@ -54,8 +54,9 @@ const START_SEC = 1_700_000_000;
 /** Target from the issue: reading + flow tracking + reassembly, payload bytes per second, one core. */
 export const TARGET_PAYLOAD_MBPS = 300;
 
-const LONG = 'zeek/http_1000-requests-one-dropped-response.pcap.gz';
-const SHORT = 'zeek/http_get.pcap';
+/** The HTTP templates (also the L7 section's HTTP/1.1 workload). */
+export const LONG = 'zeek/http_1000-requests-one-dropped-response.pcap.gz';
+export const SHORT = 'zeek/http_get.pcap';
 
 type Mode = 'read' | 'flows' | 'reassembly';
 const MODES: Mode[] = ['read', 'flows', 'reassembly'];
@@ -102,7 +103,7 @@ interface ConnPacket {
 }
 
 /** One template connection: its frames and what is rewritten per instance. */
-interface Conn {
+export interface Conn {
   name: string;
   ipVersion: 4 | 6;
   bytes: Buffer;
@@ -110,12 +111,12 @@ interface Conn {
   payload: number;
 }
 
-function fixturesDir(): string {
+export function fixturesDir(): string {
   return path.resolve(__dirname, '..', '..', '..', '..', 'fixtures', 'captures');
 }
 
 /** Reads a one-connection, Ethernet, TCP-only template capture (gzip allowed). */
-function loadConn(rel: string): Conn {
+export function loadConn(rel: string): Conn {
   const file = path.join(fixturesDir(), rel);
   let raw = readFileSync(file);
   if (raw[0] === 0x1f && raw[1] === 0x8b) raw = gunzipSync(raw);
@@ -201,7 +202,7 @@ function clientPort(i: number): number {
   return 1024 + ((i * 7919) % 64000);
 }
 
-interface Generated {
+export interface Generated {
   packets: number;
   connections: number;
   longConns: number;
@@ -212,15 +213,18 @@ interface Generated {
 /**
  * Writes the schedule of connection instances LANES at a time: each lane plays one instance
  * packet by packet and takes the next instance from the schedule when its connection is over.
+ * About `payloadTarget` bytes of TCP payload from `long`, with `shortPerLong` instances of
+ * `short` after each instance of `long` (none when `short` is undefined).
  */
-function writeCapture(file: string, long: Conn, short: Conn, payloadTarget: number): Generated {
+export function writeCapture(file: string, long: Conn, short: Conn | undefined, payloadTarget: number, shortPerLong = SHORT_PER_LONG): Generated {
   const longConns = Math.max(1, Math.round(payloadTarget / long.payload));
-  const shortConns = longConns * SHORT_PER_LONG;
+  const perLong = short ? shortPerLong : 0;
+  const shortConns = longConns * perLong;
   // Short connections spread evenly between the long ones.
   const schedule: Conn[] = [];
   for (let i = 0; i < longConns; i++) {
     schedule.push(long);
-    for (let k = 0; k < SHORT_PER_LONG; k++) schedule.push(short);
+    if (short) for (let k = 0; k < perLong; k++) schedule.push(short);
   }
   const w = new PcapFileWriter(file, 16 << 20, 262144);
   const out = w.buf;
