@@ -10,6 +10,7 @@ import { KAFKA_PROTOCOL, KafkaDissector } from '../src/kafka';
 import { AMQP_PROTOCOL, AmqpDissector, amqpMethod, type AmqpDissectorOptions, type AmqpEntry } from '../src/amqp';
 import type { StreamOpen, TcpDissector } from '../src/stream';
 import { feedCapture } from './support/feed';
+import { prng } from './support/damage';
 
 /**
  * The AMQP 0-9-1 dissector against tshark's AMQP fields for the shared capture
@@ -568,16 +569,6 @@ describe('detect', () => {
 
 // ---- Damage ----------------------------------------------------------------------------------
 
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('damaged captures', () => {
   const key = (e: AmqpEntry): string => JSON.stringify({ ...e, request: e.request?.body_size, response: e.response?.body_size });

@@ -24,6 +24,7 @@ import {
   type Entry,
   type RoutedProtocol,
 } from '../src';
+import { prng } from './support/damage';
 
 /**
  * Every real capture, damaged, through every dissector behind the stream router (as the worker
@@ -75,17 +76,6 @@ function pipeline(): Pipeline {
   return { router, clientDirs, entries, flush: () => [...protocols.map((p) => p.dissector), ws].forEach((d) => d.flush()) };
 }
 
-/** A seeded PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Runs packets through decode -> flow table -> reassembler -> router, damaging the victims' later packets. */
 function run(packets: RawPacket[], victims: Set<number>, random: () => number, cutAt = packets.length): Run {
@@ -146,8 +136,8 @@ describe.each(CAPTURES)('%s, damaged', (capture) => {
   });
 
   test.each([1, 2, 3])('seed %d: no exception, nothing held, untouched connections give the clean entries', (seed) => {
-    const clean = run(packets, new Set(), rng(seed));
-    const random = rng(seed * 7919);
+    const clean = run(packets, new Set(), prng(seed));
+    const random = prng(seed * 7919);
     const victims = new Set(tcpFlows.filter(() => random() < 0.5));
     // With a single connection, damage it anyway: the no-exception check still means something.
     if (victims.size === 0 && tcpFlows.length > 0) victims.add(tcpFlows[0]!);
@@ -158,7 +148,7 @@ describe.each(CAPTURES)('%s, damaged', (capture) => {
       expect({ stream, entries: damaged.entries.get(stream) ?? [] }).toEqual({ stream, entries });
     }
     // Cut short: whatever was in flight is given up without an exception.
-    const cut = run(packets, victims, rng(seed), Math.floor(rng(seed + 1)() * packets.length));
+    const cut = run(packets, victims, prng(seed), Math.floor(prng(seed + 1)() * packets.length));
     expect(cut.pendingBytes).toBe(0);
   });
 });

@@ -8,6 +8,7 @@ import { StreamRouter } from '../src/router';
 import { HTTP2_ERROR_NAMES, HTTP2_PREFACE, HTTP2_PROTOCOL, Http2Dissector, type Http2DissectorOptions, type Http2Entry } from '../src/http2';
 import type { StreamOpen, TcpDissector } from '../src/stream';
 import { feedCapture } from './support/feed';
+import { prng } from './support/damage';
 
 /**
  * The HTTP/2 dissector against tshark's HTTP/2 frames for the same captures
@@ -684,17 +685,6 @@ describe('detection', () => {
 // ---------------------------------------------------------------------------------------------
 // Robustness: the golden captures damaged on the way to the dissector.
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Damage = 'truncate' | 'flip' | 'drop';
 
@@ -771,7 +761,7 @@ describe.each(GOLDEN)('%s damaged', (capture) => {
   test.each(['truncate', 'flip', 'drop'] as const)('%s: nothing throws, state stays bounded and is freed, intact entries equal the golden', async (kind) => {
     for (let seed = 1; seed <= 12; seed++) {
       let damaging: Damaging | undefined;
-      const run = await runCapture(capture, { maxBodySize: 4096 }, (d) => (damaging = new Damaging(d as Http2Dissector, kind, rng(seed * 7919 + kind.length), chunks)));
+      const run = await runCapture(capture, { maxBodySize: 4096 }, (d) => (damaging = new Damaging(d as Http2Dissector, kind, prng(seed * 7919 + kind.length), chunks)));
       expect(damaging!.maxBuffered).toBeLessThan(256 * 1024);
       expect(run.dissector.state()).toEqual({ connections: 0, openStreams: 0, bufferedBytes: 0 });
       flagged[kind] += run.entries.filter((e) => e.error !== undefined).length;

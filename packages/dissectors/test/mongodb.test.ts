@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import type { TcpChunk, TcpDirection, TcpEnd, TcpGap } from '@kubeshark-mcp/capture';
+import type { TcpChunk, TcpDirection } from '@kubeshark-mcp/capture';
 import { GOLDEN_DIR, goldenCaptures } from '@kubeshark-mcp/testkit';
 import { bsonToJson, readBsonDocument, type BsonDoc } from '../src/bson';
 import { MONGODB_OPCODES, MONGODB_PROTOCOL, MongodbDissector, type MongodbDissectorOptions, type MongodbEntry } from '../src/mongodb';
@@ -11,6 +11,7 @@ import { HttpDissector, HTTP_PROTOCOL } from '../src/http1';
 import { MYSQL_PROTOCOL, MysqlDissector, type MysqlEntry } from '../src/mysql';
 import { StreamRouter } from '../src/router';
 import { WebSocketDissector, type WebSocketEntry } from '../src/websocket';
+import { prng, damage } from './support/damage';
 
 /**
  * The MongoDB dissector against tshark's mongo fields (fixtures/golden/<capture>/mongodb.psv,
@@ -558,7 +559,7 @@ describe('detection', () => {
   });
 
   test('random bytes are not claimed', () => {
-    const rand = rng(7);
+    const rand = prng(7);
     let claimed = 0;
     for (let i = 0; i < 20000; i++) {
       const b = Buffer.from(Array.from({ length: 16 + Math.floor(rand() * 100) }, () => Math.floor(rand() * 256)));
@@ -571,34 +572,7 @@ describe('detection', () => {
 // ---------------------------------------------------------------------------------------------
 // Robustness.
 
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-/** Damages one stream's events: flips bytes, turns chunks into gaps, or stops early. */
-function damage(target: TcpDissector, victim: number, seed: number, mode: 'flip' | 'gap' | 'truncate'): TcpDissector {
-  const rand = rng(seed);
-  return {
-    open: (s: number, i: StreamOpen) => target.open(s, i),
-    flush: () => target.flush(),
-    onData: (c: TcpChunk) => {
-      if (c.stream !== victim) return target.onData(c);
-      if (mode === 'truncate') return target.onData({ ...c, length: Math.floor(rand() * c.length) });
-      if (mode === 'gap') return target.onGap({ stream: c.stream, dir: c.dir, offset: c.offset, length: c.length, reason: 'acked', sec: 0, nsec: 0 });
-      const copy = Buffer.from(c.buf.subarray(c.start, c.start + c.length));
-      for (let i = 0; i < 4; i++) copy[Math.floor(rand() * copy.length)] = Math.floor(rand() * 256);
-      return target.onData({ ...c, buf: copy, start: 0 });
-    },
-    onGap: (g: TcpGap) => target.onGap(g),
-    onEnd: (e: TcpEnd) => target.onEnd(e),
-  };
-}
 
 describe('damaged', () => {
   test('ndpi/mongodb.pcap: truncated, flipped and holed streams; other streams unchanged', async () => {
@@ -618,7 +592,7 @@ describe('damaged', () => {
 
   test('hand-made conversation with bytes flipped, cut or holed at random: never throws, bounded', () => {
     const whole = CONVERSATION;
-    const rand = rng(3);
+    const rand = prng(3);
     for (let i = 0; i < 300; i++) {
       const f = new Feed({ maxMessageSize: 256, maxBodySize: 128, maxJson: 300 }, { clientDir: i % 2 === 0 ? 0 : undefined });
       for (const [dir, bytes] of whole) {

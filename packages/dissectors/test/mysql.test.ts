@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { TcpChunk, TcpDirection, TcpEnd, TcpGap } from '@kubeshark-mcp/capture';
+import type { TcpChunk, TcpDirection } from '@kubeshark-mcp/capture';
 import { GOLDEN_DIR, goldenCaptures } from '@kubeshark-mcp/testkit';
 import { MYSQL_COMMANDS, MYSQL_PROTOCOL, MysqlDissector, sqlKeyword, type MysqlDissectorOptions, type MysqlEntry } from '../src/mysql';
 import type { StreamOpen, TcpDissector } from '../src/stream';
@@ -9,6 +9,7 @@ import { HttpDissector, HTTP_PROTOCOL } from '../src/http1';
 import { MONGODB_PROTOCOL, MongodbDissector, type MongodbEntry } from '../src/mongodb';
 import { StreamRouter } from '../src/router';
 import { WebSocketDissector, type WebSocketEntry } from '../src/websocket';
+import { prng, damage } from './support/damage';
 
 /**
  * The MySQL dissector against tshark's MySQL fields for the same captures
@@ -702,7 +703,7 @@ describe('detection', () => {
   });
 
   test('random bytes are not claimed', () => {
-    const rand = rng(99);
+    const rand = prng(99);
     let claimed = 0;
     for (let i = 0; i < 20000; i++) {
       const b = Buffer.from(Array.from({ length: 8 + Math.floor(rand() * 120) }, () => Math.floor(rand() * 256)));
@@ -715,51 +716,7 @@ describe('detection', () => {
 // ---------------------------------------------------------------------------------------------
 // Robustness.
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-/** Damages the events of one stream: flips bytes, turns chunks into gaps, or stops after a point. */
-function damage(target: TcpDissector, victim: number, seed: number, mode: 'flip' | 'gap' | 'truncate'): TcpDissector {
-  const rand = rng(seed);
-  let chunks = 0;
-  const cutAt = 1 + Math.floor(rand() * 12);
-  let cut = false;
-  return {
-    open: (s: number, i: StreamOpen) => target.open(s, i),
-    flush: () => target.flush(),
-    onData: (c: TcpChunk) => {
-      if (c.stream !== victim) return target.onData(c);
-      chunks++;
-      if (mode === 'truncate' && chunks >= cutAt) {
-        if (!cut) {
-          cut = true;
-          target.onData({ ...c, length: Math.floor(rand() * c.length) });
-        }
-        return undefined;
-      }
-      if (mode === 'gap' && rand() < 0.3) {
-        const g: TcpGap = { stream: c.stream, dir: c.dir, offset: c.offset, length: c.length, reason: 'acked', sec: c.firstSec, nsec: c.firstNsec };
-        return target.onGap(g);
-      }
-      if (mode === 'flip') {
-        const copy = Buffer.from(c.buf.subarray(c.start, c.start + c.length));
-        for (let i = 0; i < 3; i++) if (copy.length > 0) copy[Math.floor(rand() * copy.length)] = Math.floor(rand() * 256);
-        return target.onData({ ...c, buf: copy, start: 0 });
-      }
-      return target.onData(c);
-    },
-    onGap: (g: TcpGap) => target.onGap(g),
-    onEnd: (e: TcpEnd) => (mode === 'truncate' && cut && e.stream === victim && !e.closed ? undefined : target.onEnd(e)),
-  };
-}
 
 describe.each(CAPTURES)('%s damaged', (capture) => {
   test('truncated, flipped and holed streams: no exception, other streams unchanged, bounded output', async () => {
@@ -789,7 +746,7 @@ describe.each(CAPTURES)('%s damaged', (capture) => {
   });
 
   test('random bytes as a whole stream: no exception', () => {
-    const rand = rng(5);
+    const rand = prng(5);
     for (let i = 0; i < 200; i++) {
       const f = new Feed({ maxBodySize: 128 }, { clientDir: i % 3 === 0 ? undefined : 0 });
       for (let k = 0; k < 10; k++) f.data((k % 2) as TcpDirection, Buffer.from(Array.from({ length: Math.floor(rand() * 300) }, () => Math.floor(rand() * 256))), k);

@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { TcpChunk, TcpDirection, TcpEnd, TcpEndReason, TcpGap } from '@kubeshark-mcp/capture';
+import type { TcpChunk, TcpDirection, TcpEndReason } from '@kubeshark-mcp/capture';
 import { GOLDEN_DIR, goldenCaptures } from '@kubeshark-mcp/testkit';
 import { POSTGRESQL_PROTOCOL, PostgresqlDissector, sqlKeyword, type PostgresqlDissectorOptions, type PostgresqlEntry } from '../src/postgresql';
 import type { StreamOpen, TcpDissector } from '../src/stream';
 import { feedCapture } from './support/feed';
+import { prng, damage } from './support/damage';
 
 /**
  * The PostgreSQL dissector against tshark's pgsql fields for the same captures
@@ -707,7 +708,7 @@ describe('random input', () => {
     const serverParts = [HELLO, Buffer.from('N'), Buffer.from('S'), T1, D1('1'), C('SELECT 1'), READY, ERR('42601', 'bad'), msg('1'), msg('2'), msg('n'), msg('G', Buffer.from([0]), i16(0))];
     let entries = 0;
     for (let seed = 1; seed <= 100; seed++) {
-      const rand = rng(seed);
+      const rand = prng(seed);
       const out: PostgresqlEntry[] = [];
       const d = new PostgresqlDissector((e) => out.push(e), { maxBodySize: 1000 });
       d.open(1, { clientDir: rand() < 0.7 ? 0 : undefined });
@@ -730,51 +731,7 @@ describe('random input', () => {
   });
 });
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-/** Damages the events of one stream: flips bytes, turns chunks into gaps, or stops after a point. */
-function damage(target: TcpDissector, victim: number, seed: number, mode: 'flip' | 'gap' | 'truncate'): TcpDissector {
-  const rand = rng(seed);
-  let chunks = 0;
-  const cutAt = 1 + Math.floor(rand() * 12);
-  let cut = false;
-  return {
-    open: (s: number, i: StreamOpen) => target.open(s, i),
-    flush: () => target.flush(),
-    onData: (c: TcpChunk) => {
-      if (c.stream !== victim) return target.onData(c);
-      chunks++;
-      if (mode === 'truncate' && chunks >= cutAt) {
-        if (!cut) {
-          cut = true;
-          target.onData({ ...c, length: Math.floor(rand() * c.length) });
-        }
-        return undefined;
-      }
-      if (mode === 'gap' && rand() < 0.3) {
-        const g: TcpGap = { stream: c.stream, dir: c.dir, offset: c.offset, length: c.length, reason: 'acked', sec: c.firstSec, nsec: c.firstNsec };
-        return target.onGap(g);
-      }
-      if (mode === 'flip') {
-        const copy = Buffer.from(c.buf.subarray(c.start, c.start + c.length));
-        for (let k = 0; k < 3; k++) if (copy.length > 0) copy[Math.floor(rand() * copy.length)] = Math.floor(rand() * 256);
-        return target.onData({ ...c, buf: copy, start: 0 });
-      }
-      return target.onData(c);
-    },
-    onGap: (g: TcpGap) => target.onGap(g),
-    onEnd: (e: TcpEnd) => (mode === 'truncate' && cut && e.stream === victim && !e.closed ? undefined : target.onEnd(e)),
-  };
-}
 
 describe.each(CAPTURES)('%s damaged', (capture) => {
   test('truncated, flipped and holed streams: no exception, other streams unchanged', async () => {

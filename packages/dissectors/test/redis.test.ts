@@ -1,10 +1,11 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import type { TcpChunk, TcpDirection, TcpEnd, TcpEndReason, TcpGap } from '@kubeshark-mcp/capture';
+import type { TcpChunk, TcpDirection, TcpEndReason } from '@kubeshark-mcp/capture';
 import { GOLDEN_DIR, goldenCaptures } from '@kubeshark-mcp/testkit';
 import { decodeResp, REDIS_PROTOCOL, RedisDissector, type RedisDissectorOptions, type RedisEntry, type RespValue } from '../src/redis';
 import type { StreamOpen, TcpDissector } from '../src/stream';
 import { feedCapture } from './support/feed';
+import { prng, damage } from './support/damage';
 
 /**
  * The Redis dissector against tshark's RESP fields for the same captures
@@ -593,7 +594,7 @@ describe('random input', () => {
     const alphabet = '*$+-:_#%~>|=!(,.;?0123456789\r\n';
     let entries = 0;
     for (let seed = 1; seed <= 100; seed++) {
-      const rand = rng(seed);
+      const rand = prng(seed);
       const out: RedisEntry[] = [];
       const d = new RedisDissector((e) => out.push(e), { maxBodySize: 1000 });
       d.open(1, { clientDir: rand() < 0.5 ? 0 : undefined });
@@ -615,52 +616,7 @@ describe('random input', () => {
   });
 });
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
-/** Damages the events of one stream: flips bytes, turns chunks into gaps, or stops after a point. */
-function damage(target: TcpDissector, victim: number, seed: number, mode: 'flip' | 'gap' | 'truncate'): TcpDissector {
-  const rand = rng(seed);
-  let chunks = 0;
-  const cutAt = 1 + Math.floor(rand() * 12);
-  let cut = false;
-  return {
-    open: (s: number, i: StreamOpen) => target.open(s, i),
-    flush: () => target.flush(),
-    onData: (c: TcpChunk) => {
-      if (c.stream !== victim) return target.onData(c);
-      chunks++;
-      if (mode === 'truncate' && chunks >= cutAt) {
-        if (!cut) {
-          cut = true;
-          const keep = Math.floor(rand() * c.length);
-          target.onData({ ...c, length: keep });
-        }
-        return undefined;
-      }
-      if (mode === 'gap' && rand() < 0.3) {
-        const g: TcpGap = { stream: c.stream, dir: c.dir, offset: c.offset, length: c.length, reason: 'acked', sec: c.firstSec, nsec: c.firstNsec };
-        return target.onGap(g);
-      }
-      if (mode === 'flip') {
-        const copy = Buffer.from(c.buf.subarray(c.start, c.start + c.length));
-        for (let i = 0; i < 3; i++) if (copy.length > 0) copy[Math.floor(rand() * copy.length)] = Math.floor(rand() * 256);
-        return target.onData({ ...c, buf: copy, start: 0 });
-      }
-      return target.onData(c);
-    },
-    onGap: (g: TcpGap) => target.onGap(g),
-    onEnd: (e: TcpEnd) => (mode === 'truncate' && cut && e.stream === victim && !e.closed ? undefined : target.onEnd(e)),
-  };
-}
 
 describe.each(Object.keys(CAPTURES))('%s damaged', (capture) => {
   test('truncated, flipped and holed streams: no exception, other streams unchanged', async () => {

@@ -11,6 +11,7 @@ import { HttpDissector, HTTP_PROTOCOL } from '../src/http1';
 import { MONGODB_PROTOCOL, MongodbDissector, type MongodbEntry } from '../src/mongodb';
 import { MYSQL_PROTOCOL, MysqlDissector, type MysqlEntry } from '../src/mysql';
 import { StreamRouter } from '../src/router';
+import { prng } from './support/damage';
 
 /**
  * The WebSocket dissector against tshark's websocket fields for the same capture
@@ -550,15 +551,6 @@ describe('WebSocket by hand', () => {
 // ---------------------------------------------------------------------------------------------
 // Robustness.
 
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('damaged', () => {
   test('the capture with bytes flipped, chunks turned into gaps, or cut: never throws, bounded; after holes, unflagged messages are intact', async () => {
@@ -567,7 +559,7 @@ describe('damaged', () => {
     let changed = 0;
     for (const mode of ['flip', 'gap', 'truncate'] as const) {
       for (let seed = 1; seed <= 6; seed++) {
-        const rand = rng(seed);
+        const rand = prng(seed);
         let chunks = 0;
         const wrap = (t: TcpDissector): TcpDissector => ({
           open: (s, i) => t.open(s, i),
@@ -596,7 +588,7 @@ describe('damaged', () => {
   });
 
   test('random bytes after an upgrade: never throws, bounded', () => {
-    const rand = rng(11);
+    const rand = prng(11);
     for (let i = 0; i < 300; i++) {
       const f = new Feed({ maxBodySize: 64 }, i % 2 ? UPGRADE('permessage-deflate') : { clientDir: undefined });
       for (let k = 0; k < 8; k++) f.data((k % 2) as TcpDirection, Buffer.from(Array.from({ length: Math.floor(rand() * 200) }, () => Math.floor(rand() * 256))), k);
