@@ -381,30 +381,54 @@ async function main(): Promise<void> {
     // packages/kfl's own bench (compiles its bench/ and src/, then runs), through npm so that
     // the worker depends on the package's script, not on its file layout.
     const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
-    await runProcessSection('KFL filter throughput (packages/kfl)', npm, ['run', '--silent', 'bench', '-w', '@kubeshark-mcp/kfl'], path.resolve(__dirname, '..', '..', '..', '..'));
+    const out = await runProcessSection('KFL filter throughput (packages/kfl)', npm, ['run', '--silent', 'bench', '-w', '@kubeshark-mcp/kfl'], path.resolve(__dirname, '..', '..', '..', '..'));
+    kflTarget(out);
   }
   process.stdout.write(`\nbench done in ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
 }
 
 /**
- * A section that is its own program: prints the heading and the load average, then runs it with
- * this process's output. A failure is reported, never thrown: benchmarks fail nothing.
+ * A section that is its own program: prints the heading and the load average, then runs it,
+ * passing its output through. Resolves with that output. A failure is reported, never thrown:
+ * benchmarks fail nothing.
  */
-async function runProcessSection(title: string, command: string, args: string[], cwd: string): Promise<void> {
+async function runProcessSection(title: string, command: string, args: string[], cwd: string): Promise<string> {
   process.stdout.write(`\n== ${title} ==\nload average (1 min) before: ${os.loadavg()[0]!.toFixed(2)} on ${os.availableParallelism()} cores\n`);
+  const chunks: Buffer[] = [];
   const code = await new Promise<number | null>((resolve) => {
-    const proc = spawn(command, args, { cwd, stdio: ['ignore', 'inherit', 'inherit'] });
+    const proc = spawn(command, args, { cwd, stdio: ['ignore', 'pipe', 'inherit'] });
+    proc.stdout.on('data', (b: Buffer) => {
+      chunks.push(b);
+      process.stdout.write(b);
+    });
     proc.on('error', (err) => {
       process.stdout.write(`skipped: ${command}: ${err.message}\n`);
       resolve(null);
     });
-    proc.on('exit', (c) => resolve(c));
+    proc.on('close', (c) => resolve(c));
   });
   if (code !== 0) process.stdout.write(`(${title}: exited with ${code})\n`);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+/** Issue 5's target, from the KFL bench's `BENCH_KFL` line: >= 10 M entries/s, within 5x of plain JS. */
+const KFL_TARGET_PER_S = 10_000_000;
+const KFL_TARGET_RATIO = 5;
+
+function kflTarget(output: string): void {
+  const line = output.split('\n').find((l) => l.startsWith('BENCH_KFL '));
+  if (!line) return;
+  const j = JSON.parse(line.slice('BENCH_KFL '.length)) as { compiled_per_s?: number; plain_per_s?: number; ratio?: number };
+  if (j.compiled_per_s === undefined || j.ratio === undefined) return;
+  const met = j.compiled_per_s >= KFL_TARGET_PER_S && j.ratio <= KFL_TARGET_RATIO;
+  process.stdout.write(
+    `target >= ${fmtInt(KFL_TARGET_PER_S)} entries/s on one core and within ${KFL_TARGET_RATIO}x of the plain predicate: ${met ? 'MET' : 'NOT MET'} ` +
+      `(${fmtInt(j.compiled_per_s)} entries/s, ${j.ratio}x of plain JS's ${fmtInt(j.plain_per_s ?? 0)})\n`,
+  );
 }
 
 async function runFlowsBench(opts: Options): Promise<void> {
-  process.stdout.write(`== Flow tracking throughput (headers-only) ==\n`);
+  process.stdout.write(`== Flow tracking throughput (headers-only) ==\nload average (1 min) before: ${os.loadavg()[0]!.toFixed(2)} on ${os.availableParallelism()} cores\n`);
   const files = templateFiles();
   if (files.length === 0) {
     const { fixtures, demo } = captureDirs();
