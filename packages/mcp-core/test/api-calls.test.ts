@@ -1,21 +1,8 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { type Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import {
-  ERROR_CODES,
-  ToolRegistry,
-  TrafficSourceError,
-  createMcpServer,
-  toolsFor,
-  type ApiCall,
-  type ApiCallDetail,
-  type ApiCallList,
-  type ApiCallQuery,
-  type CallContext,
-  type TrafficSource,
-} from '../src/index';
+import { ERROR_CODES, TrafficSourceError, toolsFor, type ApiCall, type ApiCallDetail, type ApiCallList, type ApiCallQuery, type CallContext, type TrafficSource } from '../src/index';
 import { MemorySource, T0_US } from './memory-source';
+import { closeInMemory, connectInMemory } from './in-memory';
 
 /** list_api_calls and get_api_call over an in-memory source that pages by its own cursor. */
 
@@ -63,27 +50,10 @@ class ApiSource extends MemorySource {
   }
 }
 
-const open: { client: Client; server: Server }[] = [];
 
-async function connect(source: TrafficSource, maxResultTokens?: number): Promise<Client> {
-  const registry = new ToolRegistry(maxResultTokens ? { maxResultTokens } : {});
-  for (const tool of toolsFor(source)) registry.register(tool);
-  const server = createMcpServer({ registry, source, serverInfo: { name: 'test', version: '0' } });
-  const client = new Client({ name: 'test-client', version: '0' });
-  const [a, b] = InMemoryTransport.createLinkedPair();
-  await server.connect(b);
-  await client.connect(a);
-  await client.listTools();
-  open.push({ client, server });
-  return client;
-}
+const connect = (source: TrafficSource, maxResultTokens?: number): Promise<Client> => connectInMemory(source, maxResultTokens ? { registry: { maxResultTokens } } : {});
 
-afterEach(async () => {
-  for (const { client, server } of open.splice(0)) {
-    await client.close();
-    await server.close();
-  }
-});
+afterEach(closeInMemory);
 
 const call = async (client: Client, name: string, args: Record<string, unknown> = {}): Promise<CallToolResult> =>
   (await client.callTool({ name, arguments: args })) as CallToolResult;

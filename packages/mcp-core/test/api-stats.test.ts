@@ -1,9 +1,8 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { type Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { ToolRegistry, TrafficSourceError, createMcpServer, toolsFor, type ApiStatsGroup } from '../src/index';
+import { TrafficSourceError, type ApiStatsGroup } from '../src/index';
 import { CapableSource, T0_US } from './memory-source';
+import { closeInMemory, connectInMemory } from './in-memory';
 
 /** get_api_stats over an in-memory source: arguments to query, ordering, paging, budget, errors. */
 
@@ -24,27 +23,10 @@ const group = (endpoint: string, requests: number, failures: number, p99: number
   last_us: T0_US + 1000,
 });
 
-const open: { client: Client; server: Server }[] = [];
 
-async function connect(source: CapableSource, maxResultTokens?: number): Promise<Client> {
-  const registry = new ToolRegistry(maxResultTokens ? { maxResultTokens } : {});
-  for (const tool of toolsFor(source)) registry.register(tool);
-  const server = createMcpServer({ registry, source, serverInfo: { name: 'test', version: '0' } });
-  const client = new Client({ name: 'test-client', version: '0' });
-  const [a, b] = InMemoryTransport.createLinkedPair();
-  await server.connect(b);
-  await client.connect(a);
-  await client.listTools(); // the client then checks structuredContent against the output schema
-  open.push({ client, server });
-  return client;
-}
+const connect = (source: CapableSource, maxResultTokens?: number): Promise<Client> => connectInMemory(source, maxResultTokens ? { registry: { maxResultTokens } } : {});
 
-afterEach(async () => {
-  for (const { client, server } of open.splice(0)) {
-    await client.close();
-    await server.close();
-  }
-});
+afterEach(closeInMemory);
 
 interface Out {
   groups: { endpoint: string; requests: number; failures: number; error_rate: number; latency_p99_us: number; first_seen: string }[];

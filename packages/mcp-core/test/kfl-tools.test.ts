@@ -1,33 +1,15 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { type Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { ToolRegistry, ToolDefinitionError, createMcpServer, toolsFor, type ApiCall, type FilterPolicy } from '../src/index';
+import { ToolRegistry, ToolDefinitionError, type ApiCall, type FilterPolicy } from '../src/index';
 import { CapableSource, T0_US } from './memory-source';
+import { closeInMemory, connectInMemory } from './in-memory';
 
 /** The kfl argument of the tools and apply_filter: what reaches the source, policy composition, errors, the reference. */
 
-const open: { client: Client; server: Server }[] = [];
 
-async function connect(source: CapableSource, filters?: FilterPolicy): Promise<Client> {
-  const registry = new ToolRegistry(filters ? { filters } : {});
-  for (const tool of toolsFor(source)) registry.register(tool);
-  const server = createMcpServer({ registry, source, serverInfo: { name: 'test', version: '0' } });
-  const client = new Client({ name: 'test-client', version: '0' });
-  const [a, b] = InMemoryTransport.createLinkedPair();
-  await server.connect(b);
-  await client.connect(a);
-  await client.listTools();
-  open.push({ client, server });
-  return client;
-}
+const connect = (source: CapableSource, filters?: FilterPolicy): Promise<Client> => connectInMemory(source, filters ? { registry: { filters } } : {});
 
-afterEach(async () => {
-  for (const { client, server } of open.splice(0)) {
-    await client.close();
-    await server.close();
-  }
-});
+afterEach(closeInMemory);
 
 const call = async (client: Client, name: string, args: Record<string, unknown>): Promise<CallToolResult> => (await client.callTool({ name, arguments: args })) as CallToolResult;
 const text = (r: CallToolResult): string => (r.content[0] as { text: string }).text;

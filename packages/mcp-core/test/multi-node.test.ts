@@ -1,35 +1,16 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { type Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { ToolRegistry, createMcpServer, toolsFor, type NodeCoverage, type Snapshot, type SnapshotResult } from '../src/index';
+import { type NodeCoverage, type Snapshot, type SnapshotResult } from '../src/index';
 import { nodesLine } from '../src/tools/common';
 import { CapableSource } from './memory-source';
+import { closeInMemory, connectInMemory } from './in-memory';
 
 /** What sources over several nodes add to the tools: per-node snapshots and coalesced coverage text. */
 
-const open: { client: Client; server: Server }[] = [];
 
-async function connect(source: CapableSource): Promise<Client> {
-  const registry = new ToolRegistry();
-  for (const tool of toolsFor(source)) registry.register(tool);
-  const server = createMcpServer({ registry, source, serverInfo: { name: 'test', version: '0' } });
-  const client = new Client({ name: 'test-client', version: '0' });
-  const [a, b] = InMemoryTransport.createLinkedPair();
-  await server.connect(b);
-  await client.connect(a);
-  // The client checks every structuredContent against the listed output schema.
-  await client.listTools();
-  open.push({ client, server });
-  return client;
-}
+const connect = (source: CapableSource): Promise<Client> => connectInMemory(source);
 
-afterEach(async () => {
-  for (const { client, server } of open.splice(0)) {
-    await client.close();
-    await server.close();
-  }
-});
+afterEach(closeInMemory);
 
 const snap = (node: string, packets: number): Snapshot => ({ name: 's1', node, since_us: 0, until_us: 0, created_at_us: 1_714_572_000_000_000, packets, bytes: packets * 100, flows: 1, state: 'complete' });
 

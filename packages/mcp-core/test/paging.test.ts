@@ -156,7 +156,7 @@ describe('list_l4_flows pagination', () => {
     ['another version', encodeCursor('list_l4_flows', { aggregate: 'none', order_by: 'bytes' }, 5).replace(/^eyJ2IjoxL/, 'eyJ2Ijo5L')],
     ['another tool', encodeCursor('list_snapshots', { aggregate: 'none', order_by: 'bytes' }, 5)],
     ['a negative offset', encodeCursor('list_l4_flows', { aggregate: 'none', order_by: 'bytes' }, -1)],
-    ['a bad query', encodeCursor('list_l4_flows', { aggregate: 'pod', order_by: 'bytes' }, 5)],
+    ['a bad query', encodeCursor('list_l4_flows', { aggregate: 'galaxy', order_by: 'bytes' }, 5)],
     ['an unknown query field', encodeCursor('list_l4_flows', { aggregate: 'none', order_by: 'bytes', colour: 'x' }, 5)],
   ])('answers %s as a cursor with a JSON-RPC invalid-params error (-32602)', async (_what, cursor) => {
     const source = new MemorySource(manyFlows(10));

@@ -1,32 +1,15 @@
-import { Client } from '@modelcontextprotocol/sdk/client/index.js';
-import { InMemoryTransport } from '@modelcontextprotocol/sdk/inMemory.js';
-import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
+import { type Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpError, ResourceUpdatedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { ToolRegistry, createMcpServer, toolsFor, type ApiCall, type TrafficSource } from '../src/index';
+import { type ApiCall, type TrafficSource } from '../src/index';
 import { CapableSource, MemorySource, T0_US, ipPairGroup, summaryWithHandshake } from './memory-source';
+import { closeInMemory, connectInMemory } from './in-memory';
 
 /** Resources, templates, subscriptions and completion over the SDK client. */
 
-const open: { client: Client; server: Server }[] = [];
 
-async function connect(source: TrafficSource, liveIntervalMs = 20): Promise<Client> {
-  const registry = new ToolRegistry();
-  for (const tool of toolsFor(source)) registry.register(tool);
-  const server = createMcpServer({ registry, source, serverInfo: { name: 'test', version: '0' }, liveIntervalMs });
-  const client = new Client({ name: 'test-client', version: '0' });
-  const [a, b] = InMemoryTransport.createLinkedPair();
-  await server.connect(b);
-  await client.connect(a);
-  open.push({ client, server });
-  return client;
-}
+const connect = (source: TrafficSource, liveIntervalMs = 20): Promise<Client> => connectInMemory(source, { liveIntervalMs });
 
-afterEach(async () => {
-  for (const { client, server } of open.splice(0)) {
-    await client.close();
-    await server.close();
-  }
-});
+afterEach(closeInMemory);
 
 const mkCall = (i: number): ApiCall => ({
   id: `node-a/${i}/0`,
