@@ -380,6 +380,14 @@ suite('three nodes in network namespaces behind one hub', () => {
     // And the nodes really interleave: the same call seen on two nodes sits side by side.
     const switches = calls.filter((c, i) => i > 0 && nodeOf(calls[i - 1]!.id) !== nodeOf(c.id)).length;
     expect(switches).toBeGreaterThanOrEqual(10);
+    // get_api_call goes to the node the id names; the gRPC details agree with what the server did
+    // (Say answers one message with status 0, Fail none with NOT_FOUND).
+    for (const c of calls.filter((x) => x.protocol === 'grpc')) {
+      const full = structured<{ call: Record<string, unknown>; nodes: NodeCoverage[] }>(await call('get_api_call', { id: c.id }));
+      expect(full.nodes).toEqual([{ node: nodeOf(c.id), state: 'ok' }]);
+      const fail = c.path.endsWith('/Fail');
+      expect(full.call).toMatchObject({ id: c.id, grpc_service: 'demo.Echo', grpc_method: fail ? 'Fail' : 'Say', grpc_status: fail ? 5 : 0, grpc_request_messages: 1, grpc_response_messages: fail ? 0 : 1 });
+    }
     // The page size did not change the answer.
     expect((await allCalls(ALL_OK, 1000)).map((c) => c.id)).toEqual(calls.map((c) => c.id));
   });
