@@ -6,6 +6,7 @@ import { flowSummaryView, flowView } from '@kubeshark-mcp/mcp-core/model';
 import type { FlowTrackerOptions } from '@kubeshark-mcp/capture';
 import { WorkerEngine } from './engine';
 import { entrySummary } from './entries';
+import { ClusterMapError, KubeWatchError, clusterMapSource, kubeWatchSource, type KubeSource } from './k8s';
 import { DEFAULT_LIVE_OPTIONS, LiveCaptureError } from './live';
 import { flowToModel } from './model';
 import { startWorkerServer } from './server';
@@ -46,9 +47,17 @@ Usage:
                          a UDP conversation silent for S seconds resumes as a new flow
                          (default 120 with --interface, else 0: replays number UDP
                          conversations as tshark does)
+      --cluster-map FILE Kubernetes identities from a cluster map (repeatable): what
+                         kubectl get pods,services,nodes,endpointslices -A -o json prints.
+                         Flows and API calls then name pods, Services, namespaces and nodes.
+      --kube-watch       Kubernetes identities from the API server (list + watch of pods,
+                         services, endpointslices, nodes): in-cluster configuration, or
+      --kube-api URL     this API server, with
+      --kube-token-file F
+                         this bearer token file (default: the service-account token)
       Default listen address: ${DEFAULT_LISTEN}
 
-  kubeshark-worker analyze CAPTURE... --flows|--summary|--entries [--node NAME]
+  kubeshark-worker analyze CAPTURE... --flows|--summary|--entries [--node NAME] [--cluster-map FILE]...
       Read captures offline, without a cluster, and print one JSON object per line:
       --flows    one line per L4 flow (the fields list_l4_flows returns)
       --summary  one line with totals, TCP vs UDP and top talkers (as get_l4_flow_summary)
@@ -56,6 +65,7 @@ Usage:
                  request time order: id, node, protocol, src, dst, flow_id, method, path, url,
                  status_code, elapsed_time (us), timestamp (us since the epoch), error
       Damaged captures: what was read is printed, the error goes to stderr, exit status 1.
+      --cluster-map FILE  name the endpoints of flows and entries (see serve)
 
 Options:
   --node NAME   node name stamped on flows and flow ids (default: $NODE_NAME or the hostname)
@@ -75,12 +85,31 @@ function splitHostPort(listen: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2])!, port };
 }
 
-async function analyze(inputs: string[], opts: { flows: boolean; summary: boolean; entries: boolean; node: string }): Promise<number> {
+/**
+ * Loads cluster maps; items skipped are printed once to stderr, each with its file and path. An
+ * unreadable or non-JSON file is an input error.
+ */
+function loadMaps(files: readonly string[]): KubeSource {
+  try {
+    const src = clusterMapSource(files);
+    const st = src.status();
+    for (const line of st.errors) process.stderr.write(`kubeshark-worker: cluster map: skipped ${line}\n`);
+    process.stderr.write(`kubeshark-worker: cluster map: ${st.pods} pods, ${st.services} services, ${st.nodes} nodes, ${st.endpointSlices} endpoint slices from ${files.join(', ')}${st.errors.length ? ` (${st.errors.length} items skipped)` : ''}\n`);
+    return src;
+  } catch (err) {
+    if (err instanceof ClusterMapError) throw new InputError(err.message);
+    throw err;
+  }
+}
+
+async function analyze(inputs: string[], opts: { flows: boolean; summary: boolean; entries: boolean; node: string; clusterMaps: string[] }): Promise<number> {
   if (inputs.length === 0) throw new UsageError('analyze needs at least one capture file or directory');
   if (!opts.flows && !opts.summary && !opts.entries) throw new UsageError('analyze needs --flows, --summary or --entries to say what to print');
   const files = await expandInputs(inputs);
   // Dissection only when entries are asked for; every entry is kept for the printout.
   const engine = new WorkerEngine(opts.node, VERSION, undefined, undefined, {}, opts.entries ? Number.MAX_SAFE_INTEGER : 0);
+  if (opts.clusterMaps.length) engine.kube = loadMaps(opts.clusterMaps);
+  const ids = engine.identities();
   let failed = 0;
   await engine.replay(files, (file, message) => {
     failed++;
@@ -88,10 +117,10 @@ async function analyze(inputs: string[], opts: { flows: boolean; summary: boolea
   });
   const out: string[] = [];
   if (opts.flows) {
-    for (const rec of engine.tracker.flows.all()) out.push(JSON.stringify(flowView(flowToModel(rec, engine.node))));
+    for (const rec of engine.tracker.flows.all()) out.push(JSON.stringify(flowView(flowToModel(rec, engine.node, ids))));
   }
   if (opts.entries && engine.entries) {
-    for (const e of engine.entries.query({}).entries) out.push(JSON.stringify(entrySummary(e)));
+    for (const e of engine.entries.query({}).entries) out.push(JSON.stringify(entrySummary(e, ids)));
   }
   if (opts.summary) {
     out.push(JSON.stringify(flowSummaryView({ ...engine.summary({}, 10), nodes: [{ node: engine.node, state: 'ok' }] })));
@@ -134,6 +163,8 @@ interface ServeOptions {
   snaplen: number;
   bufferKiB: number;
   tcpdump: string;
+  clusterMaps: string[];
+  kubeWatch?: { baseUrl?: string; tokenFile?: string };
 }
 
 function positiveInt(name: string, v: string | undefined, def: number): number {
@@ -152,6 +183,20 @@ async function serve(opts: ServeOptions): Promise<void> {
     ...(opts.storeMaxAgeS ? { maxAgeMs: opts.storeMaxAgeS * 1000 } : {}),
   });
   const engine = new WorkerEngine(opts.node, VERSION, store, new SnapshotStore(path.join(opts.dataDir, 'snapshots')), opts.flowOptions);
+  if (opts.clusterMaps.length) engine.kube = loadMaps(opts.clusterMaps);
+  else if (opts.kubeWatch) {
+    try {
+      const src = kubeWatchSource({ ...opts.kubeWatch });
+      engine.kube = src;
+      src.watcher.onNotice((n) => {
+        if (n.type === 'FAILED') process.stderr.write(`kubeshark-worker: kube watch ${n.resource}: ${n.error.message} (retry in ${n.retryInMs} ms)\n`);
+      });
+      process.stdout.write(`kubeshark-worker: watching Kubernetes at ${src.status().detail}\n`);
+    } catch (err) {
+      if (err instanceof KubeWatchError) throw new InputError(`--kube-watch: ${err.message}`);
+      throw err;
+    }
+  }
   const server = await startWorkerServer(engine, host, port);
   let stopping = false;
   const stop = (signal: string): void => {
@@ -215,9 +260,10 @@ export async function main(argv: string[]): Promise<number> {
           summary: { type: 'boolean', default: false },
           entries: { type: 'boolean', default: false },
           node: { type: 'string', default: defaultNode },
+          'cluster-map': { type: 'string', multiple: true, default: [] },
         },
       });
-      return await analyze(positionals, { flows: values.flows!, summary: values.summary!, entries: values.entries!, node: values.node! });
+      return await analyze(positionals, { flows: values.flows!, summary: values.summary!, entries: values.entries!, node: values.node!, clusterMaps: values['cluster-map']! });
     }
     if (command === 'serve') {
       const { values, positionals } = parseArgs({
@@ -238,8 +284,16 @@ export async function main(argv: string[]): Promise<number> {
           'max-flows': { type: 'string' },
           'flow-max-age': { type: 'string' },
           'udp-idle-timeout': { type: 'string' },
+          'cluster-map': { type: 'string', multiple: true, default: [] },
+          'kube-watch': { type: 'boolean', default: false },
+          'kube-api': { type: 'string' },
+          'kube-token-file': { type: 'string' },
         },
       });
+      const clusterMaps = values['cluster-map']!;
+      const watching = values['kube-watch']! || values['kube-api'] !== undefined;
+      if (watching && clusterMaps.length) throw new UsageError('give --cluster-map or --kube-watch, not both');
+      if (values['kube-token-file'] !== undefined && !watching) throw new UsageError('--kube-token-file applies to --kube-watch');
       const udpIdle = values['udp-idle-timeout'];
       if (udpIdle !== undefined && !/^\d+$/.test(udpIdle)) throw new UsageError(`--udp-idle-timeout must be a whole number of seconds (got "${udpIdle}")`);
       if (values.bpf !== undefined && !values.interface) throw new UsageError('--bpf applies to live capture: add --interface IFACE');
@@ -261,6 +315,10 @@ export async function main(argv: string[]): Promise<number> {
         ...(values['store-max-age'] ? { storeMaxAgeS: positiveInt('--store-max-age', values['store-max-age'], 0) } : {}),
         ...(values.interface ? { interface: values.interface } : {}),
         ...(values.bpf ? { bpf: values.bpf } : {}),
+        clusterMaps,
+        ...(watching
+          ? { kubeWatch: { ...(values['kube-api'] !== undefined ? { baseUrl: values['kube-api'] } : {}), ...(values['kube-token-file'] !== undefined ? { tokenFile: values['kube-token-file'] } : {}) } }
+          : {}),
       });
       return -1; // keeps running
     }

@@ -15,7 +15,7 @@ import {
   type RawPacket,
   type TrackerStats,
 } from '@kubeshark-mcp/capture';
-import type { Flow } from '@kubeshark-mcp/mcp-core/model';
+import type { Endpoint, Flow } from '@kubeshark-mcp/mcp-core/model';
 import type { FlowGroup, FlowSummary } from '@kubeshark-mcp/mcp-core/model';
 import { EntryStore, L7Pipeline } from './entries';
 import { ExportError, exportPackets, type ExportFilter, type ExportFormat, type FlowSelector } from './export';
@@ -24,6 +24,21 @@ import { flowToModel, groupToModel, summaryToModel } from './model';
 import { compileKfl, entryRecord, flowRecord } from './kfl-record';
 import type { PacketStore } from './store';
 import { SnapshotStore, type SnapshotInfo } from './snapshots';
+import { IdentityLookup, canonicalIp, type ClusterResolver, type Identity, type KubeSource, type Workloads } from './k8s';
+
+/** What FAILED_PRECONDITION says when a Kubernetes answer is asked of a worker without a source. */
+export const NO_KUBERNETES = 'no Kubernetes source configured (--cluster-map or --kube-watch)';
+
+/** One address and who it is (ResolveIps). */
+export interface IpIdentityResult {
+  ip: string;
+  atUs: number;
+  identity: Identity;
+  /** from_flows only. */
+  flows?: number;
+  firstUs?: number;
+  lastUs?: number;
+}
 
 export interface SourceState {
   kind: 'file' | 'interface';
@@ -42,7 +57,8 @@ export interface FlowQuery extends FlowFilter {
 }
 
 export interface FlowListQuery extends FlowQuery {
-  aggregate: 'none' | 'ip_pair' | 'node';
+  /** namespace, pod, service: by the server's identity at the flow's first packet (needs a Kubernetes source). */
+  aggregate: 'none' | 'ip_pair' | 'node' | 'namespace' | 'pod' | 'service';
   orderBy: FlowOrder;
   limit: number;
   /** Rows to skip (in `orderBy` order) before the limit applies; default 0. */
@@ -82,6 +98,8 @@ export class WorkerEngine {
   readonly entries?: EntryStore;
   private readonly l7?: L7Pipeline;
   private expiryTimer: NodeJS.Timeout | undefined;
+  /** Kubernetes identities (a cluster map or a watch); without one, endpoints stay bare addresses. */
+  kube?: KubeSource;
 
   constructor(
     readonly node: string,
@@ -169,10 +187,26 @@ export class WorkerEngine {
     return capture;
   }
 
-  /** Stops live captures and closes the packet store. */
+  /** The resolver of the Kubernetes source, if any. */
+  get resolver(): ClusterResolver | undefined {
+    return this.kube?.resolver;
+  }
+
+  /** A per-call identity lookup (undefined without a Kubernetes source). */
+  identities(): IdentityLookup | undefined {
+    return this.kube ? new IdentityLookup(this.kube.resolver) : undefined;
+  }
+
+  requireKube(): KubeSource {
+    if (!this.kube) throw new QueryError('kubernetes', NO_KUBERNETES);
+    return this.kube;
+  }
+
+  /** Stops live captures, the Kubernetes watch, and closes the packet store. */
   async close(): Promise<void> {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.expiryTimer = undefined;
+    await this.kube?.close();
     await Promise.all(this.live.map((c) => c.stop()));
     this.store?.close();
   }
@@ -226,7 +260,8 @@ export class WorkerEngine {
     if (!this.store) throw new QueryError('store', 'this worker keeps no packets (started without a data directory), so it cannot snapshot them');
     SnapshotStore.validateName(name);
     if (sinceUs && untilUs && untilUs < sinceUs) throw new QueryError('until_us', 'until_us is before since_us');
-    const flows = selectFlows(this.tracker.flows, { ...(sinceUs ? { sinceUs } : {}), ...(untilUs ? { untilUs } : {}) }).map((f) => flowToModel(f, this.node));
+    const ids = this.identities();
+    const flows = selectFlows(this.tracker.flows, { ...(sinceUs ? { sinceUs } : {}), ...(untilUs ? { untilUs } : {}) }).map((f) => flowToModel(f, this.node, ids));
     const files = this.store.segmentsFor(sinceUs, untilUs).map((s) => s.file);
     return snaps.create(name, sinceUs, untilUs, (write) => exportPackets(files, { sinceUs, untilUs }, 'pcapng', (chunk) => write(chunk)), flows);
   }
@@ -260,14 +295,96 @@ export class WorkerEngine {
   }
 
   listFlows(q: FlowListQuery): FlowListResult {
+    const byIdentity = q.aggregate === 'namespace' || q.aggregate === 'pod' || q.aggregate === 'service';
+    const resolver = byIdentity ? this.requireKube().resolver : undefined;
     const flows = this.select(q);
     const offset = q.offset ?? 0;
+    if (q.aggregate === 'namespace' || q.aggregate === 'pod' || q.aggregate === 'service') {
+      const by = q.aggregate;
+      const servers = new Map<string, Partial<Endpoint>>();
+      const groups = aggregateFlows(
+        flows,
+        (f) => {
+          const id = resolver!.resolve(f.server.ip, timestampUs(f.firstSeen));
+          const { key, server } = identityGroup(by, f.server.ip, id);
+          if (!servers.has(key)) servers.set(key, server);
+          return { key, client: {}, server: server.ip !== undefined ? { ip: server.ip } : {} };
+        },
+        q.orderBy,
+      );
+      return {
+        flows: [],
+        groups: groups.slice(offset, offset + q.limit).map((g) => ({ ...groupToModel(g), server: servers.get(g.key) ?? {} })),
+        total: groups.length,
+      };
+    }
     if (q.aggregate !== 'none') {
       const groups = q.aggregate === 'ip_pair' ? aggregateByIpPair(flows, q.orderBy) : aggregateFlows(flows, () => ({ key: this.node, client: {}, server: {} }), q.orderBy);
       return { flows: [], groups: groups.slice(offset, offset + q.limit).map(groupToModel), total: groups.length };
     }
     orderFlows(flows, q.orderBy);
-    return { flows: flows.slice(offset, offset + q.limit).map((f) => flowToModel(f, this.node)), groups: [], total: flows.length };
+    const ids = this.identities();
+    return { flows: flows.slice(offset, offset + q.limit).map((f) => flowToModel(f, this.node, ids)), groups: [], total: flows.length };
+  }
+
+  /** Pods, Services and nodes the resolver knows (alive at `atUs`, else now), optionally of one namespace. */
+  workloads(namespace: string | undefined, atUs: number | undefined): Workloads {
+    const w = this.requireKube().resolver.workloads(atUs);
+    if (!namespace) return w;
+    return {
+      namespaces: w.namespaces.filter((n) => n === namespace),
+      pods: w.pods.filter((p) => p.namespace === namespace),
+      services: w.services.filter((s) => s.namespace === namespace),
+      nodes: [],
+    };
+  }
+
+  /**
+   * Who addresses are: `ips` at `atUs` (default now), and with `fromFlows` every address seen in
+   * the flows of the window, resolved at the first packet it was seen in, with its flow count.
+   */
+  resolveIps(q: { ips: readonly string[]; atUs?: number; fromFlows?: boolean; sinceUs?: number; untilUs?: number; unresolvedOnly?: boolean }): IpIdentityResult[] {
+    const resolver = this.requireKube().resolver;
+    const at = q.atUs || Date.now() * 1000;
+    const out: IpIdentityResult[] = [];
+    for (const raw of q.ips) {
+      const ip = canonicalIp(raw);
+      if (ip === undefined) throw new QueryError('ips', `"${raw}" is not an IPv4 or IPv6 address`);
+      out.push({ ip, atUs: at, identity: resolver.resolve(ip, at) });
+    }
+    if (q.fromFlows) {
+      const seen = new Map<string, { flows: number; first: number; last: number }>();
+      const window = { ...(q.sinceUs ? { sinceUs: q.sinceUs } : {}), ...(q.untilUs ? { untilUs: q.untilUs } : {}) };
+      let flows: FlowRecord[];
+      try {
+        flows = selectFlows(this.tracker.flows, window);
+      } catch (err) {
+        if (err instanceof FlowQueryError) throw new QueryError(err.field, err.message);
+        throw err;
+      }
+      for (const f of flows) {
+        const first = timestampUs(f.firstSeen);
+        const last = timestampUs(f.lastSeen);
+        for (const ip of f.client.ip === f.server.ip ? [f.client.ip] : [f.client.ip, f.server.ip]) {
+          const s = seen.get(ip);
+          if (s === undefined) seen.set(ip, { flows: 1, first, last });
+          else {
+            s.flows++;
+            if (first < s.first) s.first = first;
+            if (last > s.last) s.last = last;
+          }
+        }
+      }
+      const found: IpIdentityResult[] = [];
+      for (const [ip, s] of seen) {
+        const identity = resolver.resolve(ip, s.first);
+        if (q.unresolvedOnly && identity.kind !== 'external') continue;
+        found.push({ ip, atUs: s.first, identity, flows: s.flows, firstUs: s.first, lastUs: s.last });
+      }
+      found.sort((a, b) => b.flows! - a.flows! || (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
+      out.push(...found);
+    }
+    return out;
   }
 
   summary(filter: FlowQuery, top: number): Omit<FlowSummary, 'nodes'> {
@@ -284,7 +401,8 @@ export class WorkerEngine {
       if (err instanceof FlowQueryError) throw new QueryError(err.field, err.message);
       throw err;
     }
-    return compiled ? flows.filter((f) => compiled.matches(flowRecord(f, this.node))) : flows;
+    const resolver = this.resolver;
+    return compiled ? flows.filter((f) => compiled.matches(flowRecord(f, this.node, resolver))) : flows;
   }
 
   /**
@@ -295,9 +413,10 @@ export class WorkerEngine {
     const compiled = compileKfl(kfl)!;
     const window = { ...(sinceUs ? { sinceUs } : {}), ...(untilUs ? { untilUs } : {}) };
     const byIndex = new Map<number, FlowRecord>();
-    for (const f of selectFlows(this.tracker.flows, window)) if (compiled.matches(flowRecord(f, this.node))) byIndex.set(f.index, f);
+    const resolver = this.resolver;
+    for (const f of selectFlows(this.tracker.flows, window)) if (compiled.matches(flowRecord(f, this.node, resolver))) byIndex.set(f.index, f);
     if (this.entries) {
-      for (const s of this.entries.query({ ...window, match: (e) => compiled.matches(entryRecord(e)) }).entries) {
+      for (const s of this.entries.query({ ...window, match: (e) => compiled.matches(entryRecord(e, resolver)) }).entries) {
         const index = Number(s.flow_id.slice(s.flow_id.lastIndexOf('/') + 1));
         if (byIndex.has(index)) continue;
         const row = this.tracker.flows.rowOf(index);
@@ -306,6 +425,20 @@ export class WorkerEngine {
     }
     return [...byIndex.values()];
   }
+}
+
+/**
+ * The group of a flow whose server has identity `id`: by namespace ("production"), pod
+ * ("production/user-service-0") or Service ("production/user-service"). A server without one
+ * (an external address, a node for pod/namespace) groups under its bare address.
+ */
+function identityGroup(by: 'namespace' | 'pod' | 'service', ip: string, id: Identity): { key: string; server: Partial<Endpoint> } {
+  if (by === 'namespace' && id.namespace) return { key: id.namespace, server: { namespace: id.namespace } };
+  if (by === 'pod' && id.pod) {
+    return { key: `${id.pod.namespace}/${id.pod.name}`, server: { name: id.pod.name, namespace: id.pod.namespace, pod: id.pod.name, ...(id.node ? { node: id.node.name } : {}) } };
+  }
+  if (by === 'service' && id.service) return { key: `${id.service.namespace}/${id.service.name}`, server: { namespace: id.service.namespace, service: id.service.name } };
+  return { key: ip, server: { ip } };
 }
 
 function sameSelector(a: FlowSelector, b: FlowSelector): boolean {

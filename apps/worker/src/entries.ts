@@ -36,6 +36,7 @@ import {
   type StreamFacts,
   type TcpDissector,
 } from '@kubeshark-mcp/dissectors';
+import type { IdentityLookup } from './k8s';
 
 /** Every entry the worker stores: the dissectors' own types. */
 export type AnyEntry = HttpEntry | DnsEntry | Http2Entry | RedisEntry | PostgresqlEntry | KafkaEntry | AmqpEntry | MysqlEntry | MongodbEntry | WebSocketEntry;
@@ -48,6 +49,14 @@ export type AnyEntry = HttpEntry | DnsEntry | Http2Entry | RedisEntry | Postgres
 export interface EntryEndpoint {
   ip: string;
   port: number;
+  /** Kubernetes identity at the request time (summaries of a worker with a Kubernetes source). */
+  name?: string;
+  namespace?: string;
+  pod?: string;
+  service?: string;
+  node?: string;
+  /** Why the worker's resolver could not name the address. */
+  unresolved?: string;
 }
 
 /** An API call as the worker serves it: the dissector's entry plus where it was seen. */
@@ -85,14 +94,15 @@ export interface EntrySummary {
   failure?: string;
 }
 
-export function entrySummary(s: StoredEntry): EntrySummary {
+/** With `ids`, src and dst carry their Kubernetes identities at the request time. */
+export function entrySummary(s: StoredEntry, ids?: IdentityLookup): EntrySummary {
   const e = s.entry;
   return {
     id: s.id,
     node: s.node,
     protocol: e.protocol,
-    src: s.src,
-    dst: s.dst,
+    src: ids && s.src.ip ? { ...s.src, ...ids.endpoint(s.src.ip, e.timestamp) } : s.src,
+    dst: ids && s.dst.ip ? { ...s.dst, ...ids.endpoint(s.dst.ip, e.timestamp) } : s.dst,
     flow_id: s.flow_id,
     method: e.method,
     path: e.path,
@@ -131,9 +141,9 @@ function messageJson(m: (EntryMessage & { trailers?: unknown }) | null, withBody
 const COMMON_FIELDS = new Set(['protocol', 'stream', 'index', 'timestamp', 'elapsed_time', 'method', 'path', 'url', 'status_code', 'request', 'response', 'error', 'failure', 'times']);
 
 /** The full record of an entry (GetEntry's `json`): the summary, the protocol's own fields, and the messages with body previews. */
-export function entryDetail(s: StoredEntry): object {
+export function entryDetail(s: StoredEntry, ids?: IdentityLookup): object {
   const e = s.entry;
-  const base = { ...entrySummary(s), index: e.index };
+  const base = { ...entrySummary(s, ids), index: e.index };
   if (e.protocol === 'dns' && 'dns_id' in e) {
     return {
       ...base,

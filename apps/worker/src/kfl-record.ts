@@ -1,8 +1,9 @@
 import type { FlowRecord } from '@kubeshark-mcp/capture';
 import type { DnsRecordData, EntryMessage } from '@kubeshark-mcp/dissectors';
-import { FIELDS, KflError, bodyText, compile, headerMap, queryMap, type CompiledFilter, type KflRecord } from '@kubeshark-mcp/kfl';
+import { FIELDS, KflError, bodyText, compile, headerMap, queryMap, type CompiledFilter, type KflEndpoint, type KflRecord } from '@kubeshark-mcp/kfl';
 import { QueryError } from './engine';
 import type { StoredEntry } from './entries';
+import type { ClusterResolver, Identity } from './k8s';
 
 /**
  * KFL filters where the data is: stored entries and tracked flows as `KflRecord`s, and filter
@@ -62,10 +63,78 @@ function dnsData(d: DnsRecordData): string {
   }
 }
 
+/** An address's KFL endpoint: `src.pod.name`, `src.service.name`, `src.name`, `src.namespace`, `src.node.name`. */
+function kflEndpoint(ip: string, port: number, id: Identity | undefined): KflEndpoint {
+  if (id === undefined || id.kind === 'external') return { ip, port };
+  return {
+    ip,
+    port,
+    ...(id.name ? { name: id.name } : {}),
+    ...(id.namespace ? { namespace: id.namespace } : {}),
+    ...(id.pod ? { pod: { name: id.pod.name, namespace: id.pod.namespace } } : {}),
+    ...(id.service ? { service: { name: id.service.name, namespace: id.service.namespace } } : {}),
+    ...(id.node ? { node: { name: id.node.name } } : {}),
+  };
+}
+
+const EMPTY: readonly string[] = [];
+
+/** Unique non-empty values of both sides, in order (local first). */
+function both(a: readonly string[], b: readonly string[]): string[] {
+  const out: string[] = [];
+  for (const x of a) if (x && !out.includes(x)) out.push(x);
+  for (const x of b) if (x && !out.includes(x)) out.push(x);
+  return out;
+}
+
+/**
+ * The Kubernetes fields of a record whose local end (client, entry src) is `l` and remote end
+ * (server, entry dst) `r`: both endpoints, `namespaces`, `pods`, `services` (every Service either
+ * side backs or is), the peers' labels and node names.
+ */
+function identityFields(src: { ip: string; port: number }, dst: { ip: string; port: number }, l: Identity | undefined, r: Identity | undefined): Pick<KflRecord, 'src' | 'dst' | 'namespaces' | 'pods' | 'services' | 'local_labels' | 'remote_labels' | 'local_node_name' | 'remote_node_name'> {
+  const known = (id: Identity | undefined): id is Identity => id !== undefined && id.kind !== 'external';
+  const lk = known(l) ? l : undefined;
+  const rk = known(r) ? r : undefined;
+  const services = (id: Identity | undefined): string[] => (id?.services ?? (id?.service ? [id.service] : [])).map((s) => s.name);
+  return {
+    src: kflEndpoint(src.ip, src.port, lk),
+    dst: kflEndpoint(dst.ip, dst.port, rk),
+    namespaces: both(lk?.namespace ? [lk.namespace] : EMPTY, rk?.namespace ? [rk.namespace] : EMPTY),
+    pods: both(lk?.pod ? [lk.pod.name] : EMPTY, rk?.pod ? [rk.pod.name] : EMPTY),
+    services: both(services(lk), services(rk)),
+    local_labels: lk ? { ...lk.labels } : {},
+    remote_labels: rk ? { ...rk.labels } : {},
+    ...(lk?.node ? { local_node_name: lk.node.name } : {}),
+    ...(rk?.node ? { remote_node_name: rk.node.name } : {}),
+  };
+}
+
+const resolveAt = (resolver: ClusterResolver | undefined, ip: string, tUs: number): Identity | undefined => (resolver && ip ? resolver.resolve(ip, tUs) : undefined);
+
+/** Records with identities, per entry: rebuilt only when an end's identity object changes (the cluster changed). */
+const identified = new WeakMap<StoredEntry, { record: KflRecord; src: Identity | undefined; dst: Identity | undefined }>();
+
+/**
+ * The record a filter sees for a stored entry (built once per entry, then cached). With a
+ * resolver, src and dst carry their Kubernetes identities at the request time.
+ */
+export function entryRecord(s: StoredEntry, resolver?: ClusterResolver): KflRecord {
+  const base = plainEntryRecord(s);
+  if (resolver === undefined) return base;
+  const t = s.entry.timestamp;
+  const src = resolveAt(resolver, s.src.ip, t);
+  const dst = resolveAt(resolver, s.dst.ip, t);
+  const hit = identified.get(s);
+  if (hit && hit.src === src && hit.dst === dst) return hit.record;
+  const record: KflRecord = { ...base, ...identityFields(s.src, s.dst, src, dst) };
+  identified.set(s, { record, src, dst });
+  return record;
+}
+
 const cache = new WeakMap<StoredEntry, KflRecord>();
 
-/** The record a filter sees for a stored entry (built once per entry, then cached). */
-export function entryRecord(s: StoredEntry): KflRecord {
+function plainEntryRecord(s: StoredEntry): KflRecord {
   let r = cache.get(s);
   if (r) return r;
   const e = s.entry;
@@ -128,8 +197,11 @@ export function entryRecord(s: StoredEntry): KflRecord {
   return r;
 }
 
-/** The record a filter sees for a flow: `local` is the client, `remote` the server. */
-export function flowRecord(f: FlowRecord, node: string): KflRecord {
+/**
+ * The record a filter sees for a flow: `local` is the client, `remote` the server. With a
+ * resolver, both carry their Kubernetes identities at the flow's first packet.
+ */
+export function flowRecord(f: FlowRecord, node: string, resolver?: ClusterResolver): KflRecord {
   const first = f.firstSeen.sec * 1e6 + Math.floor(f.firstSeen.nsec / 1000);
   const last = f.lastSeen.sec * 1e6 + Math.floor(f.lastSeen.nsec / 1000);
   const seconds = (last - first) / 1e6;
@@ -164,6 +236,7 @@ export function flowRecord(f: FlowRecord, node: string): KflRecord {
     ...(f.tcpHandshakeServerNs !== undefined ? { tcp_handshake_server_us: f.tcpHandshakeServerNs / 1000 } : {}),
     tcp_retransmissions: health ? health.clientToServer.retransmissions + health.serverToClient.retransmissions : 0,
     tcp_rst_count: f.rstCount,
+    ...(resolver ? identityFields(f.client, f.server, resolveAt(resolver, f.client.ip, first), resolveAt(resolver, f.server.ip, first)) : {}),
   };
 }
 

@@ -7,7 +7,8 @@ import {
   type RttSketch,
   type TcpHealth as CaptureTcpHealth,
 } from '@kubeshark-mcp/capture';
-import type { Flow, FlowGroup, FlowSummary, Percentiles, TcpHealth } from '@kubeshark-mcp/mcp-core/model';
+import type { Endpoint, Flow, FlowGroup, FlowSummary, Percentiles, TcpHealth } from '@kubeshark-mcp/mcp-core/model';
+import type { IdentityLookup } from './k8s';
 
 /**
  * Flow-table records in the shared vocabulary (the mcp-core model), tagged with this worker's
@@ -29,16 +30,26 @@ const health = (h: CaptureTcpHealth): TcpHealth => ({
   acked_unseen_segments: h.ackedUnseenSegments,
 });
 
-export function flowToModel(f: FlowRecord, node: string): Flow {
+/**
+ * An address and port with its Kubernetes identity at `tUs` (without a lookup, or for an empty
+ * address: just the address).
+ */
+export function endpointAt(ip: string, port: number, tUs: number, ids?: IdentityLookup): Endpoint {
+  return ids && ip ? { ip, port, ...ids.endpoint(ip, tUs) } : { ip, port };
+}
+
+/** A flow in the shared vocabulary; with `ids`, its ends carry their identities at its first packet. */
+export function flowToModel(f: FlowRecord, node: string, ids?: IdentityLookup): Flow {
+  const first = timestampUs(f.firstSeen);
   const flow: Flow = {
     id: `${node}/${f.index}`,
     node,
     protocol: f.protocol,
-    client: { ip: f.client.ip, port: f.client.port },
-    server: { ip: f.server.ip, port: f.server.port },
+    client: endpointAt(f.client.ip, f.client.port, first, ids),
+    server: endpointAt(f.server.ip, f.server.port, first, ids),
     client_to_server: { packets: f.clientToServer.packets, bytes: f.clientToServer.bytes, payload_bytes: f.clientToServer.payloadBytes },
     server_to_client: { packets: f.serverToClient.packets, bytes: f.serverToClient.bytes, payload_bytes: f.serverToClient.payloadBytes },
-    first_seen_us: timestampUs(f.firstSeen),
+    first_seen_us: first,
     last_seen_us: timestampUs(f.lastSeen),
     state: f.state,
     syn_count: f.synCount,

@@ -6,6 +6,7 @@ import { apiStats } from './api-stats';
 import { CursorError, entryDetail, entrySummary, type StoredEntry } from './entries';
 import { compileKfl, entryRecord } from './kfl-record';
 import { SnapshotError, type SnapshotInfo } from './snapshots';
+import type { Identity, IdentityLookup } from './k8s';
 
 /** Trailing metadata key naming the request field an INVALID_ARGUMENT refers to. */
 export const ARGUMENT_METADATA_KEY = 'x-argument';
@@ -41,7 +42,7 @@ const unimplementedError = (field: string, message: string): UnimplementedError 
 /** The one place where worker errors become gRPC statuses. */
 function toStatus(err: unknown): Partial<grpc.StatusObject> {
   if (err instanceof QueryError) {
-    if (err.field === 'store' || err.field === 'snapshot') return { code: grpc.status.FAILED_PRECONDITION, details: err.message };
+    if (err.field === 'store' || err.field === 'snapshot' || err.field === 'kubernetes') return { code: grpc.status.FAILED_PRECONDITION, details: err.message };
     return invalid(err.field, err.message);
   }
   if (err instanceof SnapshotError) {
@@ -69,23 +70,55 @@ function unimplemented(what: string): Partial<grpc.StatusObject> {
   return { code: grpc.status.UNIMPLEMENTED, details: `${what} is not implemented by this worker version yet` };
 }
 
-const toProtoEntry = (s: StoredEntry, detail: boolean) => {
+const toProtoEntry = (s: StoredEntry, detail: boolean, ids?: IdentityLookup) => {
   const e = s.entry;
+  const summary = entrySummary(s, ids);
   return {
     id: s.id,
     node: s.node,
     timestamp_us: e.timestamp,
     elapsed_time_us: e.elapsed_time,
     protocol: e.protocol,
-    src: s.src,
-    dst: s.dst,
+    src: summary.src,
+    dst: summary.dst,
     method: e.method,
     path: e.path,
     status_code: e.status_code,
     flow_id: s.flow_id,
-    json: JSON.stringify(detail ? entryDetail(s) : entrySummary(s)),
+    json: JSON.stringify(detail ? entryDetail(s, ids) : summary),
   };
 };
+
+const AGGREGATES = {
+  AGGREGATE_NONE: 'none',
+  AGGREGATE_IP_PAIR: 'ip_pair',
+  AGGREGATE_NODE: 'node',
+  AGGREGATE_NAMESPACE: 'namespace',
+  AGGREGATE_POD: 'pod',
+  AGGREGATE_SERVICE: 'service',
+} as const;
+
+/** An identity as ResolveIps sends it. */
+function identityMessage(ip: string, atUs: number, id: Identity, seen?: { flows?: number; firstUs?: number; lastUs?: number }) {
+  return {
+    ip,
+    kind: id.kind,
+    name: id.name,
+    namespace: id.namespace,
+    pod: id.pod?.name ?? '',
+    service: id.service?.name ?? '',
+    services: (id.services ?? []).map((x) => x.name),
+    node: id.node?.name ?? '',
+    labels: { ...id.labels },
+    owner_kind: id.workload?.kind ?? '',
+    owner_name: id.workload?.name ?? '',
+    reason: id.reason ?? '',
+    flows: seen?.flows ?? 0,
+    first_seen_us: seen?.firstUs ?? 0,
+    last_seen_us: seen?.lastUs ?? 0,
+    at_us: atUs,
+  };
+}
 
 const toProtoFlow = (f: Flow) => ({ ...f, protocol: f.protocol.toUpperCase() as Protocol });
 const toProtoGroup = (g: FlowGroup) => g;
@@ -145,6 +178,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
           entries_stored: engine.entries?.size ?? 0,
           entries_evicted: engine.entries?.evicted ?? 0,
           boundaries: boundaries(),
+          ...(engine.kube ? { kubernetes: kubernetesStatus(engine) } : {}),
         };
       }, callback);
     },
@@ -153,11 +187,9 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
     },
     ListFlows(call, callback) {
       const r = call.request;
-      if (r.aggregate !== 'AGGREGATE_NONE' && r.aggregate !== 'AGGREGATE_IP_PAIR' && r.aggregate !== 'AGGREGATE_NODE') {
-        callback({
-          code: grpc.status.UNIMPLEMENTED,
-          details: `aggregate ${r.aggregate} needs Kubernetes identities, which this worker does not resolve yet; use none, ip_pair or node`,
-        });
+      const aggregate = AGGREGATES[r.aggregate as keyof typeof AGGREGATES];
+      if (aggregate === undefined) {
+        callback(invalid('aggregate', `unknown aggregate ${String(r.aggregate)}`));
         return;
       }
       const orderBy = r.order_by || 'bytes';
@@ -168,7 +200,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       guard(() => {
         const protocol = protocolFilter(r.protocol);
         const res = engine.listFlows({
-          aggregate: r.aggregate === 'AGGREGATE_IP_PAIR' ? 'ip_pair' : r.aggregate === 'AGGREGATE_NODE' ? 'node' : 'none',
+          aggregate,
           orderBy: orderBy as 'bytes',
           limit: Math.min(r.limit || DEFAULT_LIMIT, MAX_LIMIT),
           ...(r.offset ? { offset: r.offset } : {}),
@@ -210,15 +242,17 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       let res: ReturnType<typeof store.query>;
       try {
         const filter = compileKfl(r.kfl);
-        res = store.query({ sinceUs: r.since_us, untilUs: r.until_us, limit: r.limit, cursor: r.cursor, ...(filter ? { match: (e) => filter.matches(entryRecord(e)) } : {}) });
+        const resolver = engine.resolver;
+        res = store.query({ sinceUs: r.since_us, untilUs: r.until_us, limit: r.limit, cursor: r.cursor, ...(filter ? { match: (e) => filter.matches(entryRecord(e, resolver)) } : {}) });
       } catch (err) {
         return fail(err instanceof CursorError ? new QueryError('cursor', err.message) : err);
       }
       let i = 0;
+      const ids = engine.identities();
       const pump = (): void => {
         while (i < res.entries.length) {
           const s = res.entries[i++]!;
-          if (!call.write({ entry: toProtoEntry(s, false), cursor: `${s.entry.timestamp}_${s.seq}` })) {
+          if (!call.write({ entry: toProtoEntry(s, false, ids), cursor: `${s.entry.timestamp}_${s.seq}` })) {
             call.once('drain', pump);
             return;
           }
@@ -232,7 +266,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       if (!store) return callback(unimplemented('GetEntry on a worker without L7 dissection'));
       const s = store.get(call.request.id);
       if (!s) return callback({ code: grpc.status.NOT_FOUND, details: `no entry "${call.request.id}" (ids look like ${engine.node}/<flow>/<index>; it may have been evicted)` });
-      callback(null, toProtoEntry(s, true));
+      callback(null, toProtoEntry(s, true, engine.identities()));
     },
     GetApiStats(call, callback) {
       const r = call.request;
@@ -245,7 +279,8 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       } catch (err) {
         return callback(toStatus(err));
       }
-      const { entries } = store.query({ sinceUs: r.since_us, untilUs: r.until_us, ...(filter ? { match: (e) => filter.matches(entryRecord(e)) } : {}) });
+      const resolver = engine.resolver;
+      const { entries } = store.query({ sinceUs: r.since_us, untilUs: r.until_us, ...(filter ? { match: (e) => filter.matches(entryRecord(e, resolver)) } : {}) });
       const selected = r.protocol ? entries.filter((s) => s.entry.protocol === r.protocol) : entries;
       const groups = apiStats(selected).map((g) => ({
         service: g.service,
@@ -271,7 +306,8 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       guard(() => {
         const filter = compileKfl(r.kfl);
         const before = filter ? filter.stats.errors : 0;
-        const res = store.query({ sinceUs: r.since_us, untilUs: r.until_us, ...(filter ? { match: (e) => filter.matches(entryRecord(e)) } : {}) });
+        const resolver = engine.resolver;
+        const res = store.query({ sinceUs: r.since_us, untilUs: r.until_us, ...(filter ? { match: (e) => filter.matches(entryRecord(e, resolver)) } : {}) });
         return {
           node: engine.node,
           scanned: res.scanned,
@@ -343,7 +379,70 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
         return {};
       }, callback);
     },
-    ResolveWorkloads: unaryUnimplemented('ResolveWorkloads (Kubernetes resolver)'),
-    ResolveIps: unaryUnimplemented('ResolveIps (Kubernetes resolver)'),
+    ResolveWorkloads(call, callback) {
+      const r = call.request;
+      guard(() => {
+        const w = engine.workloads(r.namespace || undefined, r.at_us || undefined);
+        const owner = (x: { workload?: { kind: string; name: string } }) => ({ owner_kind: x.workload?.kind ?? '', owner_name: x.workload?.name ?? '' });
+        return {
+          node: engine.node,
+          namespaces: w.namespaces,
+          workloads: [
+            ...w.pods.map((p) => ({ kind: 'pod', name: p.name, namespace: p.namespace, ips: p.ips, node: p.node, ...owner(p), labels: { ...p.labels }, services: p.services, type: '', host_network: p.hostNetwork })),
+            ...w.services.map((x) => ({ kind: 'service', name: x.name, namespace: x.namespace, ips: x.clusterIPs, node: '', owner_kind: '', owner_name: '', labels: { ...x.labels }, services: [], type: x.type, host_network: false })),
+            ...w.nodes.map((n) => ({ kind: 'node', name: n.name, namespace: '', ips: n.ips, node: n.name, owner_kind: '', owner_name: '', labels: { ...n.labels }, services: [], type: '', host_network: false })),
+          ],
+        };
+      }, callback);
+    },
+    ResolveIps(call, callback) {
+      const r = call.request;
+      guard(() => {
+        const found = engine.resolveIps({
+          ips: r.ips,
+          ...(r.at_us ? { atUs: r.at_us } : {}),
+          fromFlows: r.from_flows,
+          ...(r.since_us ? { sinceUs: r.since_us } : {}),
+          ...(r.until_us ? { untilUs: r.until_us } : {}),
+          unresolvedOnly: r.unresolved_only,
+        });
+        return {
+          node: engine.node,
+          endpoints: found.map((x) => {
+            const id = x.identity;
+            return {
+              ip: x.ip,
+              port: 0,
+              name: id.name,
+              namespace: id.namespace,
+              pod: id.pod?.name ?? '',
+              service: id.service?.name ?? '',
+              node: id.node?.name ?? '',
+              unresolved: id.kind === 'external' ? (id.reason ?? '') : '',
+            };
+          }),
+          identities: found.map((x) => identityMessage(x.ip, x.atUs, x.identity, x)),
+        };
+      }, callback);
+    },
+  };
+}
+
+function kubernetesStatus(engine: WorkerEngine) {
+  const k = engine.kube!.status();
+  return {
+    source: k.source,
+    state: k.state,
+    detail: k.detail,
+    pods: k.pods,
+    services: k.services,
+    nodes: k.nodes,
+    endpoint_slices: k.endpointSlices,
+    errors: k.errors,
+    last_sync_us: k.lastSyncUs,
+    ips: k.ips,
+    lookups: k.lookups,
+    resolved: k.resolved,
+    unresolved: k.unresolved,
   };
 }

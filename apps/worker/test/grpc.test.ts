@@ -103,10 +103,12 @@ test('a bad filter is INVALID_ARGUMENT naming the field', async () => {
   expect((order as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
 });
 
-test('Kubernetes aggregations and later-milestone calls answer UNIMPLEMENTED, not fake data', async () => {
-  const pod = await unary('ListFlows', { aggregate: 'AGGREGATE_POD' }).catch((e: grpc.ServiceError) => e);
-  expect((pod as grpc.ServiceError).code).toBe(grpc.status.UNIMPLEMENTED);
-  for (const method of ['StartCapture', 'ListCaptures', 'ResolveIps']) {
+test('Kubernetes calls without a Kubernetes source answer FAILED_PRECONDITION, later-milestone calls UNIMPLEMENTED, not fake data', async () => {
+  for (const [method, req] of [['ListFlows', { aggregate: 'AGGREGATE_POD' }], ['ResolveIps', {}], ['ResolveWorkloads', {}]] as const) {
+    const err = await unary(method, req).catch((e: grpc.ServiceError) => e);
+    expect(err).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: 'no Kubernetes source configured (--cluster-map or --kube-watch)' });
+  }
+  for (const method of ['StartCapture', 'ListCaptures']) {
     const err = await unary(method, {}).catch((e: grpc.ServiceError) => e);
     expect((err as grpc.ServiceError).code).toBe(grpc.status.UNIMPLEMENTED);
   }

@@ -12,3 +12,5 @@ export { endpointFields, workloadOf, IDENTITY_REASONS, UNRESOLVED } from './iden
 export type { Identity, IdentityKind, IdentityReason, EndpointIdentity, NamespacedName, Workload, WorkloadKind, OwnerRef } from './identity';
 export { canonicalIp, parseKubeObject, parseTimeUs, ObjectError, KUBE_KINDS } from './objects';
 export type { KubeObject, KubeKind, PodInfo, ServiceInfo, NodeInfo, EndpointSliceInfo, SliceEndpoint } from './objects';
+export { clusterMapSource, kubeWatchSource, IdentityLookup } from './source';
+export type { KubeSource, KubeStatus, ResolvedEndpoint } from './source';
