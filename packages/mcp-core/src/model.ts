@@ -1,6 +1,26 @@
 import type { DirectionStats, Flow, FlowGroup, FlowSummary, Percentiles } from './traffic-source';
 
-export type { DirectionStats, Endpoint, Flow, FlowGroup, FlowSummary, Percentiles, Talker, ProtocolTotals, NodeCoverage, TcpHealth } from './traffic-source';
+export type {
+  DirectionStats,
+  Endpoint,
+  Flow,
+  FlowAggregate,
+  FlowGroup,
+  FlowSummary,
+  Percentiles,
+  Talker,
+  ProtocolTotals,
+  NodeCoverage,
+  TcpHealth,
+  WorkloadKind,
+  WorkloadInfo,
+  WorkloadQuery,
+  WorkloadList,
+  IpQuery,
+  IpInfo,
+  IpList,
+} from './traffic-source';
+export { FLOW_AGGREGATES } from './traffic-source';
 
 /**
  * The JSON that tools return and that `kubeshark-worker analyze` prints: one vocabulary for

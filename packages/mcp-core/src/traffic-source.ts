@@ -15,6 +15,8 @@ export interface Endpoint {
   pod?: string;
   service?: string;
   node?: string;
+  /** Why a worker with a Kubernetes source could not name the address (`not-in-cluster-map`, ...). */
+  unresolved?: string;
 }
 
 export interface DirectionStats {
@@ -96,7 +98,12 @@ export interface NodeCoverage {
   message?: string;
 }
 
-export type FlowAggregate = 'none' | 'ip_pair' | 'node';
+/**
+ * `namespace`, `pod` and `service` group flows by the server side's identity at the flow's first
+ * packet (servers the worker cannot name group under their IP); they need a Kubernetes source.
+ */
+export type FlowAggregate = 'none' | 'ip_pair' | 'node' | 'namespace' | 'pod' | 'service';
+export const FLOW_AGGREGATES: readonly FlowAggregate[] = ['none', 'ip_pair', 'node', 'namespace', 'pod', 'service'];
 export type FlowOrder = 'bytes' | 'packets' | 'recent' | 'oldest';
 
 export interface FlowQuery {
@@ -396,9 +403,9 @@ export interface ApiCall {
   /** Request time. */
   timestamp_us: number;
   elapsed_time_us: number;
-  /** The flow's client and server. */
-  src: { ip: string; port: number };
-  dst: { ip: string; port: number };
+  /** The flow's client and server, with their Kubernetes identities when resolved. */
+  src: Endpoint;
+  dst: Endpoint;
   method: string;
   path: string;
   url: string;
@@ -423,6 +430,79 @@ export interface ApiCallList {
 export interface ApiCallDetail {
   /** The full record as the worker keeps it (headers, body previews, DNS records, ...). */
   call: Record<string, unknown>;
+  nodes: NodeCoverage[];
+}
+
+export type WorkloadKind = 'pod' | 'service' | 'node';
+
+/** A pod, Service or node as the workers' Kubernetes resolver knows it. */
+export interface WorkloadInfo {
+  kind: WorkloadKind;
+  name: string;
+  /** Empty for nodes. */
+  namespace: string;
+  ips: string[];
+  /** Pods: the node they run on. */
+  node?: string;
+  /** Pods: the controlling workload (a ReplicaSet's Deployment, a StatefulSet, ...). */
+  owner?: { kind: string; name: string };
+  labels: Record<string, string>;
+  /** Pods: the Services they back. */
+  services?: string[];
+  /** Services: ClusterIP, NodePort, ... */
+  type?: string;
+  host_network?: boolean;
+}
+
+export interface WorkloadQuery {
+  namespace?: string;
+  /** Alive at this time (µs); absent = now. */
+  at_us?: number;
+}
+
+export interface WorkloadList {
+  /** De-duplicated over the workers, sorted by kind, namespace, name. */
+  workloads: WorkloadInfo[];
+  namespaces: string[];
+  nodes: NodeCoverage[];
+}
+
+export interface IpQuery {
+  ips?: string[];
+  /** Resolve `ips` at this time (µs); absent = now. */
+  at_us?: number;
+  /** Also every address seen in flows in [since_us, until_us]. */
+  from_flows?: boolean;
+  since_us?: number;
+  until_us?: number;
+  /** With from_flows: only addresses the resolver cannot name. */
+  unresolved_only?: boolean;
+}
+
+/** Who an address is. */
+export interface IpInfo {
+  ip: string;
+  kind: 'pod' | 'service' | 'node' | 'external';
+  name?: string;
+  namespace?: string;
+  pod?: string;
+  service?: string;
+  services?: string[];
+  node?: string;
+  owner?: { kind: string; name: string };
+  labels?: Record<string, string>;
+  /** Why it is external or ambiguous. */
+  reason?: string;
+  /** Resolved at this time (µs). */
+  at_us: number;
+  /** from_flows: flows with the address at either end (summed over nodes), first and last seen. */
+  flows?: number;
+  first_seen_us?: number;
+  last_seen_us?: number;
+}
+
+export interface IpList {
+  ips: IpInfo[];
   nodes: NodeCoverage[];
 }
 
@@ -458,4 +538,11 @@ export interface TrafficSource {
   getApiStats?(query: ApiStatsQuery, ctx: CallContext): Promise<ApiStatsReport>;
   /** How many API calls in a window a KFL filter selects, per node. */
   countApiCalls?(query: { since_us?: number; until_us?: number; kfl?: string }, ctx: CallContext): Promise<ApiCallCount>;
+  /**
+   * Pods, Services and nodes from the workers' Kubernetes resolvers. A source without one fails
+   * with `failed_precondition` saying how to configure it.
+   */
+  listWorkloads?(query: WorkloadQuery, ctx: CallContext): Promise<WorkloadList>;
+  /** Who addresses are (given ones, or those seen in flows), from the workers' resolvers. */
+  resolveIps?(query: IpQuery, ctx: CallContext): Promise<IpList>;
 }

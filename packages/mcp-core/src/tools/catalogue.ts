@@ -8,6 +8,7 @@ import { getL4FlowSummary, listL4Flows } from './l4';
 import { getServiceMap } from './service-map';
 import { createSnapshot, deleteSnapshot, getSnapshot, listSnapshots } from './snapshots';
 import { getDataBoundaries, getStatus } from './status';
+import { listIps, listWorkloads } from './workloads';
 
 /** A built-in tool and the TrafficSource methods it needs. */
 export interface CatalogueEntry {
@@ -29,6 +30,8 @@ export const TOOL_CATALOGUE: readonly CatalogueEntry[] = [
   entry(getApiCall, 'getApiCall'),
   entry(getApiStats, 'getApiStats'),
   entry(applyFilter, 'countApiCalls', 'listApiCalls'),
+  entry(listWorkloads, 'listWorkloads'),
+  entry(listIps, 'resolveIps'),
   entry(getStatus, 'getStatus'),
   entry(getDataBoundaries, 'getDataBoundaries'),
   entry(exportPcap, 'exportPcap'),

@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { decodeCursor, encodeCursor, invalidCursor } from '../cursor';
 import { flowGroupView, flowSummaryView, flowView, type FlowGroupView, type FlowView } from '../model';
 import { resultChars, type ToolDefinition, type ToolOutput } from '../registry';
-import type { FlowAggregate, FlowOrder, FlowQuery, L4Protocol } from '../traffic-source';
+import { FLOW_AGGREGATES, type FlowAggregate, type FlowOrder, type FlowQuery, type L4Protocol } from '../traffic-source';
 import { fitRows, nodesLine, timeWindow, type TimeArgs } from './common';
 import { cursorArg, flowGroupSchema, flowSchema, kflArg, limitArg, nodesSchema, pagingFields, summarySchema, timeArg } from './schemas';
 
@@ -47,7 +47,7 @@ interface ListFlowsArgs extends TimeArgs {
 /** The part of a flow query a cursor carries: everything but the page (offset and limit). */
 type PagedFlowQuery = Omit<FlowQuery, 'limit' | 'offset'>;
 
-const AGGREGATES: readonly FlowAggregate[] = ['none', 'ip_pair', 'node'];
+const AGGREGATES: readonly FlowAggregate[] = FLOW_AGGREGATES;
 const ORDERS: readonly FlowOrder[] = ['bytes', 'packets', 'recent', 'oldest'];
 const LIST_DEFAULTS = { aggregate: 'none', order_by: 'bytes' } as const;
 
@@ -111,7 +111,7 @@ function resolvePage(args: ListFlowsArgs, kfl: string): { query: PagedFlowQuery;
   return { query, offset };
 }
 
-const NARROW_HINT = 'narrow with ip, port, l4proto or a shorter start/end window, use aggregate="ip_pair", or get_l4_flow_summary for totals';
+const NARROW_HINT = 'narrow with ip, port, l4proto, kfl (dst.namespace == "...") or a shorter start/end window, use aggregate="ip_pair" or aggregate="namespace", or get_l4_flow_summary for totals';
 
 export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
   name: 'list_l4_flows',
@@ -120,8 +120,10 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
     'TCP and UDP connections seen on the network: client and server endpoints, packets and bytes per direction with rates, ' +
     'connection state, and TCP handshake times (tcp_handshake_p50_us/p90_us/p99_us: SYN -> ACK as Wireshark measures it; ' +
     '< 1 ms excellent, 1-10 ms good, 10-100 ms elevated, > 100 ms high). Use aggregate="ip_pair" to get one row per ' +
-    'client/server address pair with handshake percentiles, or aggregate="node" for one row per node; filter by ip, port, l4proto, a start/end window ' +
-    'and kfl (KFL2 over flow fields: tcp_flow && flow_state == "reset", flow_local_bps > 5000000). ' +
+    'client/server address pair with handshake percentiles, aggregate="node" for one row per node, or aggregate="namespace", "pod" or "service" ' +
+    'for one row per server namespace, pod or Service (Kubernetes identity of the server at the flow start; servers outside the cluster stay IPs). ' +
+    'Filter by ip, port, l4proto, a start/end window and kfl (KFL2 over flow fields: tcp_flow && flow_state == "reset", flow_local_bps > 5000000, ' +
+    'dst.namespace == "production", src.pod.name == "frontend-0"). ' +
     'Results are paged: when nextCursor is present, call again with cursor=nextCursor (same arguments) for the next page.',
   inputSchema: {
     type: 'object',
@@ -129,9 +131,12 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
       kfl: kflArg('flows', 'tcp_flow && flow_state == "reset", tcp_handshake_server_us > 10000'),
       aggregate: {
         type: 'string',
-        enum: ['none', 'ip_pair', 'node'],
+        enum: [...FLOW_AGGREGATES],
         default: 'none',
-        description: 'none: one row per flow; ip_pair: one row per client IP -> server IP; node: one row per node (worker).',
+        description:
+          'none: one row per flow; ip_pair: one row per client IP -> server IP; node: one row per node (worker); ' +
+          'namespace / pod / service: one row per server namespace, pod ("namespace/pod") or Service ("namespace/service"), ' +
+          'servers the cluster does not know under their IP (needs workers with a Kubernetes source).',
       },
       l4proto: { type: 'string', enum: ['tcp', 'udp'], description: 'Only TCP or only UDP flows.' },
       ip: { type: 'string', format: 'ip', description: 'Only flows with this address at either end.' },

@@ -31,6 +31,7 @@ export const endpointSchema = {
     pod: str,
     service: str,
     node: str,
+    unresolved: { type: 'string', description: 'Why the Kubernetes resolver could not name the address (not-in-cluster-map, no-pod-at-that-time, ...).' },
   },
   required: ['ip'],
   additionalProperties: false,
