@@ -33,6 +33,7 @@ import {
   type TrafficSource,
   type WorkerState,
 } from '@kubeshark-mcp/mcp-core';
+import type { IpInfo, IpList, IpQuery, WorkloadInfo, WorkloadKind, WorkloadList, WorkloadQuery } from '@kubeshark-mcp/mcp-core/model';
 import {
   createWorkerClient,
   type DataBoundaries as ProtoBoundaries,
@@ -59,6 +60,8 @@ type SnapshotInfo = UnaryResult<WorkerClient['GetSnapshot']>;
 type EntryFrame = StreamMessage<WorkerClient['StreamEntries']>;
 type ProtoEntry = UnaryResult<WorkerClient['GetEntry']>;
 type ProtoEntryCount = UnaryResult<WorkerClient['CountEntries']>;
+type ProtoWorkloads = UnaryResult<WorkerClient['ResolveWorkloads']>;
+type ProtoIps = UnaryResult<WorkerClient['ResolveIps']>;
 
 /**
  * The entry filter the workers run: the composed KFL filter and the protocol argument (a
@@ -83,8 +86,8 @@ function fromProtoEntry(e: ProtoEntry, cursor: string): ApiCall {
     protocol: e.protocol,
     timestamp_us: e.timestamp_us,
     elapsed_time_us: e.elapsed_time_us,
-    src: { ip: e.src?.ip ?? '', port: e.src?.port ?? 0 },
-    dst: { ip: e.dst?.ip ?? '', port: e.dst?.port ?? 0 },
+    src: endpoint(e.src),
+    dst: endpoint(e.dst),
     method: e.method,
     path: e.path,
     url: typeof extra.url === 'string' ? extra.url : e.path,
@@ -157,11 +160,11 @@ export function toSourceError(err: unknown, worker: WorkerConnection): TrafficSo
   }
 }
 
-const endpoint = (e: ProtoEndpoint | null): Flow['client'] => {
+function endpoint(e: ProtoEndpoint | null): Flow['client'] {
   const out: Flow['client'] = { ip: e?.ip ?? '', port: e?.port ?? 0 };
-  for (const k of ['name', 'namespace', 'pod', 'service', 'node'] as const) if (e?.[k]) out[k] = e[k];
+  for (const k of ['name', 'namespace', 'pod', 'service', 'node', 'unresolved'] as const) if (e?.[k]) out[k] = e[k];
   return out;
-};
+}
 
 const stats = (d: { packets: number; bytes: number; payload_bytes: number; tcp?: TcpHealth | null } | null) => ({
   packets: d?.packets ?? 0,
@@ -220,7 +223,51 @@ function fromProtoGroup(g: ProtoGroup): FlowGroup {
 }
 
 const PROTOCOL = { tcp: 'TCP', udp: 'UDP' } as const;
-const AGGREGATE = { none: 'AGGREGATE_NONE', ip_pair: 'AGGREGATE_IP_PAIR', node: 'AGGREGATE_NODE' } as const;
+const AGGREGATE = {
+  none: 'AGGREGATE_NONE',
+  ip_pair: 'AGGREGATE_IP_PAIR',
+  node: 'AGGREGATE_NODE',
+  namespace: 'AGGREGATE_NAMESPACE',
+  pod: 'AGGREGATE_POD',
+  service: 'AGGREGATE_SERVICE',
+} as const;
+
+const WORKLOAD_KIND_ORDER: Record<WorkloadKind, number> = { pod: 0, service: 1, node: 2 };
+
+function fromProtoWorkload(w: ProtoWorkloads['workloads'][number]): WorkloadInfo {
+  const kind: WorkloadKind = w.kind === 'service' ? 'service' : w.kind === 'node' ? 'node' : 'pod';
+  return {
+    kind,
+    name: w.name,
+    namespace: w.namespace,
+    ips: [...w.ips],
+    ...(kind === 'pod' && w.node ? { node: w.node } : {}),
+    ...(w.owner_kind ? { owner: { kind: w.owner_kind, name: w.owner_name } } : {}),
+    labels: { ...w.labels },
+    ...(kind === 'pod' ? { services: [...w.services] } : {}),
+    ...(w.type ? { type: w.type } : {}),
+    ...(w.host_network ? { host_network: true } : {}),
+  };
+}
+
+function fromProtoIdentity(i: ProtoIps['identities'][number]): IpInfo {
+  const kind = i.kind === 'pod' || i.kind === 'service' || i.kind === 'node' ? i.kind : 'external';
+  return {
+    ip: i.ip,
+    kind,
+    ...(i.name ? { name: i.name } : {}),
+    ...(i.namespace ? { namespace: i.namespace } : {}),
+    ...(i.pod ? { pod: i.pod } : {}),
+    ...(i.service ? { service: i.service } : {}),
+    ...(i.services.length ? { services: [...i.services] } : {}),
+    ...(i.node ? { node: i.node } : {}),
+    ...(i.owner_kind ? { owner: { kind: i.owner_kind, name: i.owner_name } } : {}),
+    ...(Object.keys(i.labels).length ? { labels: { ...i.labels } } : {}),
+    ...(i.reason ? { reason: i.reason } : {}),
+    at_us: i.at_us,
+    ...(i.first_seen_us ? { flows: i.flows, first_seen_us: i.first_seen_us, last_seen_us: i.last_seen_us } : {}),
+  };
+}
 
 /**
  * Creating a snapshot copies packets on the worker's disk, which takes longer than a query:
@@ -870,6 +917,79 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       counts: results.map(({ value: c }) => ({ node: c.node, scanned: c.scanned, matched: c.matched, errors: c.errors, ...(c.last_error ? { last_error: c.last_error } : {}) })),
       nodes,
     };
+  }
+
+  /**
+   * Pods, Services and nodes from every worker's resolver: the union, de-duplicated by kind,
+   * namespace and name (workers of one cluster see the same objects; the first answer wins).
+   * Workers without a Kubernetes source answer FAILED_PRECONDITION, which the coverage reports
+   * (and which is the error when no worker has one).
+   */
+  async listWorkloads(q: WorkloadQuery, ctx: CallContext): Promise<WorkloadList> {
+    const req = { namespace: q.namespace ?? '', at_us: q.at_us ?? 0 };
+    const { results, nodes } = await this.fanOut(async (w) => {
+      const r = (await this.unary(w, w.client.ResolveWorkloads as never, req, ctx.signal)) as ProtoWorkloads;
+      w.node = r.node || w.node;
+      return r;
+    }, ctx.signal);
+    const byKey = new Map<string, WorkloadInfo>();
+    const namespaces = new Set<string>();
+    for (const { value } of results) {
+      for (const n of value.namespaces) namespaces.add(n);
+      for (const pw of value.workloads) {
+        const key = `${pw.kind}\u0000${pw.namespace}\u0000${pw.name}`;
+        if (!byKey.has(key)) byKey.set(key, fromProtoWorkload(pw));
+      }
+    }
+    const order = (a: WorkloadInfo, b: WorkloadInfo): number =>
+      WORKLOAD_KIND_ORDER[a.kind] - WORKLOAD_KIND_ORDER[b.kind] || (a.namespace < b.namespace ? -1 : a.namespace > b.namespace ? 1 : a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    return { workloads: [...byKey.values()].sort(order), namespaces: [...namespaces].sort(), nodes };
+  }
+
+  /**
+   * Who addresses are, from every worker's resolver. Given addresses: one answer each (the first
+   * worker that names it, else the first answer), in request order. Addresses from flows: the
+   * union over the workers, flow counts added, first and last seen widened, each resolved at its
+   * earliest flow; ordered by flows, then address.
+   */
+  async resolveIps(q: IpQuery, ctx: CallContext): Promise<IpList> {
+    const req = {
+      ips: q.ips ?? [],
+      at_us: q.at_us ?? 0,
+      from_flows: q.from_flows ?? false,
+      since_us: q.since_us ?? 0,
+      until_us: q.until_us ?? 0,
+      unresolved_only: q.unresolved_only ?? false,
+    };
+    const { results, nodes } = await this.fanOut(async (w) => {
+      const r = (await this.unary(w, w.client.ResolveIps as never, req, ctx.signal)) as ProtoIps;
+      w.node = r.node || w.node;
+      return r;
+    }, ctx.signal);
+    const given = new Map<string, IpInfo>();
+    const seen = new Map<string, IpInfo>();
+    for (const { value } of results) {
+      for (const pi of value.identities) {
+        const info = fromProtoIdentity(pi);
+        if (info.flows === undefined) {
+          const had = given.get(info.ip);
+          if (had === undefined || (had.kind === 'external' && info.kind !== 'external')) given.set(info.ip, info);
+          continue;
+        }
+        const had = seen.get(info.ip);
+        if (had === undefined) {
+          seen.set(info.ip, info);
+          continue;
+        }
+        const flows = (had.flows ?? 0) + info.flows;
+        const first = Math.min(had.first_seen_us ?? Infinity, info.first_seen_us ?? Infinity);
+        const last = Math.max(had.last_seen_us ?? 0, info.last_seen_us ?? 0);
+        const base = (info.first_seen_us ?? Infinity) < (had.first_seen_us ?? Infinity) ? info : had;
+        seen.set(info.ip, { ...base, flows, first_seen_us: first, last_seen_us: last });
+      }
+    }
+    const fromFlows = [...seen.values()].sort((a, b) => (b.flows ?? 0) - (a.flows ?? 0) || (a.ip < b.ip ? -1 : a.ip > b.ip ? 1 : 0));
+    return { ips: [...given.values(), ...fromFlows], nodes };
   }
 
   /** One StreamEntries call read to its end, within the deadline; cancelled with the request. */

@@ -188,6 +188,8 @@ test('tools/list offers the catalogue with the documented annotations', async ()
     'get_api_call',
     'get_api_stats',
     'apply_filter',
+    'list_workloads',
+    'list_ips',
     'get_status',
     'get_data_boundaries',
     'export_pcap',
@@ -196,7 +198,7 @@ test('tools/list offers the catalogue with the documented annotations', async ()
     'get_snapshot',
     'delete_snapshot',
   ]);
-  for (const name of ['get_service_map', 'list_api_calls', 'get_api_call', 'get_api_stats', 'apply_filter', 'get_status', 'get_data_boundaries', 'export_pcap', 'list_snapshots', 'get_snapshot']) {
+  for (const name of ['get_service_map', 'list_api_calls', 'get_api_call', 'get_api_stats', 'apply_filter', 'list_workloads', 'list_ips', 'get_status', 'get_data_boundaries', 'export_pcap', 'list_snapshots', 'get_snapshot']) {
     expect(byName.get(name)!.annotations).toMatchObject({ readOnlyHint: true, openWorldHint: false });
   }
   expect(byName.get('create_snapshot')!.annotations).toMatchObject({ readOnlyHint: false, destructiveHint: false });
