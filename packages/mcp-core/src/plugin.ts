@@ -4,7 +4,10 @@ import fp from 'fastify-plugin';
 import type { Server } from '@modelcontextprotocol/sdk/server/index.js';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { isInitializeRequest, type Implementation } from '@modelcontextprotocol/sdk/types.js';
+import { PromptRegistry } from './prompts';
+import type { PromptDefinition } from './prompt-kit';
 import { ToolRegistry, type ToolDefinition } from './registry';
+import { ResourceExtensions, type StaticResource, type TemplateResource } from './resources';
 import { BoundedEventStore } from './event-store';
 import type { FilterPolicy } from './filters';
 import { selectTool, type Toolset } from './toolsets';
@@ -61,6 +64,8 @@ export interface McpPluginOptions {
    * (e.g. the setting of the application that mounts the plugin). Default: the plugin options.
    */
   allowHint?: { host?: string; origin?: string };
+  /** Items per page of tools/list, resources/list and prompts/list (default 100). */
+  listPageSize?: number;
 }
 
 /** What the plugin decorates the Fastify instance with, for other plugins and for tests. */
@@ -72,6 +77,10 @@ export interface McpHandle {
    * registered, the reason is logged, and false is returned.
    */
   registerTool<Args>(def: ToolDefinition<Args>): boolean;
+  /** Adds a prompt to every session; a duplicate or malformed one throws ToolDefinitionError. */
+  registerPrompt(def: PromptDefinition): void;
+  /** Adds a resource or resource template to every session; a duplicate or malformed one throws ToolDefinitionError. */
+  registerResource(def: StaticResource | TemplateResource): void;
   /** Open MCP sessions. */
   sessionCount(): number;
 }
@@ -171,6 +180,8 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
   };
   for (const tool of toolsFor(opts.source)) addTool(tool);
   const resumableEvents = opts.resumableEvents ?? 1000;
+  const prompts = new PromptRegistry();
+  const resources = new ResourceExtensions();
   const sessions = new Map<string, Session>();
   const allowedHosts = compileAllowList('allowedHosts', opts.allowedHosts ?? DEFAULT_ALLOWED_HOSTS, parseHost, 'a host or host:port');
   const allowedOrigins = compileAllowList('allowedOrigins', opts.allowedOrigins ?? DEFAULT_ALLOWED_ORIGINS, parseOrigin, 'an origin like https://host or https://host:port');
@@ -204,6 +215,8 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
   app.decorate('mcp', {
     registry,
     registerTool: addTool,
+    registerPrompt: (def: PromptDefinition) => prompts.register(def),
+    registerResource: (def: StaticResource | TemplateResource) => resources.register(def),
     sessionCount: () => sessions.size,
   } satisfies McpHandle);
 
@@ -254,7 +267,16 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
     return id ? { id, session: sessions.get(id) } : {};
   };
 
-  const newServer = (): Server => createMcpServer({ registry, source: opts.source, serverInfo, ...(opts.instructions ? { instructions: opts.instructions } : {}) });
+  const newServer = (): Server =>
+    createMcpServer({
+      registry,
+      source: opts.source,
+      serverInfo,
+      prompts,
+      resources,
+      ...(opts.instructions ? { instructions: opts.instructions } : {}),
+      ...(opts.listPageSize ? { listPageSize: opts.listPageSize } : {}),
+    });
 
   if (opts.stateless) {
     // One server and transport per request: any replica can answer any request.

@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import type { GetPromptResult, Prompt } from '@modelcontextprotocol/sdk/types.js';
+import { ToolDefinitionError } from './errors';
 import { PAGING, RTT_BANDS, callOf, describeWindow, intValue, invalidPromptParams, windowArgs, windowOf, type PromptDefinition } from './prompt-kit';
 import { compareTrafficPrompt, findErrorsPrompt, investigateFailedRequestPrompt, latencyAnalysisPrompt, securityAuditPrompt, traceRequestPrompt } from './prompts-l7';
 
@@ -148,10 +149,24 @@ export class PromptRegistry {
   private readonly prompts = new Map<string, PromptDefinition>();
 
   constructor(prompts: readonly PromptDefinition[] = BUILTIN_PROMPTS) {
-    for (const p of prompts) {
-      if (this.prompts.has(p.name)) throw new Error(`prompt "${p.name}" is registered twice`);
-      this.prompts.set(p.name, p);
+    for (const p of prompts) this.register(p);
+  }
+
+  /** Adds a prompt; a duplicate or malformed definition is a ToolDefinitionError (fails at start-up). */
+  register(p: PromptDefinition): void {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(p.name)) throw new ToolDefinitionError(`prompt name "${p.name}" must be 1-64 letters, digits, "_", "." or "-"`);
+    if (this.prompts.has(p.name)) throw new ToolDefinitionError(`prompt "${p.name}" is registered twice`);
+    const args = new Set<string>();
+    for (const a of p.arguments) {
+      if (args.has(a.name)) throw new ToolDefinitionError(`prompt "${p.name}": argument "${a.name}" is declared twice`);
+      args.add(a.name);
     }
+    if (typeof p.render !== 'function') throw new ToolDefinitionError(`prompt "${p.name}" has no render function`);
+    this.prompts.set(p.name, p);
+  }
+
+  has(name: string): boolean {
+    return this.prompts.has(name);
   }
 
   list(): Prompt[] {

@@ -1,5 +1,6 @@
 import { ErrorCode, McpError, type Resource, type ResourceTemplate } from '@modelcontextprotocol/sdk/types.js';
 import { renderReference } from '@kubeshark-mcp/kfl';
+import { ToolDefinitionError } from './errors';
 import { apiCallView } from './tools/api-calls';
 import { buildServiceMap, serviceMapMermaid } from './service-map';
 import type { CallContext, TrafficSource } from './traffic-source';
@@ -185,15 +186,41 @@ export const resourceNotFound = (uri: string): McpError =>
   // MCP reserves -32002 for "resource not found".
   new McpError(-32002, `Resource not found: ${uri}. List them with resources/list and resources/templates/list.`);
 
+/**
+ * Resources other hub plugins add (`app.mcp.registerResource`), shared by every session.
+ * Checked at registration: a `scheme://` URI (or a template with `{var}` placeholders), a
+ * name, and no clash with a built-in or an earlier registration.
+ */
+export class ResourceExtensions {
+  readonly statics: StaticResource[] = [];
+  readonly templates: TemplateResource[] = [];
+
+  register(r: StaticResource | TemplateResource): void {
+    const uri = 'uri' in r ? r.uri : r.uriTemplate;
+    if (!/^[a-z][a-z0-9+.-]*:\/\/\S+$/.test(uri)) throw new ToolDefinitionError(`resource "${r.name}": "${uri}" is not a URI (scheme://...)`);
+    if (!r.name || !r.mimeType) throw new ToolDefinitionError(`resource "${uri}" needs a name and a mimeType`);
+    const taken = [...STATIC_RESOURCES, ...this.statics].map((x) => x.uri).concat([...TEMPLATE_RESOURCES, ...this.templates].map((x) => x.uriTemplate));
+    if (taken.includes(uri)) throw new ToolDefinitionError(`resource "${uri}" is registered twice`);
+    if ('uri' in r) this.statics.push(r);
+    else {
+      if (!/\{[A-Za-z_][A-Za-z0-9_]*\}/.test(r.uriTemplate)) throw new ToolDefinitionError(`resource template "${uri}" has no {variable}`);
+      this.templates.push(r);
+    }
+  }
+}
+
 /** The resources a source can serve, with their lookups. */
 export class ResourceCatalogue {
   readonly statics: StaticResource[];
   readonly templates: TemplateResource[];
 
-  constructor(readonly source: TrafficSource) {
+  constructor(
+    readonly source: TrafficSource,
+    extensions?: ResourceExtensions,
+  ) {
     const has = (r: Common): boolean => r.requires.every((m) => typeof source[m] === 'function');
-    this.statics = STATIC_RESOURCES.filter(has);
-    this.templates = TEMPLATE_RESOURCES.filter(has);
+    this.statics = [...STATIC_RESOURCES, ...(extensions?.statics ?? [])].filter(has);
+    this.templates = [...TEMPLATE_RESOURCES, ...(extensions?.templates ?? [])].filter(has);
   }
 
   list(): Resource[] {

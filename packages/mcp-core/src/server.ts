@@ -10,12 +10,15 @@ import {
   ListToolsRequestSchema,
   McpError,
   ReadResourceRequestSchema,
+  SetLevelRequestSchema,
   SubscribeRequestSchema,
   UnsubscribeRequestSchema,
   type Implementation,
+  type LoggingLevel,
 } from '@modelcontextprotocol/sdk/types.js';
+import { redactValue } from './redact';
 import { PromptRegistry } from './prompts';
-import { LiveWatcher, ResourceCatalogue, resourceNotFound } from './resources';
+import { LiveWatcher, ResourceCatalogue, resourceNotFound, type ResourceExtensions } from './resources';
 import { UnknownToolError, type ProgressUpdate, type ToolRegistry } from './registry';
 import type { TrafficSource } from './traffic-source';
 
@@ -29,6 +32,27 @@ export interface McpServerOptions {
   prompts?: PromptRegistry;
   /** How often subscriptions poll for new traffic (default 2000 ms); notifications come at most this often. */
   liveIntervalMs?: number;
+  /** Resources other plugins added. */
+  resources?: ResourceExtensions;
+  /** Items per page of tools/list, resources/list, resources/templates/list and prompts/list (default 100). */
+  listPageSize?: number;
+}
+
+const LEVELS: readonly LoggingLevel[] = ['debug', 'info', 'notice', 'warning', 'error', 'critical', 'alert', 'emergency'];
+
+/**
+ * One page of a list method: the cursor is the base64url offset this server issued; anything
+ * else is an invalid-params error.
+ */
+function page<T>(items: readonly T[], cursor: string | undefined, size: number): { items: T[]; nextCursor?: string } {
+  let offset = 0;
+  if (cursor !== undefined) {
+    const m = /^o(\d{1,9})$/.exec(Buffer.from(cursor, 'base64url').toString('utf8'));
+    if (!m || Number(m[1]) > items.length) throw new McpError(ErrorCode.InvalidParams, `Invalid cursor: ${JSON.stringify(cursor.slice(0, 64))} is not a cursor this list issued`);
+    offset = Number(m[1]);
+  }
+  const next = offset + size;
+  return { items: items.slice(offset, next), ...(next < items.length ? { nextCursor: Buffer.from(`o${next}`).toString('base64url') } : {}) };
 }
 
 /** Completions returned at most (the MCP limit is 100). */
@@ -64,23 +88,46 @@ export const DEFAULT_INSTRUCTIONS =
  */
 export function createMcpServer(options: McpServerOptions): Server {
   const server = new Server(options.serverInfo, {
-    capabilities: { tools: { listChanged: false }, prompts: { listChanged: false }, resources: { subscribe: true, listChanged: false }, completions: {} },
+    capabilities: { tools: { listChanged: false }, prompts: { listChanged: false }, resources: { subscribe: true, listChanged: false }, completions: {}, logging: {} },
     instructions: options.instructions ?? DEFAULT_INSTRUCTIONS,
   });
   const prompts = options.prompts ?? DEFAULT_PROMPTS;
-  server.setRequestHandler(ListToolsRequestSchema, () => ({ tools: options.registry.list() }));
-  // A handful of prompts: one page, so a cursor is never issued.
-  server.setRequestHandler(ListPromptsRequestSchema, () => ({ prompts: prompts.list() }));
+  const pageSize = options.listPageSize ?? 100;
+  server.setRequestHandler(ListToolsRequestSchema, (request) => {
+    const p = page(options.registry.list(), request.params?.cursor, pageSize);
+    return { tools: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) };
+  });
+  server.setRequestHandler(ListPromptsRequestSchema, (request) => {
+    const p = page(prompts.list(), request.params?.cursor, pageSize);
+    return { prompts: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) };
+  });
+
+  // Logging: the client's level (logging/setLevel); until it sets one, warnings and above.
+  let level: LoggingLevel = 'warning';
+  server.setRequestHandler(SetLevelRequestSchema, (request) => {
+    level = request.params.level;
+    return {};
+  });
+  const log = (at: LoggingLevel, data: Record<string, unknown>): void => {
+    if (LEVELS.indexOf(at) < LEVELS.indexOf(level)) return;
+    void server.sendLoggingMessage({ level: at, logger: 'kubeshark-mcp', data: redactValue(data) }).catch(() => undefined);
+  };
   server.setRequestHandler(GetPromptRequestSchema, (request) => prompts.get(request.params.name, request.params.arguments ?? {}));
-  const resources = new ResourceCatalogue(options.source);
+  const resources = new ResourceCatalogue(options.source, options.resources);
   const live = new LiveWatcher(options.source, (uri) => server.sendResourceUpdated({ uri }), options.liveIntervalMs);
   const closed = server.onclose;
   server.onclose = () => {
     live.stop();
     closed?.();
   };
-  server.setRequestHandler(ListResourcesRequestSchema, () => ({ resources: resources.list() }));
-  server.setRequestHandler(ListResourceTemplatesRequestSchema, () => ({ resourceTemplates: resources.listTemplates() }));
+  server.setRequestHandler(ListResourcesRequestSchema, (request) => {
+    const p = page(resources.list(), request.params?.cursor, pageSize);
+    return { resources: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) };
+  });
+  server.setRequestHandler(ListResourceTemplatesRequestSchema, (request) => {
+    const p = page(resources.listTemplates(), request.params?.cursor, pageSize);
+    return { resourceTemplates: p.items, ...(p.nextCursor ? { nextCursor: p.nextCursor } : {}) };
+  });
   server.setRequestHandler(ReadResourceRequestSchema, async (request, extra) => {
     const uri = request.params.uri;
     const content = await resources.read(uri, { signal: extra.signal });
@@ -110,15 +157,27 @@ export function createMcpServer(options: McpServerOptions): Server {
     return { completion: { values: values.slice(0, MAX_COMPLETIONS), total: values.length, hasMore: values.length > MAX_COMPLETIONS } };
   });
   server.setRequestHandler(CallToolRequestSchema, async (request, extra) => {
+    const name = request.params.name;
+    const started = Date.now();
     try {
       const token = extra._meta?.progressToken;
-      return await options.registry.call(request.params.name, request.params.arguments, {
+      const result = await options.registry.call(name, request.params.arguments, {
         source: options.source,
         signal: extra.signal,
         ...(token !== undefined
           ? { progress: (update: ProgressUpdate) => extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, ...update } }) }
           : {}),
       });
+      const ms = Date.now() - started;
+      if (result.isError) {
+        log('warning', { event: 'tool_error', tool: name, ms, message: result.content.map((c) => (c.type === 'text' ? c.text : '')).join(' ').slice(0, 2000) });
+      } else {
+        const nodes = (result.structuredContent as { nodes?: { node: string; state: string; message?: string }[] } | undefined)?.nodes ?? [];
+        const missing = nodes.filter((n) => n.state !== 'ok');
+        if (missing.length) log('warning', { event: 'partial_answer', tool: name, missing });
+        log('debug', { event: 'tool_call', tool: name, ms });
+      }
+      return result;
     } catch (err) {
       if (err instanceof UnknownToolError) {
         throw new McpError(ErrorCode.InvalidParams, `Unknown tool: ${err.tool}. Available: ${options.registry.list().map((t) => t.name).join(', ')}`);
