@@ -204,8 +204,13 @@ function fromProtoFlow(f: ProtoFlow): Flow {
 }
 
 function fromProtoGroup(g: ProtoGroup): FlowGroup {
-  const { port: _c, ...client } = endpoint(g.client);
-  const { port: _s, ...server } = endpoint(g.server);
+  // A group's ends have no port, and an address only when the grouping has one (ip pairs).
+  const side = (e: ProtoEndpoint | null): Partial<Flow['client']> => {
+    const { port: _p, ip, ...rest } = endpoint(e);
+    return ip ? { ip, ...rest } : rest;
+  };
+  const client = side(g.client);
+  const server = side(g.server);
   return {
     key: g.key,
     client,

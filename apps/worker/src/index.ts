@@ -17,3 +17,6 @@ export { exportPackets, packetMatcher, CaptureFileBuilder, ExportError } from '.
 export type { ExportFilter, ExportFormat, FlowSelector } from './export';
 export { EntryStore, L7Pipeline, CursorError, entrySummary, entryDetail } from './entries';
 export type { StoredEntry, EntrySummary, EntryEndpoint } from './entries';
+export { clusterMapSource, kubeWatchSource, IdentityLookup } from './k8s';
+export type { KubeSource, KubeStatus } from './k8s';
+export { NO_KUBERNETES } from './engine';
