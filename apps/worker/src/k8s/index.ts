@@ -6,7 +6,7 @@ export { ClusterResolver, DEFAULT_MAX_INTERVALS_PER_IP, DEFAULT_RETENTION_US } f
 export type { ClusterResolverOptions, ResolverStats, Workloads, WorkloadPod, WorkloadService, WorkloadNode } from './resolver';
 export { loadClusterMap, formatClusterMapError, ClusterMapError } from './cluster-map';
 export type { ClusterMapResult, ClusterMapItemError, LoadClusterMapOptions, ClusterMapJson } from './cluster-map';
-export { KubeWatcher, KubeWatchError, WATCH_RESOURCES, SERVICE_ACCOUNT_DIR } from './watch';
+export { KubeWatcher, KubeWatchError, WATCH_RESOURCES, WATCH_PATHS, SERVICE_ACCOUNT_DIR } from './watch';
 export type { KubeWatcherOptions, KubeWatchErrorCode, WatchResource, ResourceState, ResourceStatus, WatcherState, WatcherStatus, WatchNotice } from './watch';
 export { endpointFields, workloadOf, IDENTITY_REASONS, UNRESOLVED } from './identity';
 export type { Identity, IdentityKind, IdentityReason, EndpointIdentity, NamespacedName, Workload, WorkloadKind, OwnerRef } from './identity';

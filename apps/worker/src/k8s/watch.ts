@@ -41,6 +41,9 @@ const RESOURCE: Record<WatchResource, { path: string; kind: KubeKind }> = {
   nodes: { path: '/api/v1/nodes', kind: 'Node' },
 };
 
+/** The API path each resource is listed and watched on (what the chart's ClusterRole must allow). */
+export const WATCH_PATHS: Readonly<Record<WatchResource, string>> = Object.fromEntries(WATCH_RESOURCES.map((r) => [r, RESOURCE[r].path])) as Record<WatchResource, string>;
+
 /** A watch ended by the server sooner than this counts as a failed attempt for the backoff. */
 const MIN_WATCH_MS = 1000;
 
