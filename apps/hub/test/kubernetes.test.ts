@@ -223,6 +223,16 @@ test('list_l4_flows aggregate=namespace merges the groups of both nodes, percent
 });
 
 test('list_l4_flows rows carry identities, and list_api_calls selects by dst.namespace on every node', async () => {
+  // namespace= selects flows with that namespace at either end, on both nodes; a cursor alone pages on.
+  const first = structured<{ flows: { id: string; server: Record<string, unknown> }[]; total: number; nextCursor: string }>(await call(client, 'list_l4_flows', { namespace: 'data', limit: 5 }));
+  expect(first.total).toBe(8);
+  const rest = structured<{ flows: { id: string; server: Record<string, unknown> }[]; nextCursor?: string }>(await call(client, 'list_l4_flows', { cursor: first.nextCursor }));
+  const ids = [...first.flows, ...rest.flows].map((f) => f.id);
+  expect(new Set(ids).size).toBe(8);
+  expect(new Set(ids.map((id) => id.split('/')[0]))).toEqual(new Set(['node-a', 'node-b']));
+  for (const f of [...first.flows, ...rest.flows]) expect(f.server).toMatchObject({ namespace: 'data', pod: 'postgres-0' });
+  expect(rest.nextCursor).toBeUndefined();
+
   const flows = structured<{ flows: { client: Record<string, unknown>; server: Record<string, unknown> }[] }>(await call(client, 'list_l4_flows', { ip: '192.168.1.104' }));
   expect(flows.flows).toHaveLength(1);
   expect(flows.flows[0]!.server).toMatchObject({ ip: '63.245.209.11', pod: 'user-service-0', namespace: 'production', service: 'user-service', node: 'node-b' });

@@ -105,7 +105,7 @@ describe('MCP server over the SDK client', () => {
       expect(t.description).toEqual(expect.any(String));
     }
     const list = tools[0]!;
-    expect(Object.keys(list.inputSchema.properties ?? {}).sort()).toEqual(['aggregate', 'cursor', 'end', 'ip', 'kfl', 'l4proto', 'limit', 'order_by', 'port', 'start']);
+    expect(Object.keys(list.inputSchema.properties ?? {}).sort()).toEqual(['aggregate', 'cursor', 'end', 'ip', 'kfl', 'l4proto', 'limit', 'namespace', 'order_by', 'pod', 'port', 'service', 'start']);
     expect(list.outputSchema?.required).toEqual(['total', 'offset', 'returned', 'truncated', 'nodes']);
     const summary = tools[1]!;
     expect(Object.keys(summary.inputSchema.properties ?? {}).sort()).toEqual(['end', 'kfl', 'l4proto', 'start', 'top']);

@@ -137,3 +137,31 @@ describe('list_ips', () => {
     expect(s.ips).toEqual([expect.objectContaining({ ip: '8.8.8.8', flows: 3, first_seen: '2024-05-01T14:15:01.000000Z' })]);
   });
 });
+
+describe('list_l4_flows by Kubernetes identity', () => {
+  test('namespace, pod and service become KFL over either end, AND-ed with kfl; names are checked', async () => {
+    const source = new MemorySource();
+    const client = await connectInMemory(source);
+    await client.callTool({ name: 'list_l4_flows', arguments: { namespace: 'shop', service: 'cart-db', kfl: 'tcp_flow' } });
+    await client.callTool({ name: 'list_l4_flows', arguments: { pod: 'cart-db-0', aggregate: 'service' } });
+    await client.callTool({ name: 'list_l4_flows', arguments: { kfl: 'udp_flow' } });
+    expect(source.flowQueries.map((q) => [q.kfl, q.aggregate])).toEqual([
+      // The composer parenthesises the model's filter; it is AND-ed as one term.
+      ['((tcp_flow)) && (src.namespace == "shop" || dst.namespace == "shop") && (src.service.name == "cart-db" || dst.service.name == "cart-db")', 'none'],
+      ['(src.pod.name == "cart-db-0" || dst.pod.name == "cart-db-0")', 'service'],
+      ['(udp_flow)', 'none'],
+    ]);
+    const bad = await client.callTool({ name: 'list_l4_flows', arguments: { namespace: 'Not A Name' } }).then(
+      (r) => r as CallToolResult,
+      (e: unknown) => e,
+    );
+    expect(bad instanceof McpError ? bad.code : (bad as CallToolResult).isError).toBeTruthy();
+  });
+
+  test('the aggregate enum and docs name namespace, pod and service', () => {
+    const tool = toolsFor(new MemorySource()).find((t) => t.name === 'list_l4_flows')!;
+    const aggregate = (tool.inputSchema.properties as Record<string, { enum: string[]; description: string }>).aggregate!;
+    expect(aggregate.enum).toEqual(['none', 'ip_pair', 'node', 'namespace', 'pod', 'service']);
+    expect(aggregate.description).toMatch(/namespace \/ pod \/ service: one row per server namespace, pod/);
+  });
+});

@@ -35,6 +35,9 @@ function groupLine(g: FlowGroupView): string {
 
 interface ListFlowsArgs extends TimeArgs {
   kfl?: string;
+  namespace?: string;
+  pod?: string;
+  service?: string;
   aggregate: FlowAggregate;
   l4proto?: L4Protocol;
   ip?: string;
@@ -90,7 +93,8 @@ function pagedQueryOf(args: ListFlowsArgs, kfl: string): PagedFlowQuery {
 function resolvePage(args: ListFlowsArgs, kfl: string): { query: PagedFlowQuery; offset: number } {
   if (args.cursor === undefined) return { query: pagedQueryOf(args, kfl), offset: 0 };
   const { query, offset } = decodeCursor(listL4Flows.name, args.cursor, checkPagedQuery);
-  const given = pagedQueryOf(args, args.kfl !== undefined ? kfl : '');
+  const filtered = args.kfl !== undefined || args.namespace !== undefined || args.pod !== undefined || args.service !== undefined;
+  const given = pagedQueryOf(args, filtered ? kfl : '');
   const conflicts: string[] = [];
   for (const [field, arg] of [
     ['kfl', 'kfl'],
@@ -111,6 +115,30 @@ function resolvePage(args: ListFlowsArgs, kfl: string): { query: PagedFlowQuery;
   return { query, offset };
 }
 
+/**
+ * The namespace, pod and service arguments as KFL over either end of a flow (the workers resolve
+ * the identities), AND-ed with the composed filter.
+ */
+function withIdentities(kfl: string, args: Pick<ListFlowsArgs, 'namespace' | 'pod' | 'service'>): string {
+  const parts = kfl ? [`(${kfl})`] : [];
+  const either = (field: string, v: string | undefined): void => {
+    if (v !== undefined) parts.push(`(src.${field} == ${JSON.stringify(v)} || dst.${field} == ${JSON.stringify(v)})`);
+  };
+  either('namespace', args.namespace);
+  either('pod.name', args.pod);
+  either('service.name', args.service);
+  return parts.length === 1 && kfl ? kfl : parts.join(' && ');
+}
+
+/** A Kubernetes object name (DNS-1123 subdomain). */
+const k8sName = (what: string): Record<string, unknown> => ({
+  type: 'string',
+  minLength: 1,
+  maxLength: 253,
+  pattern: '^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$',
+  description: `Only flows with this ${what} at either end (the Kubernetes identity the worker resolved).`,
+});
+
 const NARROW_HINT = 'narrow with ip, port, l4proto, kfl (dst.namespace == "...") or a shorter start/end window, use aggregate="ip_pair" or aggregate="namespace", or get_l4_flow_summary for totals';
 
 export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
@@ -122,7 +150,7 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
     '< 1 ms excellent, 1-10 ms good, 10-100 ms elevated, > 100 ms high). Use aggregate="ip_pair" to get one row per ' +
     'client/server address pair with handshake percentiles, aggregate="node" for one row per node, or aggregate="namespace", "pod" or "service" ' +
     'for one row per server namespace, pod or Service (Kubernetes identity of the server at the flow start; servers outside the cluster stay IPs). ' +
-    'Filter by ip, port, l4proto, a start/end window and kfl (KFL2 over flow fields: tcp_flow && flow_state == "reset", flow_local_bps > 5000000, ' +
+    'Filter by ip, port, namespace, pod, service, l4proto, a start/end window and kfl (KFL2 over flow fields: tcp_flow && flow_state == "reset", flow_local_bps > 5000000, ' +
     'dst.namespace == "production", src.pod.name == "frontend-0"). ' +
     'Results are paged: when nextCursor is present, call again with cursor=nextCursor (same arguments) for the next page.',
   inputSchema: {
@@ -141,6 +169,9 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
       l4proto: { type: 'string', enum: ['tcp', 'udp'], description: 'Only TCP or only UDP flows.' },
       ip: { type: 'string', format: 'ip', description: 'Only flows with this address at either end.' },
       port: { type: 'integer', minimum: 1, maximum: 65535, description: 'Only flows with this port at either end.' },
+      namespace: k8sName('namespace'),
+      pod: k8sName('pod (name)'),
+      service: k8sName('Service (name)'),
       start: timeArg('Only flows active at or after this time'),
       end: timeArg('Only flows active at or before this time'),
       order_by: {
@@ -169,7 +200,7 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
   },
   annotations: { readOnlyHint: true, openWorldHint: false },
   async handler(args, ctx) {
-    const { query, offset } = resolvePage(args, ctx.filters.compose(args.kfl).text);
+    const { query, offset } = resolvePage(args, withIdentities(ctx.filters.compose(args.kfl).text, args));
     const result = await ctx.source.listFlows({ ...query, limit: args.limit, ...(offset > 0 ? { offset } : {}) }, { signal: ctx.signal });
     const grouped = query.aggregate !== 'none';
     const what = grouped ? 'groups' : 'flows';
