@@ -201,7 +201,7 @@ export class EntryStore {
   }
 
   add(s: Omit<StoredEntry, 'seq'>): void {
-    const item: StoredEntry = { ...s, seq: this.seq++ };
+    const item: StoredEntry = { id: s.id, node: s.node, flow_id: s.flow_id, src: s.src, dst: s.dst, entry: s.entry, seq: this.seq++ };
     const ts = item.entry.timestamp;
     const items = this.items;
     let i = items.length;
@@ -393,18 +393,30 @@ export class L7Pipeline {
     return { clientDir: handshake ? (clientLow ? 0 : 1) : undefined, ports: [low, high] };
   }
 
-  private emit(e: Entry): void {
+  /** The endpoints of recent streams: reading them from the flow table formats addresses, which costs more than a call. */
+  private readonly endpoints = new Map<number, { flowId: string; src: EntryEndpoint; dst: EntryEndpoint }>();
+
+  private endpointsOf(stream: number): { flowId: string; src: EntryEndpoint; dst: EntryEndpoint } {
+    let ep = this.endpoints.get(stream);
+    if (ep) return ep;
     const table = this.table;
-    const row = table ? table.rowOf(e.stream) : -1;
+    const row = table ? table.rowOf(stream) : -1;
     const f = row >= 0 ? table!.get(row) : undefined;
-    const flowId = `${this.node}/${e.stream}`;
-    this.store.add({
-      id: `${flowId}/${e.index}`,
-      node: this.node,
-      flow_id: flowId,
+    ep = {
+      flowId: `${this.node}/${stream}`,
       src: f ? { ip: f.client.ip, port: f.client.port } : { ip: '', port: 0 },
       dst: f ? { ip: f.server.ip, port: f.server.port } : { ip: '', port: 0 },
-      entry: e as AnyEntry,
-    });
+    };
+    // Only a flow that was found is remembered (a missing one may be added later); bounded, oldest first out.
+    if (f) {
+      this.endpoints.set(stream, ep);
+      if (this.endpoints.size > 4096) this.endpoints.delete(this.endpoints.keys().next().value!);
+    }
+    return ep;
+  }
+
+  private emit(e: Entry): void {
+    const ep = this.endpointsOf(e.stream);
+    this.store.add({ id: `${ep.flowId}/${e.index}`, node: this.node, flow_id: ep.flowId, src: ep.src, dst: ep.dst, entry: e as AnyEntry });
   }
 }

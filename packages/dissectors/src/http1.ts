@@ -240,9 +240,13 @@ function lineText(buf: Uint8Array, from: number, nl: number): string {
   return Buffer.from(buf.buffer, buf.byteOffset + from, e - from).toString('latin1');
 }
 
+/** The first field named `name` (lower case), compared without regard to case; lengths first, so most names are never lower-cased. */
 function header(h: HeaderList, name: string): string | undefined {
-  const n = name.toLowerCase();
-  for (const [k, v] of h) if (k.toLowerCase() === n) return v;
+  const len = name.length;
+  for (let i = 0; i < h.length; i++) {
+    const f = h[i]!;
+    if (f[0].length === len && f[0].toLowerCase() === name) return f[1];
+  }
   return undefined;
 }
 
@@ -363,8 +367,11 @@ export class HttpDissector implements TcpDissector {
     }
     d.marks.push([c.offset, c.firstSec, c.firstNsec, c.lastSec, c.lastNsec]);
     const add = Buffer.from(c.buf.buffer, c.buf.byteOffset + c.start, c.length);
-    d.pending = d.pending.length === 0 ? Buffer.from(add) : Buffer.concat([d.pending, add]);
+    // Parse straight from the caller's bytes when nothing is pending; copy only what is left.
+    const view = d.pending.length === 0;
+    d.pending = view ? add : Buffer.concat([d.pending, add]);
     this.run(conn, c.stream, c.dir);
+    if (view && d.pending.length > 0 && d.pending.buffer === add.buffer) d.pending = Buffer.from(d.pending);
   }
 
   onGap(g: TcpGap): void {
@@ -632,9 +639,10 @@ export class HttpDissector implements TcpDissector {
   /** Parses the header block buf[0, end) and starts the message; false when it is not one. */
   private startMessage(conn: Conn, stream: number, dir: TcpDirection, buf: Buffer, end: number): boolean {
     const d = conn.dirs[dir];
-    const lines = buf.toString('latin1', 0, end).split('\n');
-    const strip = (l: string): string => (l.endsWith('\r') ? l.slice(0, -1) : l);
-    const first = strip(lines[0] ?? '');
+    // The start line, then each header line, read straight from the bytes (latin1, as HTTP/1.x
+    // field bytes are): no split of the whole block into strings.
+    const firstEnd = lineEnd(buf, 0, end);
+    const first = buf.toString('latin1', 0, firstEnd > 0 && buf[firstEnd - 1] === 0x0d ? firstEnd - 1 : Math.max(0, firstEnd));
     const msg: Message = {
       kind: d.kind!,
       method: '',
@@ -664,21 +672,32 @@ export class HttpDissector implements TcpDissector {
       msg.status = Number(m[2]);
       msg.reason = m[3] ?? '';
     }
-    for (let i = 1; i < lines.length; i++) {
-      const line = strip(lines[i]!);
-      if (line === '') continue;
-      const last = msg.headers[msg.headers.length - 1];
-      if ((line.startsWith(' ') || line.startsWith('\t')) && last) {
-        // obs-fold: a continuation of the previous field's value.
-        last[1] = `${last[1]} ${line.trim()}`;
-        continue;
+    let pos = firstEnd + 1;
+    while (pos < end) {
+      let nl = lineEnd(buf, pos, end);
+      if (nl < 0) nl = end;
+      let stop = nl;
+      if (stop > pos && buf[stop - 1] === 0x0d) stop--;
+      if (stop > pos) {
+        const c0 = buf[pos];
+        const last = msg.headers[msg.headers.length - 1];
+        if ((c0 === 0x20 || c0 === 0x09) && last) {
+          // obs-fold: a continuation of the previous field's value.
+          last[1] = `${last[1]} ${buf.toString('latin1', pos, stop).trim()}`;
+        } else {
+          let colon = pos;
+          while (colon < stop && buf[colon] !== 0x3a) colon++;
+          if (colon === stop || colon === pos) msg.error = 'dissection';
+          else {
+            let vs = colon + 1;
+            let ve = stop;
+            while (vs < ve && (buf[vs] === 0x20 || buf[vs] === 0x09)) vs++;
+            while (ve > vs && (buf[ve - 1] === 0x20 || buf[ve - 1] === 0x09)) ve--;
+            msg.headers.push([buf.toString('latin1', pos, colon), buf.toString('latin1', vs, ve)]);
+          }
+        }
       }
-      const colon = line.indexOf(':');
-      if (colon <= 0) {
-        msg.error = 'dissection';
-        continue;
-      }
-      msg.headers.push([line.slice(0, colon), line.slice(colon + 1).trim()]);
+      pos = nl + 1;
     }
     msg.encoding = header(msg.headers, 'content-encoding') ?? '';
     this.consume(d, end);
