@@ -99,6 +99,21 @@ function fromProtoEntry(e: ProtoEntry, cursor: string): ApiCall {
   };
 }
 
+/** Plain words for the socket errors grpc-js passes through, keeping the original text. */
+const TRANSPORT_ERRORS: [RegExp, string][] = [
+  [/ECONNRESET/, 'the connection was reset (the worker stopped or crashed mid-call)'],
+  [/ECONNREFUSED|connection refused/i, 'connection refused (the worker is not running or not listening there)'],
+  [/EHOSTUNREACH|ENETUNREACH|No route to host/i, 'the worker\'s address is unreachable'],
+  [/ENOTFOUND|EAI_AGAIN|Name resolution failed/i, 'the worker\'s name does not resolve'],
+  [/ETIMEDOUT/, 'the connection timed out'],
+  [/EPIPE|Connection dropped|Call cancelled|socket hang up/i, 'the connection was lost mid-call'],
+];
+
+export function explainTransportError(raw: string): string {
+  for (const [re, words] of TRANSPORT_ERRORS) if (re.test(raw)) return `${words}: ${raw}`;
+  return raw;
+}
+
 /** Trailing metadata key in which a worker names the request field an error refers to. */
 const ARGUMENT_METADATA_KEY = 'x-argument';
 
@@ -439,11 +454,12 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     w.lastError = this.reason(err);
   }
 
-  /** Why a worker failed, without naming it (coverage names the node). */
+  /** Why a worker failed, without naming it (coverage names the node), in words first and the transport's text after. */
   private reason(e: TrafficSourceError): string {
     if (e.code === ERROR_CODES.DEADLINE_EXCEEDED) return `no answer within the deadline (${this.deadlineMs} ms)`;
     const cause = e.cause as Partial<grpc.ServiceError> | undefined;
-    return (cause && typeof cause === 'object' && (cause.details || cause.message)) || e.message;
+    const raw = (cause && typeof cause === 'object' && (cause.details || cause.message)) || e.message;
+    return explainTransportError(raw);
   }
 
   private nameOf(w: WorkerConnection): string {
@@ -674,6 +690,21 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
           // Newer workers report flows dropped by their limits; older ones leave it out.
           ...(evicted(status) ? { flows_evicted: evicted(status) } : {}),
           ...(status.boundaries ? { boundaries: fromProtoBoundaries(status.boundaries, status.node) } : {}),
+          ...(status.kubernetes
+            ? {
+                kubernetes: {
+                  source: status.kubernetes.source,
+                  state: status.kubernetes.state,
+                  detail: status.kubernetes.detail,
+                  pods: status.kubernetes.pods,
+                  services: status.kubernetes.services,
+                  nodes: status.kubernetes.nodes,
+                  endpoint_slices: status.kubernetes.endpoint_slices,
+                  errors: [...status.kubernetes.errors],
+                  last_sync_us: status.kubernetes.last_sync_us,
+                },
+              }
+            : {}),
         };
       }),
     };

@@ -5,7 +5,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
 import { capturePath, grpcUnary } from '@kubeshark-mcp/testkit';
 import { WorkerEngine, clusterMapSource, startWorkerServer, type RunningWorkerServer } from '@kubeshark-mcp/worker';
-import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
+import { GrpcTrafficSource, buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
 
 /**
  * Kubernetes identities through the hub: two in-process workers (real gRPC on 127.0.0.1, port 0)
@@ -248,4 +248,19 @@ test('list_l4_flows rows carry identities, and list_api_calls selects by dst.nam
   expect(detail.call.src).toMatchObject({ pod: 'orders-6d5c4b3a29-x7k2m', namespace: 'production', service: 'orders' });
   expect(detail.call.dst).toMatchObject({ pod: 'postgres-0', namespace: 'data', service: 'postgres', node: 'node-b' });
   expect(new Set(data.calls.map((c) => c.dst.ip))).toEqual(new Set(['172.16.20.75']));
+});
+
+test("the source's status carries each worker's Kubernetes section, and none for a worker without", async () => {
+  const source = new GrpcTrafficSource([...workers, bare].map((w) => `127.0.0.1:${w.server.port}`), 5000);
+  try {
+    const { workers: states } = await source.getStatus({ signal: new AbortController().signal });
+    const byNode = Object.fromEntries(states.map((s) => [s.node, s.kubernetes]));
+    for (const node of ['node-a', 'node-b']) {
+      expect(byNode[node]).toMatchObject({ source: 'cluster-map', state: 'loaded-with-errors', pods: 6, services: 5, nodes: 2, endpoint_slices: 1 });
+      expect(byNode[node]!.errors).toEqual([expect.stringContaining('items[14].status.podIP')]);
+    }
+    expect(byNode['node-z']).toBeUndefined();
+  } finally {
+    source.close();
+  }
 });

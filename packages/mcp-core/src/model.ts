@@ -19,6 +19,7 @@ export type {
   IpQuery,
   IpInfo,
   IpList,
+  KubernetesSourceStatus,
 } from './traffic-source';
 export { FLOW_AGGREGATES } from './traffic-source';
 

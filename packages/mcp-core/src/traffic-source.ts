@@ -252,6 +252,26 @@ export interface WorkerState {
   /** Flows dropped from memory by the worker's age and count limits: their traffic is not in flow answers. */
   flows_evicted?: number;
   boundaries?: NodeBoundaries;
+  /** The worker's Kubernetes resolver: absent when it has none. */
+  kubernetes?: KubernetesSourceStatus;
+}
+
+/** Where a worker's Kubernetes identities come from and how healthy that is. */
+export interface KubernetesSourceStatus {
+  /** `cluster-map` or `kube-watch`. */
+  source: string;
+  /** Maps: `loaded`, `loaded-with-errors`; watches: `starting`, `synced`, `degraded`, `error`, `stopped`. */
+  state: string;
+  /** The files, or the API server. */
+  detail: string;
+  pods: number;
+  services: number;
+  nodes: number;
+  endpoint_slices: number;
+  /** Items skipped (maps, with their paths) or the resources' last errors (watches). */
+  errors: string[];
+  /** 0 = not synced yet. */
+  last_sync_us: number;
 }
 
 export interface StatusReport {
