@@ -85,6 +85,7 @@ describe('API call tools', () => {
     expect(s.total).toBeUndefined();
     expect(s.calls[0]).toEqual({
       id: 'node-a/0/0',
+      node: 'node-a',
       timestamp: '2024-05-01T14:16:00.123456Z',
       protocol: 'http',
       src: { ip: '10.0.0.1', port: 40000 },

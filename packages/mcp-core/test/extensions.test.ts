@@ -47,7 +47,7 @@ async function teamPlugin(app: FastifyInstance): Promise<void> {
     mimeType: 'text/plain',
     requires: [],
     match: (uri) => (uri.startsWith('team://runbooks/') ? { name: uri.slice('team://runbooks/'.length) } : undefined),
-    read: async (params) => `runbook ${params.name}`,
+    read: async (params: Record<string, string>) => `runbook ${params.name}`,
   });
 }
 

@@ -8,6 +8,8 @@ import { cursorArg, filterSchema, kflArg, limitArg, nodesSchema, pagingFields, t
 /** An API call as list_api_calls returns it. */
 export interface ApiCallView {
   id: string;
+  /** The node whose worker captured the call. */
+  node: string;
   timestamp: string;
   protocol: string;
   src: { ip: string; port: number };
@@ -25,6 +27,7 @@ export interface ApiCallView {
 export function apiCallView(c: ApiCall): ApiCallView {
   return {
     id: c.id,
+    node: c.node,
     timestamp: isoMicros(c.timestamp_us),
     protocol: c.protocol,
     src: { ip: c.src.ip, port: c.src.port },
@@ -55,6 +58,7 @@ const apiCallSchema = {
   type: 'object',
   properties: {
     id: { type: 'string', description: 'Pass to get_api_call for the full record.' },
+    node: { type: 'string', description: 'The node whose worker captured it (a call between two nodes is seen by both).' },
     timestamp: { type: 'string', description: 'Request time, RFC 3339 with microseconds.' },
     protocol: { type: 'string' },
     src: endpointSchema,
@@ -68,7 +72,7 @@ const apiCallSchema = {
     failure: { type: 'string', description: "The protocol's own account of a failure: HTTP 503 Service Unavailable, NXDOMAIN, grpc-status 14 UNAVAILABLE, SQLSTATE 42P01: ..." },
     flow_id: { type: 'string', description: 'The L4 flow (as list_l4_flows and export_pcap name it).' },
   },
-  required: ['id', 'timestamp', 'protocol', 'src', 'dst', 'method', 'path', 'url', 'status_code', 'elapsed_time_us', 'flow_id'],
+  required: ['id', 'node', 'timestamp', 'protocol', 'src', 'dst', 'method', 'path', 'url', 'status_code', 'elapsed_time_us', 'flow_id'],
   additionalProperties: false,
 };
 
