@@ -1,11 +1,12 @@
 import { handshakeSketch, percentilesNs, type Percentiles, type RttSketch } from '@kubeshark-mcp/capture';
 import type { Entry } from '@kubeshark-mcp/dissectors';
 import type { StoredEntry } from './entries';
+import type { IdentityLookup } from './k8s';
 
 /**
  * Per service and endpoint: how many calls, how many failed, how long they took. A group is
- * (server, protocol, method, endpoint). The server is the entry's destination (`ip:port` until
- * Kubernetes identities name it). The endpoint is the HTTP path without its query, with the
+ * (server, protocol, method, endpoint). The server is the entry's destination: its Kubernetes
+ * service (or workload) with namespace and port when the worker resolves it, else `ip:port`. The endpoint is the HTTP path without its query, with the
  * segments that look like identifiers (numbers, UUIDs, long hex or token strings) replaced by
  * `:id` so that `/users/12345` and `/users/67890` count together; for gRPC the method path;
  * for DNS the query name; for Kafka the topic, MongoDB the collection, AMQP the exchange or
@@ -50,7 +51,7 @@ export function endpointOf(e: Entry): string {
 }
 
 /** Groups the entries (any order), largest request count first, then by service and endpoint. */
-export function apiStats(entries: Iterable<StoredEntry>): ApiStatsGroup[] {
+export function apiStats(entries: Iterable<StoredEntry>, ids?: IdentityLookup): ApiStatsGroup[] {
   interface Acc {
     g: Omit<ApiStatsGroup, 'latency' | 'latencySketch' | 'statuses'>;
     elapsedNs: number[];
@@ -59,7 +60,10 @@ export function apiStats(entries: Iterable<StoredEntry>): ApiStatsGroup[] {
   const groups = new Map<string, Acc>();
   for (const s of entries) {
     const e = s.entry;
-    const service = s.dst.ip ? (s.dst.ip.includes(':') ? `[${s.dst.ip}]:${s.dst.port}` : `${s.dst.ip}:${s.dst.port}`) : '';
+    const named = ids && s.dst.ip ? ids.endpoint(s.dst.ip, e.timestamp) : undefined;
+    const addr = s.dst.ip ? (s.dst.ip.includes(':') ? `[${s.dst.ip}]:${s.dst.port}` : `${s.dst.ip}:${s.dst.port}`) : '';
+    // The Kubernetes name when resolved (service, else workload or pod, with its namespace), else ip:port.
+    const service = named?.name ? `${named.namespace ? `${named.namespace}/` : ''}${named.service ?? named.name}:${s.dst.port}` : addr;
     const endpoint = endpointOf(e);
     const key = `${service}\u0000${e.protocol}\u0000${e.method}\u0000${endpoint}`;
     let a = groups.get(key);

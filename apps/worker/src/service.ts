@@ -282,7 +282,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       const resolver = engine.resolver;
       const { entries } = store.query({ sinceUs: r.since_us, untilUs: r.until_us, ...(filter ? { match: (e) => filter.matches(entryRecord(e, resolver)) } : {}) });
       const selected = r.protocol ? entries.filter((s) => s.entry.protocol === r.protocol) : entries;
-      const groups = apiStats(selected).map((g) => ({
+      const groups = apiStats(selected, engine.identities()).map((g) => ({
         service: g.service,
         dst: g.dst,
         protocol: g.protocol,

@@ -160,6 +160,14 @@ test('API calls carry identities at their request time, in summaries and in deta
   expect(record.dst).toEqual({ ip: '8.8.8.8', port: 53, unresolved: 'not-in-cluster-map' });
 });
 
+test('GetApiStats names servers by their Kubernetes service and namespace; unresolved ones stay ip:port', async () => {
+  const stats = await unary<{ groups: { service: string; protocol: string; requests: number }[] }>('GetApiStats', {});
+  const http = stats.groups.filter((g) => g.protocol === 'http');
+  expect([...new Set(http.map((g) => g.service))]).toEqual(['production/user-service:80']);
+  expect(http.reduce((n, g) => n + g.requests, 0)).toBe(5);
+  expect([...new Set(stats.groups.filter((g) => g.protocol === 'dns').map((g) => g.service))]).toEqual(['8.8.8.8:53']);
+});
+
 describe('KFL filters over identities (issue 5 acceptance)', () => {
   const ids = async (kfl: string): Promise<string[]> => (await entries({ kfl })).map((e) => `${e.src.ip} -> ${e.dst.ip} ${e.protocol}`);
 

@@ -1,9 +1,16 @@
 import { decodeCursor, encodeCursor, invalidCursor } from '../cursor';
 import { isoMicros } from '../model';
 import { resultChars, type ToolDefinition, type ToolOutput } from '../registry';
-import { API_PROTOCOLS, type ApiCall, type ApiCallQuery, type ApiProtocol } from '../traffic-source';
+import { API_PROTOCOLS, type ApiCall, type ApiCallQuery, type ApiProtocol, type Endpoint } from '../traffic-source';
 import { QUERY_TO_ARGUMENT, fitRows, inArgumentTerms, nodesLine, timeWindow, type TimeArgs } from './common';
-import { cursorArg, filterSchema, kflArg, limitArg, nodesSchema, pagingFields, timeArg } from './schemas';
+import { cursorArg, endpointSchema, filterSchema, kflArg, limitArg, nodesSchema, pagingFields, timeArg } from './schemas';
+
+/** An endpoint with the Kubernetes identity fields the source filled in (empty ones left out). */
+function endpointView(e: Endpoint): Endpoint {
+  const out: Endpoint = { ip: e.ip, port: e.port };
+  for (const k of ['name', 'namespace', 'pod', 'service', 'node', 'unresolved'] as const) if (e[k]) out[k] = e[k];
+  return out;
+}
 
 /** An API call as list_api_calls returns it. */
 export interface ApiCallView {
@@ -12,8 +19,8 @@ export interface ApiCallView {
   node: string;
   timestamp: string;
   protocol: string;
-  src: { ip: string; port: number };
-  dst: { ip: string; port: number };
+  src: Endpoint;
+  dst: Endpoint;
   method: string;
   path: string;
   url: string;
@@ -30,8 +37,8 @@ export function apiCallView(c: ApiCall): ApiCallView {
     node: c.node,
     timestamp: isoMicros(c.timestamp_us),
     protocol: c.protocol,
-    src: { ip: c.src.ip, port: c.src.port },
-    dst: { ip: c.dst.ip, port: c.dst.port },
+    src: endpointView(c.src),
+    dst: endpointView(c.dst),
     method: c.method,
     path: c.path,
     url: c.url,
@@ -43,16 +50,11 @@ export function apiCallView(c: ApiCall): ApiCallView {
   };
 }
 
+const who = (e: Endpoint): string => (e.name ? `${e.namespace ? `${e.namespace}/` : ''}${e.name}(${e.ip}:${e.port})` : `${e.ip}:${e.port}`);
 const callLine = (c: ApiCallView): string =>
-  `${c.timestamp} ${c.protocol} ${c.src.ip}:${c.src.port} -> ${c.dst.ip}:${c.dst.port} ${c.method} ${c.url || c.path} -> ${c.status_code}` +
+  `${c.timestamp} ${c.protocol} ${who(c.src)} -> ${who(c.dst)} ${c.method} ${c.url || c.path} -> ${c.status_code}` +
   ` in ${c.elapsed_time_us} us${c.failure ? ` [failed: ${c.failure}]` : ''}${c.error ? ` [error: ${c.error}]` : ''} (id ${c.id})`;
 
-const endpointSchema = {
-  type: 'object',
-  properties: { ip: { type: 'string' }, port: { type: 'integer' } },
-  required: ['ip', 'port'],
-  additionalProperties: false,
-};
 
 const apiCallSchema = {
   type: 'object',
