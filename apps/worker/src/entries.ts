@@ -375,9 +375,10 @@ export class L7Pipeline {
     for (const d of new Set(this.dissectors)) d.flush();
   }
 
-  /** Live capture: advances the DNS clock so unanswered queries time out. */
+  /** Live capture: advances the clock so unanswered DNS queries and HTTP requests time out. */
   advance(sec: number, nsec: number): void {
     this.dns.advance(sec, nsec);
+    this.http.advance(sec, nsec);
   }
 
   /** The client's direction (when the handshake was captured) and the ports, from the flow table. */

@@ -92,6 +92,11 @@ export interface HttpDissectorOptions {
   /** Largest header block (start line included) accepted. Default 64 KiB. */
   maxHeaderSize?: number;
   /**
+   * A request whose response has not started this long after it was sent (capture time, see
+   * `advance`) comes out as an entry with `pair-not-found`. Default 60 s.
+   */
+  responseTimeoutMs?: number;
+  /**
    * Called when a connection switches protocols after a 101 response, after the upgrade
    * exchange was emitted. HTTP/1.x parsing of that connection stops either way.
    */
@@ -327,6 +332,7 @@ export class HttpDissector implements TcpDissector {
   private readonly maxBody: number;
   private readonly maxHeader: number;
   private readonly onUpgrade: ((upgrade: HttpUpgrade) => void) | undefined;
+  private readonly timeoutNs: number;
   private readonly counters: HttpDissectorStats = {
     entries: 0,
     errors: { 'pair-not-found': 0, timeout: 0, dissection: 0 },
@@ -342,6 +348,30 @@ export class HttpDissector implements TcpDissector {
     this.maxBody = options.maxBodySize ?? DEFAULT_MAX_BODY;
     this.maxHeader = options.maxHeaderSize ?? DEFAULT_MAX_HEADER;
     this.onUpgrade = options.onUpgrade;
+    this.timeoutNs = (options.responseTimeoutMs ?? 60_000) * 1e6;
+  }
+
+  /**
+   * The capture clock moved on (live capture calls this periodically): requests still waiting
+   * for a response after the timeout are given up and come out as `pair-not-found` entries,
+   * so a keep-alive connection that never closes does not hold them forever.
+   */
+  advance(sec: number, nsec: number): void {
+    const now = sec * 1e9 + nsec;
+    for (const [stream, conn] of this.conns) {
+      if (conn.opaque) continue;
+      let expired = false;
+      for (const x of conn.exchanges) {
+        const req = x.request;
+        if (!req || x.response || x.unanswered || !x.requestDone) continue;
+        const sent = (req.end ?? req.start).sec * 1e9 + (req.end ?? req.start).nsec;
+        if (now - sent >= this.timeoutNs) {
+          x.unanswered = true;
+          expired = true;
+        }
+      }
+      if (expired) this.emitReady(conn, stream);
+    }
   }
 
   /** Roles are told by content (request or status line), so the client direction is not needed. */

@@ -401,6 +401,23 @@ describe('HTTP/1.x by hand', () => {
     ]);
   });
 
+  test('on a connection that stays open, a request unanswered for the response timeout comes out as pair-not-found', () => {
+    const f = new Feed({ responseTimeoutMs: 60_000 });
+    f.data(0, REQ('/slow'), 1000).data(0, REQ('/answered'), 2000);
+    f.d.advance(30, 0);
+    expect(f.entries).toEqual([]);
+    f.d.advance(61, 0);
+    // The first is given up; the second waits behind nothing now but is still within its time.
+    expect(f.entries.map((e) => [e.path, e.error])).toEqual([['/slow', 'pair-not-found']]);
+    f.d.advance(62, 500_000_000);
+    expect(f.entries.map((e) => [e.path, e.error])).toEqual([
+      ['/slow', 'pair-not-found'],
+      ['/answered', 'pair-not-found'],
+    ]);
+    // Nothing is emitted twice when the connection then ends.
+    expect(f.end().map((e) => e.path)).toEqual(['/slow', '/answered']);
+  });
+
   test('a response without length reads until close; requests left unanswered are pair-not-found', () => {
     const f = new Feed();
     f.data(0, 'GET /1 HTTP/1.0\r\n\r\n', 1).data(1, 'HTTP/1.0 200 OK\r\n\r\npart1', 2).data(1, 'part2', 3);
