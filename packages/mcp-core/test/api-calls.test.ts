@@ -1,7 +1,7 @@
 import { type Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { ERROR_CODES, TrafficSourceError, toolsFor, type ApiCall, type ApiCallDetail, type ApiCallList, type ApiCallQuery, type CallContext, type TrafficSource } from '../src/index';
-import { MemorySource, T0_US } from './memory-source';
+import { CapableSource, MemorySource, T0_US } from './memory-source';
 import { closeInMemory, connectInMemory } from './in-memory';
 
 /** list_api_calls and get_api_call over an in-memory source that pages by its own cursor. */
@@ -181,5 +181,20 @@ describe('API call tools', () => {
     const missing = await call(client, 'get_api_call', {});
     expect(missing.isError).toBe(true);
     expect(text(missing)).toContain('"id"');
+  });
+});
+
+describe('get_api_call payloads', () => {
+  it('shows body previews by default and the stored body with include_payload', async () => {
+    const source = new CapableSource();
+    const body = 'x'.repeat(3000);
+    source.apiCalls = [{ ...mkCall(1, 'http'), request: { headers: [['Host', 'shop']], body_size: 3000, body, body_encoding: 'text', truncated: false } } as unknown as ApiCall];
+    const client = await connect(source);
+    const preview = (await call(client, 'get_api_call', { id: 'node-a/1/0' })).structuredContent as { call: { request: { body: string; body_preview_truncated?: boolean } } };
+    expect(preview.call.request.body).toHaveLength(2048);
+    expect(preview.call.request.body_preview_truncated).toBe(true);
+    const full = (await call(client, 'get_api_call', { id: 'node-a/1/0', include_payload: true })).structuredContent as { call: { request: { body: string; body_preview_truncated?: boolean } } };
+    expect(full.call.request.body).toBe(body);
+    expect(full.call.request.body_preview_truncated).toBeUndefined();
   });
 });

@@ -241,15 +241,23 @@ function headerLines(label: string, m: unknown): string[] {
   return [`${label} (${String(msg.body_size ?? 0)} B body):`, ...headers.map((h) => `  ${h}`), ...(typeof msg.body === 'string' && msg.body.length > 0 ? [`  body: ${msg.body}`] : [])];
 }
 
-export const getApiCall: ToolDefinition<{ id: string }> = {
+export const getApiCall: ToolDefinition<{ id: string; include_payload: boolean }> = {
   name: 'get_api_call',
   title: 'Get one API call',
   description:
-    'The full record of one API call by the id list_api_calls gives: for HTTP the request and response headers and body previews (text, or base64 for binary), ' +
-    'version and status text; for DNS the questions, answers, authorities and additionals.',
+    'The full record of one API call by the id list_api_calls gives: request and response headers, body previews (text, or base64 for binary; ' +
+    `the first ${BODY_PREVIEW_CHARS} characters unless include_payload), sizes, the protocol's own fields (gRPC status and messages, DNS records, ` +
+    'SQL text and errors, Redis replies, Kafka topics, ...), the endpoints with their Kubernetes identities, and the flow it rode on.',
   inputSchema: {
     type: 'object',
-    properties: { id: { type: 'string', minLength: 1, maxLength: 512, description: 'An id from list_api_calls ("<node>/<flow>/<index>").' } },
+    properties: {
+      id: { type: 'string', minLength: 1, maxLength: 512, description: 'An id from list_api_calls ("<node>/<flow>/<index>").' },
+      include_payload: {
+        type: 'boolean',
+        default: false,
+        description: `Return the bodies as stored by the worker (up to its body size limit) instead of ${BODY_PREVIEW_CHARS}-character previews; still cut to fit the output budget.`,
+      },
+    },
     required: ['id'],
     additionalProperties: false,
   },
@@ -280,8 +288,9 @@ export const getApiCall: ToolDefinition<{ id: string }> = {
       ];
       return { structured: { call: c, nodes }, text: lines.join('\n') };
     };
-    let chars = BODY_PREVIEW_CHARS;
+    let chars = args.include_payload ? Number.MAX_SAFE_INTEGER : BODY_PREVIEW_CHARS;
     let out = render(chars);
+    if (args.include_payload && resultChars(out) > ctx.budget.maxChars) chars = BODY_PREVIEW_CHARS * 8;
     while (chars > 0 && resultChars(out) > ctx.budget.maxChars) out = render((chars = Math.floor(chars / 4)));
     return out;
   },
