@@ -4,7 +4,7 @@
  * -> gRPC -> worker), next to a bare SDK server answering a trivial tool, measured the same way
  * in the same run.
  *
- *   node apps/hub/dist/bench/mcp-bench.js        (npm run bench at the root runs it after the worker's sections)
+ *   node apps/hub/dist/bench/mcp-bench.js   (`npm run bench` at the root runs it first; `node --cpu-prof` profiles every process)
  *
  * The worker's entry store holds MCP_BENCH_ENTRIES API calls (default 1,000,000: the HTTP call
  * of a real capture, copied with shifted timestamps and rotating paths and statuses) and its
@@ -231,7 +231,7 @@ interface Served {
 
 function serve(what: string, ...args: string[]): Promise<Served> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [__filename, '--serve', what, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const proc = spawn(process.execPath, [...process.execArgv, __filename, '--serve', what, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
