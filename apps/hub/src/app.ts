@@ -4,6 +4,7 @@ import { mcpFastifyPlugin } from '@kubeshark-mcp/mcp-core';
 import { defaultAllowedHosts, defaultAllowedOrigins, filterPolicy, type HubConfig } from './config';
 import { DnsDiscovery, StaticDiscovery, type AddressResolver, type WorkerDiscovery, type WorkerSink } from './discovery';
 import { DownloadStore, downloadRoutes } from './downloads';
+import { EndpointSliceDiscovery } from './endpointslice-discovery';
 import { GrpcTrafficSource } from './grpc-source';
 import { VERSION } from './version';
 
@@ -51,7 +52,7 @@ class CombinedDiscovery implements WorkerDiscovery {
   }
 }
 
-/** The discovery the configuration describes: the static list, DNS, or both. */
+/** The discovery the configuration describes: the static list, DNS, EndpointSlices, or several. */
 export function discoveryFor(config: Readonly<HubConfig>, options: { resolver?: AddressResolver; onError?: (err: Error) => void } = {}): WorkerDiscovery {
   const parts: WorkerDiscovery[] = [];
   if (config.workers.length) parts.push(new StaticDiscovery(config.workers));
@@ -64,6 +65,20 @@ export function discoveryFor(config: Readonly<HubConfig>, options: { resolver?: 
         port: Number(config.workersDns.slice(i + 1)),
         intervalMs: config.workersDnsIntervalMs,
         ...(options.resolver ? { resolver: options.resolver } : {}),
+        ...(options.onError ? { onError: options.onError } : {}),
+      }),
+    );
+  }
+  if (config.workersK8s) {
+    const m = /^([^/]+)\/([^:]+):(\d+)$/.exec(config.workersK8s)!;
+    parts.push(
+      new EndpointSliceDiscovery({
+        namespace: m[1]!,
+        service: m[2]!,
+        port: Number(m[3]),
+        intervalMs: config.workersDnsIntervalMs,
+        ...(config.kubeApi ? { apiUrl: config.kubeApi } : {}),
+        ...(config.kubeTokenFile ? { tokenFile: config.kubeTokenFile } : {}),
         ...(options.onError ? { onError: options.onError } : {}),
       }),
     );
@@ -83,7 +98,7 @@ export async function buildHub(config: Readonly<HubConfig>, options: BuildHubOpt
     ttlMs: config.exportTtlMs,
     baseUrl: () => config.publicUrl ?? listeningBaseUrl(app, config),
   });
-  const discovery = options.discovery ?? discoveryFor(config, { ...(options.resolver ? { resolver: options.resolver } : {}), onError: (err) => app.log.warn(`worker discovery by DNS failed (known workers are kept): ${err.message}`) });
+  const discovery = options.discovery ?? discoveryFor(config, { ...(options.resolver ? { resolver: options.resolver } : {}), onError: (err) => app.log.warn(`worker discovery failed (known workers are kept): ${err.message}`) });
   const source = new GrpcTrafficSource(discovery, config.workerDeadlineMs, downloads);
   // The first DNS answer, before the hub serves, so the first query sees the workers; a slow
   // resolver delays start-up by at most one worker deadline.

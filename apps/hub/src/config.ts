@@ -20,6 +20,15 @@ export interface HubConfig {
   workersDns?: string;
   /** How often `workersDns` is resolved again, in milliseconds. */
   workersDnsIntervalMs: number;
+  /**
+   * Kubernetes discovery: `<namespace>/<service>:<port>`; the ready endpoints of the Service's
+   * EndpointSlices are the workers, listed every `workersDnsIntervalMs`.
+   */
+  workersK8s?: string;
+  /** API server for `workersK8s` outside a pod (default: in-cluster). */
+  kubeApi?: string;
+  /** Token file for `kubeApi` (default: the pod's service account token). */
+  kubeTokenFile?: string;
   /** Deadline for one worker call, in milliseconds. */
   workerDeadlineMs: number;
   /** MCP sessions idle for longer are closed. */
@@ -97,6 +106,9 @@ const schema = {
     },
     workersDns: { type: 'string', pattern: WORKER_ADDRESS },
     workersDnsIntervalMs: { type: 'integer', minimum: 1000, maximum: 3_600_000 },
+    workersK8s: { type: 'string', pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?:[0-9]{1,5}$' },
+    kubeApi: { type: 'string', pattern: '^https?://[^/?#\\s]+$' },
+    kubeTokenFile: { type: 'string', minLength: 1 },
     workerDeadlineMs: { type: 'integer', minimum: 100, maximum: 600_000 },
     sessionIdleTimeoutMs: { type: 'integer', minimum: 1000 },
     maxResultTokens: { type: 'integer', minimum: 1000, maximum: 200000 },
@@ -191,7 +203,9 @@ function workerProblems(cfg: Partial<HubConfig> | undefined): string[] {
     else seen.set(key, i);
   });
   if (typeof cfg?.workersDns === 'string' && (port(cfg.workersDns) < 1 || port(cfg.workersDns) > 65535)) problems.push(`workersDns: "${cfg.workersDns}" has port ${port(cfg.workersDns)}; ports are 1-65535`);
-  if (Array.isArray(cfg?.workers) && cfg.workers.length === 0 && !cfg.workersDns) problems.push('workers: no workers: set HUB_WORKERS (host:port,...) or HUB_WORKERS_DNS (<headless service>:<port>)');
+  if (Array.isArray(cfg?.workers) && cfg.workers.length === 0 && !cfg.workersDns && !cfg.workersK8s) {
+    problems.push('workers: no workers: set HUB_WORKERS (host:port,...), HUB_WORKERS_DNS (<headless service>:<port>) or HUB_WORKERS_K8S (<namespace>/<service>:<port>)');
+  }
   return problems;
 }
 
@@ -257,7 +271,10 @@ export function configFromEnv(env: NodeJS.ProcessEnv, argv: string[] = []): Read
   int('HUB_PORT', 'port');
   if (env.HUB_MCP_PATH) raw.mcpPath = env.HUB_MCP_PATH;
   if (env.HUB_WORKERS) raw.workers = env.HUB_WORKERS.split(',').map((s) => s.trim()).filter(Boolean);
-  else if (env.HUB_WORKERS_DNS) raw.workers = []; // discovery alone, without the local default
+  else if (env.HUB_WORKERS_DNS || env.HUB_WORKERS_K8S) raw.workers = []; // discovery alone, without the local default
+  if (env.HUB_WORKERS_K8S) raw.workersK8s = env.HUB_WORKERS_K8S.trim();
+  if (env.HUB_KUBE_API) raw.kubeApi = env.HUB_KUBE_API.replace(/\/+$/, '');
+  if (env.HUB_KUBE_TOKEN_FILE) raw.kubeTokenFile = env.HUB_KUBE_TOKEN_FILE;
   if (env.HUB_WORKERS_DNS) raw.workersDns = env.HUB_WORKERS_DNS.trim();
   int('HUB_WORKERS_DNS_INTERVAL_MS', 'workersDnsIntervalMs');
   int('HUB_WORKER_DEADLINE_MS', 'workerDeadlineMs');

@@ -62,7 +62,7 @@ test('HUB_WORKERS_DNS discovers workers from a headless Service; alone it replac
   expect(() => configFromEnv({ HUB_WORKERS_DNS: 'no-port' })).toThrow(/workersDns/);
   expect(() => configFromEnv({ HUB_WORKERS_DNS: 'w:0' })).toThrow(/workersDns: "w:0" has port 0/);
   expect(() => configFromEnv({ HUB_WORKERS_DNS: 'w:1', HUB_WORKERS_DNS_INTERVAL_MS: '10' })).toThrow(/workersDnsIntervalMs/);
-  expect(() => validateConfig({ ...DEFAULT_CONFIG, workers: [] })).toThrow(/set HUB_WORKERS .* or HUB_WORKERS_DNS/);
+  expect(() => validateConfig({ ...DEFAULT_CONFIG, workers: [] })).toThrow(/set HUB_WORKERS .*, HUB_WORKERS_DNS .* or HUB_WORKERS_K8S/);
 });
 
 test('unknown flags are refused', () => {
