@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // `npm start`: one worker and the hub, wired together, for a laptop or a demo.
 //
-//   npm start                          the worker replays its embedded demo captures
+//   npm start                          the worker replays its embedded demo captures (the shop
+//                                      scenario among them) with the demo cluster map
 //   npm start -- --capture DIR_OR_FILE  replay your own captures instead (repeatable)
 //
 // The worker listens on a free loopback port; the hub on HUB_PORT (default 8898) and prints the

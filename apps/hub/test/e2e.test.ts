@@ -53,7 +53,10 @@ function stopWorker(w: Started): Promise<void> {
 }
 
 
-const demoFiles = readdirSync(DEMO_DIR).sort();
+/** The demo folder also holds the demo's cluster map: only the captures are replayed. */
+const demoFiles = readdirSync(DEMO_DIR)
+  .filter((f) => /\.(pcap|pcapng)(\.gz)?$/.test(f))
+  .sort();
 /** Demo captures are copies of fixtures named "<origin>_<file>". */
 const goldens: Golden[] = demoFiles.map((f) => loadGolden(f.replace('_', '/')));
 

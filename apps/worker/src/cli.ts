@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { existsSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -17,6 +18,8 @@ import { VERSION } from './version';
 
 /** The captures `serve` replays when none are given: shipped with the worker. */
 export const DEMO_DIR = path.join(__dirname, '..', 'demo');
+/** The cluster map of the demo captures (the shop scenario's namespaces, pods and nodes). */
+export const DEMO_CLUSTER_MAP = path.join(DEMO_DIR, 'shop-cluster-map.json');
 export const DEFAULT_LISTEN = '127.0.0.1:50151';
 
 const USAGE = `kubeshark-worker ${VERSION}
@@ -34,7 +37,8 @@ Usage:
       --buffer-kib N     kernel capture buffer (default ${DEFAULT_LIVE_OPTIONS.bufferKiB} KiB)
       --capture PATH     replay pcap/pcapng files (optionally gzip'd; a directory means every
                          capture in it). With neither --interface nor --capture, the demo
-                         captures shipped in ${DEMO_DIR} are replayed.
+                         captures shipped in ${DEMO_DIR} are replayed, with
+                         the demo cluster map (unless --cluster-map or --kube-watch is given).
       --data-dir DIR     packet ring (for PCAP export) and snapshots (default: a folder
                          kubeshark-worker-NODE in the system temp directory). The ring starts
                          empty at every start; snapshots persist.
@@ -175,15 +179,18 @@ function positiveInt(name: string, v: string | undefined, def: number): number {
 
 async function serve(opts: ServeOptions): Promise<void> {
   const { host, port } = splitHostPort(opts.listen);
-  const inputs = opts.captures.length > 0 ? opts.captures : opts.interface ? [] : [DEMO_DIR];
+  const demo = opts.captures.length === 0 && !opts.interface;
+  const inputs = demo ? [DEMO_DIR] : opts.captures;
   const files = await expandInputs(inputs);
+  // The demo replays with its cluster map, so its calls name pods, Services and namespaces.
+  const clusterMaps = demo && opts.clusterMaps.length === 0 && !opts.kubeWatch && existsSync(DEMO_CLUSTER_MAP) ? [DEMO_CLUSTER_MAP] : opts.clusterMaps;
   const store = PacketStore.open({
     dir: path.join(opts.dataDir, 'ring'),
     maxBytes: opts.storeMaxMiB * 1024 * 1024,
     ...(opts.storeMaxAgeS ? { maxAgeMs: opts.storeMaxAgeS * 1000 } : {}),
   });
   const engine = new WorkerEngine(opts.node, VERSION, store, new SnapshotStore(path.join(opts.dataDir, 'snapshots')), opts.flowOptions);
-  if (opts.clusterMaps.length) engine.kube = loadMaps(opts.clusterMaps);
+  if (clusterMaps.length) engine.kube = loadMaps(clusterMaps);
   else if (opts.kubeWatch) {
     try {
       const src = kubeWatchSource({ ...opts.kubeWatch });

@@ -2,9 +2,13 @@ import { readdirSync } from 'node:fs';
 import { loadGolden, type Golden, type GoldenStream } from '@kubeshark-mcp/testkit';
 import { DEMO_DIR } from '../src/cli';
 
-/** Demo captures are fixture copies named "<origin>_<file>"; their goldens live under "<origin>/<file>". */
+/**
+ * Demo captures are fixture copies named "<origin>_<file>"; their goldens live under
+ * "<origin>/<file>". The demo folder also holds the demo's cluster map, which is no capture.
+ */
 export function demoGoldens(): Golden[] {
   return readdirSync(DEMO_DIR)
+    .filter((f) => /\.(pcap|pcapng)(\.gz)?$/.test(f))
     .sort()
     .map((f) => loadGolden(f.replace('_', '/')));
 }
