@@ -5,7 +5,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { flowSummaryView, flowView } from '@kubeshark-mcp/mcp-core/model';
 import type { FlowTrackerOptions } from '@kubeshark-mcp/capture';
-import { WorkerEngine } from './engine';
+import { QueryError, WorkerEngine, type TargetingConfig } from './engine';
 import { entrySummary } from './entries';
 import { ClusterMapError, KubeWatchError, clusterMapSource, kubeWatchSource, type KubeSource } from './k8s';
 import { DEFAULT_LIVE_OPTIONS, LiveCaptureError } from './live';
@@ -59,6 +59,16 @@ Usage:
       --kube-api URL     this API server, with
       --kube-token-file F
                          this bearer token file (default: the service-account token)
+      --target-namespaces NS,...
+      --exclude-namespaces NS,...
+      --target-pod-regex RE
+                         live capture only of these pods (needs --interface and --cluster-map
+                         or --kube-watch): a BPF filter from the addresses of the pods on this
+                         node (every pod when the node is unknown) in the namespaces, not in the
+                         excluded ones, whose names match RE; rebuilt as pods come and go
+                         (checked every 5 s) and AND-ed with --bpf.
+      Targeted captures (StartCapture, the hub's capture_traffic) run their own tcpdump on
+      --interface (or "any") and keep their packets as snapshots in --data-dir.
       Default listen address: ${DEFAULT_LISTEN}
 
   kubeshark-worker analyze CAPTURE... --flows|--summary|--entries [--node NAME] [--cluster-map FILE]...
@@ -169,6 +179,7 @@ interface ServeOptions {
   tcpdump: string;
   clusterMaps: string[];
   kubeWatch?: { baseUrl?: string; tokenFile?: string };
+  targeting?: TargetingConfig;
 }
 
 function positiveInt(name: string, v: string | undefined, def: number): number {
@@ -212,9 +223,10 @@ async function serve(opts: ServeOptions): Promise<void> {
     process.stdout.write(`kubeshark-worker: ${signal}, shutting down\n`);
     void Promise.all([engine.close(), server.close()]).then(() => process.exit(0));
   };
+  engine.configureCaptures({ interface: opts.interface ?? 'any', tcpdumpPath: opts.tcpdump, snaplen: opts.snaplen, bufferKiB: opts.bufferKiB, excludeTcpPorts: [server.port] });
   if (opts.interface) {
     try {
-      const live = await engine.startLive({
+      const liveOptions = {
         ...DEFAULT_LIVE_OPTIONS,
         interface: opts.interface,
         snaplen: opts.snaplen,
@@ -222,12 +234,15 @@ async function serve(opts: ServeOptions): Promise<void> {
         tcpdumpPath: opts.tcpdump,
         excludeTcpPorts: [server.port],
         ...(opts.bpf ? { bpf: opts.bpf } : {}),
-      });
+      };
+      const live = opts.targeting ? await engine.startTargetedLive(liveOptions, opts.targeting) : await engine.startLive(liveOptions);
       const st = live.status();
       process.stdout.write(`kubeshark-worker: capturing on ${opts.interface} (${st.listening ?? 'tcpdump started'}), filter: ${st.filter || '(none)'}\n`);
+      const t = engine.targetingStatus();
+      if (t) process.stdout.write(`kubeshark-worker: targeting ${t.pods} pods (${t.podIps} addresses, ${t.scope} scope, ${t.mode})${t.warning ? `: ${t.warning}` : ''}\n`);
     } catch (err) {
       await server.close();
-      if (err instanceof LiveCaptureError) throw new InputError(err.message);
+      if (err instanceof LiveCaptureError || err instanceof QueryError) throw new InputError(err.message);
       throw new InputError(`live capture on ${opts.interface} did not start: ${(err as Error).message}`);
     }
   }
@@ -295,6 +310,9 @@ export async function main(argv: string[]): Promise<number> {
           'kube-watch': { type: 'boolean', default: false },
           'kube-api': { type: 'string' },
           'kube-token-file': { type: 'string' },
+          'target-namespaces': { type: 'string' },
+          'exclude-namespaces': { type: 'string' },
+          'target-pod-regex': { type: 'string' },
         },
       });
       const clusterMaps = values['cluster-map']!;
@@ -304,6 +322,17 @@ export async function main(argv: string[]): Promise<number> {
       const udpIdle = values['udp-idle-timeout'];
       if (udpIdle !== undefined && !/^\d+$/.test(udpIdle)) throw new UsageError(`--udp-idle-timeout must be a whole number of seconds (got "${udpIdle}")`);
       if (values.bpf !== undefined && !values.interface) throw new UsageError('--bpf applies to live capture: add --interface IFACE');
+      const list = (v: string | undefined): string[] => (v ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+      const targetingGiven = values['target-namespaces'] !== undefined || values['exclude-namespaces'] !== undefined || values['target-pod-regex'] !== undefined;
+      if (targetingGiven && !values.interface) throw new UsageError('--target-namespaces, --exclude-namespaces and --target-pod-regex apply to live capture: add --interface IFACE');
+      if (targetingGiven && !clusterMaps.length && !watching) throw new UsageError('targeting pods needs a Kubernetes source to find their addresses: add --cluster-map FILE or --kube-watch');
+      if (values['target-pod-regex'] !== undefined) {
+        try {
+          new RegExp(values['target-pod-regex']);
+        } catch (err) {
+          throw new UsageError(`--target-pod-regex is not a valid regular expression: ${(err as Error).message}`);
+        }
+      }
       await serve({
         captures: [...values.capture!, ...positionals],
         listen: values.listen!,
@@ -323,6 +352,16 @@ export async function main(argv: string[]): Promise<number> {
         ...(values.interface ? { interface: values.interface } : {}),
         ...(values.bpf ? { bpf: values.bpf } : {}),
         clusterMaps,
+        ...(targetingGiven
+          ? {
+              targeting: {
+                namespaces: list(values['target-namespaces']),
+                excludeNamespaces: list(values['exclude-namespaces']),
+                ...(values['target-pod-regex'] ? { podRegex: values['target-pod-regex'] } : {}),
+                ...(process.env.WORKER_TARGET_INTERVAL_MS ? { intervalMs: positiveInt('WORKER_TARGET_INTERVAL_MS', process.env.WORKER_TARGET_INTERVAL_MS, 5000) } : {}),
+              },
+            }
+          : {}),
         ...(watching
           ? { kubeWatch: { ...(values['kube-api'] !== undefined ? { baseUrl: values['kube-api'] } : {}), ...(values['kube-token-file'] !== undefined ? { tokenFile: values['kube-token-file'] } : {}) } }
           : {}),

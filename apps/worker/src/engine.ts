@@ -19,7 +19,9 @@ import type { Endpoint, Flow } from '@kubeshark-mcp/mcp-core/model';
 import type { FlowGroup, FlowSummary } from '@kubeshark-mcp/mcp-core/model';
 import { EntryStore, L7Pipeline } from './entries';
 import { ExportError, exportPackets, type ExportFilter, type ExportFormat, type FlowSelector } from './export';
-import { LiveCapture, type LiveCaptureOptions, type LiveState, type LiveStatus } from './live';
+import path from 'node:path';
+import { CaptureSessions, type CaptureDefaults, type TargetPods } from './capture-sessions';
+import { LiveCapture, hostFilter, type HostFilter, type LiveCaptureOptions, type LiveState, type LiveStatus } from './live';
 import { flowToModel, groupToModel, summaryToModel } from './model';
 import { compileKfl, entryRecord, flowRecord } from './kfl-record';
 import type { PacketStore } from './store';
@@ -71,6 +73,41 @@ export interface FlowListResult {
   total: number;
 }
 
+/** Which pods live capture is limited to (serve --target-namespaces, --exclude-namespaces, --target-pod-regex). */
+export interface TargetingConfig {
+  /** Empty: every namespace (but the excluded). */
+  namespaces: string[];
+  excludeNamespaces: string[];
+  /** Pod names must match (JavaScript regular expression). */
+  podRegex?: string;
+  /** How often the pod set is recomputed (default 5000 ms). */
+  intervalMs?: number;
+}
+
+/** Targeting as GetStatus reports it. */
+export interface TargetingState {
+  namespaces: string[];
+  excludeNamespaces: string[];
+  podRegex: string;
+  pods: number;
+  podIps: number;
+  scope: 'node' | 'cluster';
+  mode: HostFilter['mode'];
+  /** The targeting part of the filter, and the whole filter tcpdump runs with. */
+  targetFilter: string;
+  filter: string;
+  checkedAtUs: number;
+  updatedAtUs: number;
+  updates: number;
+  warning?: string;
+}
+
+/** Parenthesised parts AND-ed; empty parts left out. */
+const andFilters = (...parts: (string | undefined)[]): string | undefined => {
+  const kept = parts.map((p) => p?.trim() ?? '').filter((p) => p !== '');
+  return kept.length ? kept.map((p) => (kept.length > 1 ? `(${p})` : p)).join(' and ') : undefined;
+};
+
 /** Raised for a query the engine refuses; carries the argument at fault. */
 export class QueryError extends Error {
   override readonly name = 'QueryError';
@@ -100,6 +137,9 @@ export class WorkerEngine {
   private expiryTimer: NodeJS.Timeout | undefined;
   /** Kubernetes identities (a cluster map or a watch); without one, endpoints stay bare addresses. */
   kube?: KubeSource;
+  /** Targeted captures (StartCapture); absent until `configureCaptures`. */
+  captures?: CaptureSessions;
+  private targeting?: { config: TargetingConfig; regex?: RegExp; live: LiveCapture; userBpf?: string; state: TargetingState; timer: NodeJS.Timeout; busy: boolean };
 
   constructor(
     readonly node: string,
@@ -179,12 +219,138 @@ export class WorkerEngine {
   async startLive(options: LiveCaptureOptions): Promise<LiveCapture> {
     const capture = new LiveCapture(options, this.onPacket);
     this.live.push(capture);
+    this.startExpiry();
+    await capture.start();
+    return capture;
+  }
+
+  /**
+   * Live capture limited to the targeted pods: a BPF filter from their addresses (AND-ed with the
+   * user's), recomputed every `intervalMs` from the resolver; when the set changes tcpdump is
+   * restarted with the new filter. Needs a Kubernetes source.
+   */
+  async startTargetedLive(options: LiveCaptureOptions, config: TargetingConfig): Promise<LiveCapture> {
+    this.requireKube();
+    let regex: RegExp | undefined;
+    if (config.podRegex) {
+      try {
+        regex = new RegExp(config.podRegex);
+      } catch (err) {
+        throw new QueryError('pod_regex', `the pod regex is not a valid regular expression: ${(err as Error).message}`);
+      }
+    }
+    const first = this.targetPods(config.namespaces, config.excludeNamespaces, regex);
+    const hf = hostFilter(first.ips);
+    const now = Date.now() * 1000;
+    const live = await this.startLive({ ...options, ...((b) => (b ? { bpf: b } : {}))(andFilters(hf.expr, options.bpf)) });
+    const state: TargetingState = {
+      namespaces: [...config.namespaces],
+      excludeNamespaces: [...config.excludeNamespaces],
+      podRegex: config.podRegex ?? '',
+      pods: first.pods,
+      podIps: first.ips.length,
+      scope: first.scope,
+      mode: hf.mode,
+      targetFilter: hf.expr,
+      filter: live.filter,
+      checkedAtUs: now,
+      updatedAtUs: now,
+      updates: 0,
+      ...(hf.warning ? { warning: hf.warning } : {}),
+    };
+    const timer = setInterval(() => void this.retarget(), config.intervalMs ?? 5000);
+    timer.unref();
+    this.targeting = { config, ...(regex ? { regex } : {}), live, ...(options.bpf ? { userBpf: options.bpf } : {}), state, timer, busy: false };
+    return live;
+  }
+
+  /** Recomputes the targeted pods; a changed address set rebuilds the filter (one rebuild at a time). */
+  async retarget(): Promise<void> {
+    const t = this.targeting;
+    if (!t || t.busy || !this.kube) return;
+    t.busy = true;
+    try {
+      const target = this.targetPods(t.config.namespaces, t.config.excludeNamespaces, t.regex);
+      const hf = hostFilter(target.ips);
+      t.state.checkedAtUs = Date.now() * 1000;
+      t.state.pods = target.pods;
+      t.state.podIps = target.ips.length;
+      t.state.scope = target.scope;
+      if (hf.expr === t.state.targetFilter) return;
+      await t.live.setBpf(andFilters(hf.expr, t.userBpf));
+      t.state.mode = hf.mode;
+      t.state.targetFilter = hf.expr;
+      t.state.filter = t.live.filter;
+      t.state.updatedAtUs = Date.now() * 1000;
+      t.state.updates++;
+      if (hf.warning) t.state.warning = hf.warning;
+      else delete t.state.warning;
+    } catch (err) {
+      t.state.warning = `the filter could not be updated: ${(err as Error).message}`;
+    } finally {
+      t.busy = false;
+    }
+  }
+
+  targetingStatus(): TargetingState | undefined {
+    const t = this.targeting;
+    return t ? { ...t.state, namespaces: [...t.state.namespaces], excludeNamespaces: [...t.state.excludeNamespaces], filter: t.live.filter } : undefined;
+  }
+
+  /**
+   * The addresses of the pods in `namespaces` (empty: all) but not in `exclude`, whose names
+   * match `regex`: on this node when the resolver knows it (pods there, or a Node object of that
+   * name), else in the whole cluster. Host-network pods are left out: their address is the
+   * node's, and targeting it would capture everything on the node.
+   */
+  targetPods(namespaces: readonly string[], exclude: readonly string[], regex: RegExp | undefined): TargetPods {
+    const w = this.requireKube().resolver.workloads();
+    const known = w.pods.some((p) => p.node === this.node) || w.nodes.some((n) => n.name === this.node);
+    const pods = w.pods.filter(
+      (p) =>
+        !p.hostNetwork &&
+        (!known || p.node === this.node) &&
+        (namespaces.length === 0 || namespaces.includes(p.namespace)) &&
+        !exclude.includes(p.namespace) &&
+        (regex === undefined || regex.test(p.name)),
+    );
+    return { pods: pods.length, ips: [...new Set(pods.flatMap((p) => p.ips))].sort(), scope: known ? 'node' : 'cluster' };
+  }
+
+  /**
+   * Enables targeted captures (StartCapture): sessions run tcpdump with these settings and keep
+   * their packets as snapshots, so a data directory is needed. A worker without live capture of
+   * its own also feeds the captured packets into its flows, API calls and packet store (with live
+   * capture they are seen there already); not while files are being replayed, whose streams the
+   * wall-clock expiry of live traffic would cut.
+   */
+  configureCaptures(defaults: CaptureDefaults): CaptureSessions {
+    const snapshots = this.requireSnapshots();
+    this.captures = new CaptureSessions({
+      node: this.node,
+      dir: path.join(path.dirname(snapshots.dir), 'captures'),
+      snapshots,
+      defaults,
+      targets: (namespaces, regex) => (this.kube ? this.targetPods(namespaces, [], regex) : undefined),
+      feed: (p) => {
+        if (this.live.length > 0 || this.files.some((f) => f.state === 'pending' || f.state === 'replaying')) return;
+        this.startExpiry();
+        this.onPacket(p);
+      },
+    });
+    return this.captures;
+  }
+
+  private startExpiry(): void {
     if (this.l7 && !this.expiryTimer) {
       this.expiryTimer = setInterval(() => this.expireEntries(), 1000);
       this.expiryTimer.unref();
     }
-    await capture.start();
-    return capture;
+  }
+
+  requireCaptures(): CaptureSessions {
+    if (!this.captures) throw new QueryError('capture', 'this worker was started without a data directory for captures, so it cannot run targeted captures');
+    return this.captures;
   }
 
   /** The resolver of the Kubernetes source, if any. */
@@ -206,6 +372,8 @@ export class WorkerEngine {
   async close(): Promise<void> {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.expiryTimer = undefined;
+    if (this.targeting) clearInterval(this.targeting.timer);
+    await this.captures?.close();
     await this.kube?.close();
     await Promise.all(this.live.map((c) => c.stop()));
     this.store?.close();

@@ -20,3 +20,8 @@ export type { StoredEntry, EntrySummary, EntryEndpoint } from './entries';
 export { clusterMapSource, kubeWatchSource, IdentityLookup } from './k8s';
 export type { KubeSource, KubeStatus } from './k8s';
 export { NO_KUBERNETES } from './engine';
+export { CaptureSessions, CaptureError, newCaptureId, DEFAULT_CAPTURE_DURATION_S, DEFAULT_CAPTURE_MAX_BYTES, MAX_CAPTURE_DURATION_S } from './capture-sessions';
+export type { CaptureDefaults, CaptureRequest, CaptureInfo, CaptureState, TargetPods } from './capture-sessions';
+export { hostFilter, MAX_FILTER_TERMS, NOTHING_FILTER } from './live';
+export type { HostFilter } from './live';
+export type { TargetingConfig, TargetingState } from './engine';

@@ -28,6 +28,13 @@ export interface LiveCaptureOptions {
   /** Restart backoff, ms. */
   restartMinMs: number;
   restartMaxMs: number;
+  /**
+   * Restart tcpdump when it dies (default). Bounded captures turn it off: a capture that lost
+   * tcpdump ends as failed, and `onExit` says why.
+   */
+  restart?: boolean;
+  /** Called once when tcpdump ended by itself (not through `stop`) and will not be restarted. */
+  onExit?: (reason: string) => void;
 }
 
 export const DEFAULT_LIVE_OPTIONS: Omit<LiveCaptureOptions, 'interface'> = {
@@ -70,6 +77,58 @@ export function buildFilter(bpf: string | undefined, excludeTcpPorts: number[]):
   if (bpf && bpf.trim()) parts.push(`(${bpf.trim()})`);
   for (const p of excludeTcpPorts) parts.push(`not (tcp port ${p})`);
   return parts.join(' and ');
+}
+
+/** Host terms a targeting filter holds before it aggregates addresses into networks (BPF programs are limited in size). */
+export const MAX_FILTER_TERMS = 256;
+
+/** A filter that takes no packet: what "capture these pods" means when there are none. */
+export const NOTHING_FILTER = 'less 1';
+
+export interface HostFilter {
+  /** hosts: one term per address; nets: /24 (IPv4) and /64 (IPv6) networks; none: no address; all: too many networks, no restriction. */
+  mode: 'hosts' | 'nets' | 'none' | 'all';
+  /** The BPF expression ('' for all). */
+  expr: string;
+  warning?: string;
+}
+
+/** The eight 16-bit groups of an IPv6 address, as numbers. */
+function ipv6Groups(ip: string): number[] {
+  const [head, tail] = ip.includes('::') ? ip.split('::') : [ip, undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = [...h, ...Array<string>(tail === undefined ? 0 : 8 - h.length - t.length).fill('0'), ...t];
+  return groups.map((g) => parseInt(g, 16) || 0);
+}
+
+/** The network an address is aggregated into when there are too many: its /24 or /64. */
+function networkOf(ip: string): string {
+  if (!ip.includes(':')) return `${ip.split('.').slice(0, 3).join('.')}.0/24`;
+  return `${ipv6Groups(ip)
+    .slice(0, 4)
+    .map((g) => g.toString(16))
+    .join(':')}::/64`;
+}
+
+/**
+ * A BPF expression taking the packets to or from any of `ips`. Up to `maxTerms` addresses get a
+ * host term each; more are aggregated into /24 (/64) networks, which may take in neighbours; more
+ * networks than that and the restriction is dropped (with a warning) rather than failing capture.
+ */
+export function hostFilter(ips: readonly string[], maxTerms = MAX_FILTER_TERMS): HostFilter {
+  const unique = [...new Set(ips)].sort();
+  if (unique.length === 0) return { mode: 'none', expr: NOTHING_FILTER };
+  if (unique.length <= maxTerms) return { mode: 'hosts', expr: unique.map((ip) => `host ${ip}`).join(' or ') };
+  const nets = [...new Set(unique.map(networkOf))].sort();
+  if (nets.length <= maxTerms) {
+    return {
+      mode: 'nets',
+      expr: nets.map((n) => `net ${n}`).join(' or '),
+      warning: `${unique.length} addresses are more than ${maxTerms} filter terms: captured as ${nets.length} networks, which may include untargeted neighbours`,
+    };
+  }
+  return { mode: 'all', expr: '', warning: `${unique.length} addresses in ${nets.length} networks are too many for a capture filter: targeting is not applied, everything is captured` };
 }
 
 /** tcpdump's complaint turned into what the user should do; undefined when it is not fatal. */
@@ -115,13 +174,15 @@ export class LiveCapture {
   /** Counters of the current tcpdump run; folded into the totals when it exits. */
   private run = { received: 0, dropped: 0 };
   private readonly totals = { received: 0, dropped: 0 };
-  readonly filter: string;
+  private bpf: string | undefined;
+  filter: string;
   private readonly st: Omit<LiveStatus, 'receivedByFilter' | 'kernelDrops'>;
 
   constructor(
     private readonly options: LiveCaptureOptions,
     private readonly onPacket: (p: RawPacket) => void,
   ) {
+    this.bpf = options.bpf;
     this.filter = buildFilter(options.bpf, options.excludeTcpPorts);
     this.backoff = options.restartMinMs;
     this.st = { interface: options.interface, filter: this.filter, state: 'starting', packets: 0, bytes: 0, restarts: 0, gaps: [] };
@@ -158,18 +219,41 @@ export class LiveCapture {
     this.stopping = true;
     clearInterval(this.statsTimer);
     clearTimeout(this.restartTimer);
-    const child = this.child;
-    if (child && child.exitCode === null && child.signalCode === null) {
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
-        child.once('close', () => {
-          clearTimeout(timer);
-          resolve();
-        });
-        child.kill('SIGTERM');
-      });
-    }
+    await terminate(this.child);
     this.st.state = this.st.state === 'failed' ? 'failed' : 'stopped';
+  }
+
+  /** The user part of the filter (without the port exclusions). */
+  get userBpf(): string | undefined {
+    return this.bpf;
+  }
+
+  /**
+   * Captures with another filter from now on: tcpdump is stopped and started again with it (the
+   * kernel filter cannot be swapped in place). The moment between the two is recorded as a gap.
+   * Resolves when the new tcpdump listens; rejects (and the capture fails) if it cannot start.
+   */
+  async setBpf(bpf: string | undefined): Promise<void> {
+    const filter = buildFilter(bpf, this.options.excludeTcpPorts);
+    this.bpf = bpf;
+    if (filter === this.filter || this.stopping) {
+      this.filter = filter;
+      this.st.filter = filter;
+      return;
+    }
+    this.filter = filter;
+    this.st.filter = filter;
+    if (this.st.state === 'failed') return;
+    clearTimeout(this.restartTimer);
+    const old = this.child;
+    // The old child's exit handler sees it is no longer current and neither restarts nor fails.
+    this.child = undefined;
+    this.pendingGap ??= { fromUs: Date.now() * 1000, reason: 'filter changed (tcpdump restarted)' };
+    await terminate(old);
+    if (this.stopping) return;
+    await new Promise<void>((resolve, reject) => {
+      this.spawnOnce((err) => (err ? reject(err) : resolve()));
+    });
   }
 
   private spawnOnce(onReady?: (err?: Error) => void): void {
@@ -184,7 +268,8 @@ export class LiveCapture {
       return;
     }
     this.child = child;
-    this.run = { received: 0, dropped: 0 };
+    const run = { received: 0, dropped: 0 };
+    this.run = run;
     let stderr = '';
     let listening = false;
 
@@ -210,7 +295,10 @@ export class LiveCapture {
       // Keep only the newest counters of this run (they are cumulative per run).
       let m: RegExpExecArray | null;
       COUNTERS.lastIndex = 0;
-      while ((m = COUNTERS.exec(stderr))) this.run = { received: Number(m[2]), dropped: Number(m[3]) };
+      while ((m = COUNTERS.exec(stderr))) {
+        run.received = Number(m[2]);
+        run.dropped = Number(m[3]);
+      }
       if (stderr.length > 64 * 1024) stderr = stderr.slice(-16 * 1024);
     });
 
@@ -231,13 +319,16 @@ export class LiveCapture {
     this.statsTimer.unref();
 
     child.on('close', (code, signal) => {
-      clearInterval(this.statsTimer);
+      const current = this.child === child;
+      if (current) clearInterval(this.statsTimer);
       void reading.then((result) => {
-        this.totals.received += this.run.received;
-        this.totals.dropped += this.run.dropped;
-        this.run = { received: 0, dropped: 0 };
-        // A spawn failure (no such binary) was already reported by the 'error' handler.
-        if (this.stopping || this.st.state === 'failed') return;
+        this.totals.received += run.received;
+        this.totals.dropped += run.dropped;
+        run.received = 0;
+        run.dropped = 0;
+        // A spawn failure (no such binary) was already reported by the 'error' handler; a child
+        // replaced by setBpf ends on purpose.
+        if (this.stopping || this.st.state === 'failed' || !current || this.child !== child) return;
         const fatal = diagnoseTcpdump(stderr, o, this.filter);
         if (fatal) {
           this.fail(fatal, onReady);
@@ -245,6 +336,11 @@ export class LiveCapture {
         }
         const streamError = 'error' in result && result.error ? `; ${result.error.message}` : '';
         const why = `tcpdump exited (${signal ?? `code ${code}`})${stderr.trim() ? `: ${firstLine(stderr)}` : ''}${streamError}`;
+        if (o.restart === false) {
+          this.fail(why, onReady);
+          o.onExit?.(why);
+          return;
+        }
         if (!listening) {
           // Died before it ever listened and we could not tell why: report, but keep trying.
           onReady?.(new Error(why));
@@ -275,6 +371,19 @@ export class LiveCapture {
     this.st.error = message;
     onReady?.(new LiveCaptureError(message));
   }
+}
+
+/** Ends a tcpdump child: SIGTERM (it then flushes and prints its counters), SIGKILL after 2 s. */
+async function terminate(child: ChildProcess | undefined): Promise<void> {
+  if (!child || child.exitCode !== null || child.signalCode !== null) return;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), 2000);
+    child.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
+  });
 }
 
 export class LiveCaptureError extends Error {

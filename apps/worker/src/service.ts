@@ -6,6 +6,7 @@ import { apiStats } from './api-stats';
 import { CursorError, entryDetail, entrySummary, type StoredEntry } from './entries';
 import { compileKfl, entryRecord } from './kfl-record';
 import { SnapshotError, type SnapshotInfo } from './snapshots';
+import { CaptureError, type CaptureInfo } from './capture-sessions';
 import type { Identity, IdentityLookup } from './k8s';
 
 /** Trailing metadata key naming the request field an INVALID_ARGUMENT refers to. */
@@ -42,7 +43,7 @@ const unimplementedError = (field: string, message: string): UnimplementedError 
 /** The one place where worker errors become gRPC statuses. */
 function toStatus(err: unknown): Partial<grpc.StatusObject> {
   if (err instanceof QueryError) {
-    if (err.field === 'store' || err.field === 'snapshot' || err.field === 'kubernetes') return { code: grpc.status.FAILED_PRECONDITION, details: err.message };
+    if (err.field === 'store' || err.field === 'snapshot' || err.field === 'kubernetes' || err.field === 'capture') return { code: grpc.status.FAILED_PRECONDITION, details: err.message };
     return invalid(err.field, err.message);
   }
   if (err instanceof SnapshotError) {
@@ -50,6 +51,11 @@ function toStatus(err: unknown): Partial<grpc.StatusObject> {
     const status: Partial<grpc.StatusObject> = { code, details: err.message };
     if (code === grpc.status.INVALID_ARGUMENT) status.metadata = invalid('name', err.message).metadata!;
     return status;
+  }
+  if (err instanceof CaptureError) {
+    if (err.code === 'invalid') return invalid(err.field ?? 'capture', err.message);
+    const code = { exists: grpc.status.ALREADY_EXISTS, 'not-found': grpc.status.NOT_FOUND, precondition: grpc.status.FAILED_PRECONDITION, exhausted: grpc.status.RESOURCE_EXHAUSTED }[err.code];
+    return { code, details: err.message };
   }
   if (err instanceof UnimplementedError) return { code: grpc.status.UNIMPLEMENTED, details: err.message };
   return { code: grpc.status.INTERNAL, details: (err as Error).message ?? String(err) };
@@ -65,6 +71,46 @@ const snapshotMessage = (s: SnapshotInfo) => ({
   created_at_us: s.createdAtUs,
   flows: s.flows,
 });
+
+const captureMessage = (c: CaptureInfo) => ({
+  id: c.id,
+  state: c.state,
+  packets: c.packets,
+  bytes: c.bytes,
+  started_at_us: c.startedAtUs,
+  ended_at_us: c.endedAtUs,
+  error: c.error ?? '',
+  filter: c.filter,
+  interface: c.interface,
+  duration_s: c.durationS,
+  max_bytes: c.maxBytes,
+  pod_ips: c.podIps,
+  note: c.note ?? '',
+  snapshot: c.snapshot ?? '',
+  node: c.node,
+});
+
+function targetingMessage(engine: WorkerEngine) {
+  const t = engine.targetingStatus();
+  if (!t) return {};
+  return {
+    targeting: {
+      namespaces: t.namespaces,
+      excluded_namespaces: t.excludeNamespaces,
+      pod_regex: t.podRegex,
+      pods: t.pods,
+      pod_ips: t.podIps,
+      scope: t.scope,
+      mode: t.mode,
+      target_filter: t.targetFilter,
+      filter: t.filter,
+      checked_at_us: t.checkedAtUs,
+      updated_at_us: t.updatedAtUs,
+      updates: t.updates,
+      warning: t.warning ?? '',
+    },
+  };
+}
 
 function unimplemented(what: string): Partial<grpc.StatusObject> {
   return { code: grpc.status.UNIMPLEMENTED, details: `${what} is not implemented by this worker version yet` };
@@ -146,7 +192,6 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       packets: { oldest_us: store?.oldestUs ?? 0, newest_us: store?.newestUs ?? 0 },
     };
   };
-  const unaryUnimplemented = (what: string) => (_call: unknown, callback: grpc.sendUnaryData<never>) => callback(unimplemented(what));
 
   return {
     GetStatus(_call, callback) {
@@ -179,6 +224,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
           entries_evicted: engine.entries?.evicted ?? 0,
           boundaries: boundaries(),
           ...(engine.kube ? { kubernetes: kubernetesStatus(engine) } : {}),
+          ...targetingMessage(engine),
         };
       }, callback);
     },
@@ -317,9 +363,29 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
         };
       }, callback);
     },
-    StartCapture: unaryUnimplemented('StartCapture'),
-    StopCapture: unaryUnimplemented('StopCapture'),
-    ListCaptures: unaryUnimplemented('ListCaptures'),
+    StartCapture(call, callback) {
+      const r = call.request;
+      guard(
+        async () =>
+          captureMessage(
+            await engine.requireCaptures().start({
+              id: r.id,
+              bpf: r.bpf,
+              namespaces: r.namespaces,
+              podRegex: r.pod_regex,
+              durationS: r.duration_s,
+              maxBytes: r.max_bytes,
+            }),
+          ),
+        callback,
+      );
+    },
+    StopCapture(call, callback) {
+      guard(async () => captureMessage(await engine.requireCaptures().stop(call.request.id)), callback);
+    },
+    ListCaptures(_call, callback) {
+      guard(() => ({ captures: (engine.captures?.list() ?? []).map(captureMessage) }), callback);
+    },
     ExportPcap(call) {
       const r = call.request;
       const fail = (err: unknown): void => {

@@ -108,10 +108,10 @@ test('Kubernetes calls without a Kubernetes source answer FAILED_PRECONDITION, l
     const err = await unary(method, req).catch((e: grpc.ServiceError) => e);
     expect(err).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: 'no Kubernetes source configured (--cluster-map or --kube-watch)' });
   }
-  for (const method of ['StartCapture', 'ListCaptures']) {
-    const err = await unary(method, {}).catch((e: grpc.ServiceError) => e);
-    expect((err as grpc.ServiceError).code).toBe(grpc.status.UNIMPLEMENTED);
-  }
+  // Targeted captures keep their packets as snapshots: without a data directory they are refused, and none are listed.
+  const start = await unary('StartCapture', {}).catch((e: grpc.ServiceError) => e);
+  expect(start).toMatchObject({ code: grpc.status.FAILED_PRECONDITION, details: expect.stringMatching(/without a data directory/) });
+  expect(await unary('ListCaptures', {})).toEqual({ captures: [] });
   // This engine has no data directory: snapshots are refused with the reason, not faked.
   const snap = await unary('ListSnapshots', {}).catch((e: grpc.ServiceError) => e);
   expect((snap as grpc.ServiceError).code).toBe(grpc.status.FAILED_PRECONDITION);

@@ -60,6 +60,8 @@ export type { Talker__Output as Talker } from './gen/kubeshark/worker/v1/Talker'
 export type { ProtocolTotals__Output as ProtocolTotals } from './gen/kubeshark/worker/v1/ProtocolTotals';
 export type { WorkerStatus__Output as WorkerStatus } from './gen/kubeshark/worker/v1/WorkerStatus';
 export type { CaptureSource__Output as CaptureSource } from './gen/kubeshark/worker/v1/CaptureSource';
+export type { CaptureInfo__Output as CaptureInfo } from './gen/kubeshark/worker/v1/CaptureInfo';
+export type { TargetingStatus__Output as TargetingStatus } from './gen/kubeshark/worker/v1/TargetingStatus';
 export type { DecodeCounter__Output as DecodeCounter } from './gen/kubeshark/worker/v1/DecodeCounter';
 export type { DataBoundaries__Output as DataBoundaries } from './gen/kubeshark/worker/v1/DataBoundaries';
 export type { TimeWindow__Output as TimeWindow } from './gen/kubeshark/worker/v1/TimeWindow';
