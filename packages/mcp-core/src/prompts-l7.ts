@@ -18,6 +18,16 @@ function around(prompt: string, args: Readonly<Record<string, string>>): { start
   return { start: new Date(ms - minutes * 60_000).toISOString(), end: new Date(ms + minutes * 60_000).toISOString() };
 }
 
+const namespaceArg = { name: 'namespace', description: 'Only traffic to or from this Kubernetes namespace (completes to the known namespaces).' };
+
+/** The KFL filter a namespace argument adds (validated as a namespace name). */
+function namespaceKfl(prompt: string, args: Readonly<Record<string, string>>): { kfl?: string } {
+  const ns = args.namespace;
+  if (ns === undefined || ns === '') return {};
+  if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) || ns.length > 63) throw invalidPromptParams(`Prompt ${prompt}: argument "namespace" must be a Kubernetes namespace name, got ${JSON.stringify(ns)}`);
+  return { kfl: `${JSON.stringify(ns)} in namespaces` };
+}
+
 const aroundArgs = [
   { name: 'time', description: 'When it happened, roughly: RFC 3339 with a zone (2024-05-01T14:15:00Z) or Unix milliseconds. Default: everything stored.' },
   { name: 'window_minutes', description: 'Minutes to search on each side of time (1-1440, default 5).' },
@@ -66,9 +76,9 @@ export const findErrorsPrompt: PromptDefinition = {
   description:
     'Find what is failing: endpoints by failures and error rate (get_api_stats), example failed calls (list_api_calls, get_api_call), ' +
     'DNS failures, and refused or reset connections (list_l4_flows).',
-  arguments: [...windowArgs],
+  arguments: [...windowArgs, namespaceArg],
   render(args) {
-    const w = windowOf(this.name, args);
+    const w = { ...windowOf(this.name, args), ...namespaceKfl(this.name, args) };
     return [
       `Find the errors in the traffic ${describeWindow(w)}, using the kubeshark tools in this order:`,
       '',
@@ -94,9 +104,9 @@ export const latencyAnalysisPrompt: PromptDefinition = {
   description:
     'Find what is slow and whether the network or the application is to blame: endpoints by p99 latency (get_api_stats), the slowest calls ' +
     '(list_api_calls, get_api_call), and TCP handshake times as the network baseline (get_l4_flow_summary, list_l4_flows).',
-  arguments: [...windowArgs, { name: 'threshold_ms', description: 'Calls slower than this are slow (1-600000, default 1000).' }],
+  arguments: [...windowArgs, { name: 'threshold_ms', description: 'Calls slower than this are slow (1-600000, default 1000).' }, namespaceArg],
   render(args) {
-    const w = windowOf(this.name, args);
+    const w = { ...windowOf(this.name, args), ...namespaceKfl(this.name, args) };
     const threshold = intValue(this.name, 'threshold_ms', args.threshold_ms, 1, 600_000) ?? 1000;
     return [
       `Analyse latency ${describeWindow(w)} (slow = over ${threshold} ms), using the kubeshark tools in this order:`,

@@ -136,6 +136,27 @@ export const STATIC_RESOURCES: readonly StaticResource[] = [
     },
   },
   {
+    uri: 'kubeshark://namespaces',
+    name: 'namespaces',
+    title: 'Namespaces',
+    description: 'The Kubernetes namespaces the workers know, each with its pods and Services (names), from their cluster maps or the API server.',
+    mimeType: 'application/json',
+    requires: ['listWorkloads'],
+    async read(source, ctx) {
+      const list = await source.listWorkloads!({}, ctx);
+      const byNs = new Map<string, { pods: string[]; services: string[] }>();
+      for (const ns of list.namespaces) byNs.set(ns, { pods: [], services: [] });
+      for (const w of list.workloads) {
+        if (w.kind === 'node') continue;
+        const e = byNs.get(w.namespace) ?? { pods: [], services: [] };
+        (w.kind === 'pod' ? e.pods : e.services).push(w.name);
+        byNs.set(w.namespace, e);
+      }
+      const nodes = list.workloads.filter((w) => w.kind === 'node').map((w) => w.name);
+      return json({ namespaces: [...byNs].map(([name, e]) => ({ name, ...e })), nodes, coverage: list.nodes });
+    },
+  },
+  {
     uri: 'kubeshark://api-stats',
     name: 'api-stats',
     title: 'API statistics',
@@ -150,7 +171,37 @@ export const STATIC_RESOURCES: readonly StaticResource[] = [
 
 const API_CALL_PREFIX = 'kubeshark://api-calls/';
 
+/** Names of the workloads the workers know, for completion: namespaces, pods, Services. */
+export async function workloadNames(source: TrafficSource, kind: 'namespace' | 'pod' | 'service', prefix: string, ctx: CallContext, namespace?: string): Promise<string[]> {
+  if (!source.listWorkloads) return [];
+  const list = await source.listWorkloads(namespace ? { namespace } : {}, ctx);
+  const names = kind === 'namespace' ? list.namespaces : [...new Set(list.workloads.filter((w) => w.kind === kind).map((w) => w.name))];
+  return names.filter((n) => n.startsWith(prefix)).sort();
+}
+
+const NAMESPACE_PREFIX = 'kubeshark://namespaces/';
+
 export const TEMPLATE_RESOURCES: readonly TemplateResource[] = [
+  {
+    uriTemplate: `${NAMESPACE_PREFIX}{namespace}`,
+    name: 'namespace',
+    title: 'One namespace',
+    description: 'The pods and Services of one namespace (IPs, nodes, owners, labels), as the workers resolve them; namespace completes to the known names.',
+    mimeType: 'application/json',
+    requires: ['listWorkloads'],
+    match(uri) {
+      if (!uri.startsWith(NAMESPACE_PREFIX)) return undefined;
+      const ns = decodeURIComponent(uri.slice(NAMESPACE_PREFIX.length));
+      return /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(ns) ? { namespace: ns } : undefined;
+    },
+    async read(params, source, ctx) {
+      const list = await source.listWorkloads!({ namespace: params.namespace! }, ctx);
+      return json({ namespace: params.namespace, workloads: list.workloads.filter((w) => w.namespace === params.namespace), coverage: list.nodes });
+    },
+    complete: {
+      namespace: (prefix, source, ctx) => workloadNames(source, 'namespace', prefix, ctx),
+    },
+  },
   {
     uriTemplate: `${API_CALL_PREFIX}{id}`,
     name: 'api-call',

@@ -18,7 +18,7 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import { redactValue } from './redact';
 import { PromptRegistry } from './prompts';
-import { LiveWatcher, ResourceCatalogue, resourceNotFound, type ResourceExtensions } from './resources';
+import { LiveWatcher, ResourceCatalogue, resourceNotFound, workloadNames, type ResourceExtensions } from './resources';
 import { UnknownToolError, type ProgressUpdate, type ToolRegistry } from './registry';
 import type { TrafficSource } from './traffic-source';
 
@@ -58,8 +58,11 @@ function page<T>(items: readonly T[], cursor: string | undefined, size: number):
 /** Completions returned at most (the MCP limit is 100). */
 const MAX_COMPLETIONS = 100;
 
-/** Prompt arguments with completions: recent API call ids, and the addresses that talk most. */
+/** Prompt arguments with completions: recent API call ids, the addresses that talk most, Kubernetes names. */
 async function completePromptArgument(source: TrafficSource, catalogue: ResourceCatalogue, prompt: string, argument: string, prefix: string, signal: AbortSignal): Promise<string[]> {
+  if (argument === 'namespace') return workloadNames(source, 'namespace', prefix, { signal }).catch(() => []);
+  if (argument === 'service') return workloadNames(source, 'service', prefix, { signal }).catch(() => []);
+  if (argument === 'pod') return workloadNames(source, 'pod', prefix, { signal }).catch(() => []);
   if (prompt === 'trace_request' && argument === 'id') return catalogue.complete('kubeshark://api-calls/{id}', 'id', prefix, { signal }).catch(() => []);
   if ((prompt === 'debug_connection' && argument === 'ip') || (prompt === 'debug_connection' && argument === 'endpoint')) {
     const s = await source.getFlowSummary({ top: 50 }, { signal });

@@ -54,8 +54,8 @@ describe('prompts', () => {
     const args = Object.fromEntries(prompts.map((p) => [p.name, (p.arguments ?? []).map((a) => a.name)]));
     expect(args).toEqual({
       investigate_failed_request: ['time', 'window_minutes', 'path', 'search'],
-      find_errors: ['start', 'end'],
-      latency_analysis: ['start', 'end', 'threshold_ms'],
+      find_errors: ['start', 'end', 'namespace'],
+      latency_analysis: ['start', 'end', 'threshold_ms', 'namespace'],
       network_health: ['start', 'end'],
       security_audit: ['start', 'end'],
       show_topology: ['start', 'end', 'top'],
@@ -125,6 +125,7 @@ describe('prompts', () => {
     ['compare_traffic', { baseline_start: '2024-05-01T14:00:00Z', baseline_end: '2024-05-01T15:00:00Z', compare_start: '2024-05-01T16:00:00Z' }, /missing required argument "compare_end"/],
     ['compare_traffic', { baseline_start: '2024-05-01T15:00:00Z', baseline_end: '2024-05-01T14:00:00Z', compare_start: '2024-05-01T16:00:00Z', compare_end: '2024-05-01T17:00:00Z' }, /"end" is before "start"/],
     ['trace_request', {}, /missing required argument "id"/],
+    ['find_errors', { namespace: 'Shop Team' }, /"namespace" must be a Kubernetes namespace name/],
     ['trace_request', { id: 'GET /checkout' }, /"id" must be an API call id/],
   ])('%s with %j is an invalid-params error', async (name, args, message) => {
     const client = await connect();
@@ -136,7 +137,7 @@ describe('prompts', () => {
 describe('every tool call a prompt writes out is one the tools accept', () => {
   const SAMPLE_ARGS: Record<string, Record<string, string>> = {
     investigate_failed_request: { time: '2024-05-01T14:15:00Z', window_minutes: '10', path: '/checkout', search: '12345' },
-    find_errors: { start: '2024-05-01T14:00:00Z', end: '1714575600000' },
+    find_errors: { start: '2024-05-01T14:00:00Z', end: '1714575600000', namespace: 'shop' },
     latency_analysis: { start: '2024-05-01T14:00:00Z', threshold_ms: '250' },
     network_health: { start: '2024-05-01T14:00:00Z', end: '2024-05-01T15:00:00Z' },
     security_audit: {},

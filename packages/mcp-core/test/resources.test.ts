@@ -1,6 +1,6 @@
 import { type Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpError, ResourceUpdatedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { type ApiCall, type TrafficSource } from '../src/index';
+import { type ApiCall, type TrafficSource, type WorkloadList } from '../src/index';
 import { CapableSource, MemorySource, T0_US, ipPairGroup, summaryWithHandshake } from './memory-source';
 import { closeInMemory, connectInMemory } from './in-memory';
 
@@ -140,4 +140,35 @@ test('completion: api call ids for the template and trace_request, addresses for
   const none = await client.complete({ ref: { type: 'ref/prompt', name: 'network_health' }, argument: { name: 'start', value: '' } });
   expect(none.completion.values).toEqual([]);
   await expect(client.complete({ ref: { type: 'ref/prompt', name: 'nope' }, argument: { name: 'x', value: '' } })).rejects.toThrow(/Unknown prompt/);
+});
+
+test('namespaces: a resource, a template per namespace, and completion of namespace names for the template and the prompts', async () => {
+  class WithWorkloads extends TrafficSourceWithCalls {
+    async listWorkloads(q: { namespace?: string }): Promise<WorkloadList> {
+      const all = [
+        { kind: 'pod' as const, name: 'checkout-7d9-abc', namespace: 'shop', ips: ['10.1.0.2'], labels: {} },
+        { kind: 'service' as const, name: 'checkout', namespace: 'shop', ips: ['10.96.0.2'], labels: {} },
+        { kind: 'pod' as const, name: 'payment-5c6-def', namespace: 'payments', ips: ['10.1.0.3'], labels: {} },
+        { kind: 'node' as const, name: 'node-a', namespace: '', ips: ['192.168.0.10'], labels: {} },
+      ];
+      const workloads = q.namespace ? all.filter((w) => w.namespace === q.namespace) : all;
+      return { workloads, namespaces: q.namespace ? [q.namespace] : ['payments', 'shop'], nodes: [{ node: 'node-a', state: 'ok' }] };
+    }
+  }
+  const client = await connect(new WithWorkloads(1));
+  expect((await client.listResources()).resources.map((r) => r.uri)).toContain('kubeshark://namespaces');
+  const ns = JSON.parse(((await client.readResource({ uri: 'kubeshark://namespaces' })).contents[0] as { text: string }).text);
+  expect(ns.namespaces).toEqual([
+    { name: 'payments', pods: ['payment-5c6-def'], services: [] },
+    { name: 'shop', pods: ['checkout-7d9-abc'], services: ['checkout'] },
+  ]);
+  expect(ns.nodes).toEqual(['node-a']);
+  const shop = JSON.parse(((await client.readResource({ uri: 'kubeshark://namespaces/shop' })).contents[0] as { text: string }).text);
+  expect(shop.workloads.map((w: { name: string }) => w.name)).toEqual(['checkout-7d9-abc', 'checkout']);
+  const done = await client.complete({ ref: { type: 'ref/resource', uri: 'kubeshark://namespaces/{namespace}' }, argument: { name: 'namespace', value: 'p' } });
+  expect(done.completion.values).toEqual(['payments']);
+  const prompt = await client.complete({ ref: { type: 'ref/prompt', name: 'find_errors' }, argument: { name: 'namespace', value: 's' } });
+  expect(prompt.completion.values).toEqual(['shop']);
+  const text = ((await client.getPrompt({ name: 'find_errors', arguments: { namespace: 'shop' } })).messages[0]!.content as { text: string }).text;
+  expect(text).toContain('"kfl":"\\"shop\\" in namespaces"');
 });
