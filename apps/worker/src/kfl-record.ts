@@ -168,7 +168,8 @@ function plainEntryRecord(s: StoredEntry): KflRecord {
     failure: e.failure ?? '',
     error: e.error ?? '',
     method: e.method,
-    path: e.path,
+    // KFL2's path is the path alone; the query is query_string.
+    path: p === 'http' || p === 'grpc' ? e.path.split('?', 1)[0]! : e.path,
     url: e.url,
     status_code: e.status_code,
     query_string: queryMap(e.path),

@@ -124,3 +124,12 @@ test('malformed filters are INVALID_ARGUMENT on "kfl" and never take the worker 
   const tooLong = await stream({ kfl: `http && ${'(http || '.repeat(800)}http${')'.repeat(800)}` }).catch((e: grpc.ServiceError) => e);
   expect((tooLong as grpc.ServiceError).code).toBe(grpc.status.INVALID_ARGUMENT);
 });
+
+test('an HTTP entry\'s KFL path is the path alone; the query is query_string', () => {
+  const stored = engine.entries!.query({}).entries.find((s) => s.entry.protocol === 'http')!;
+  const withQuery = { ...stored, entry: { ...stored.entry, path: '/tokens?user=12345&x=%20y', url: 'shop/tokens?user=12345&x=%20y' } } as typeof stored;
+  const r = entryRecord(withQuery);
+  expect(r.path).toBe('/tokens');
+  expect(r.query_string).toEqual({ user: '12345', x: ' y' });
+  expect(compile('path == "/tokens" && query_string["user"] == "12345"').matches(r)).toBe(true);
+});
