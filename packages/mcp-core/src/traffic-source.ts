@@ -254,6 +254,28 @@ export interface WorkerState {
   boundaries?: NodeBoundaries;
   /** The worker's Kubernetes resolver: absent when it has none. */
   kubernetes?: KubernetesSourceStatus;
+  /** Which pods the worker's live capture is limited to; absent when it is not limited. */
+  targeting?: TargetingInfo;
+}
+
+/** Live capture limited to some pods: a BPF filter from their addresses, rebuilt as pods come and go. */
+export interface TargetingInfo {
+  namespaces: string[];
+  excluded_namespaces: string[];
+  pod_regex: string;
+  pods: number;
+  pod_ips: number;
+  /** `node`: the pods of the worker's node; `cluster`: every pod (the worker's node is unknown). */
+  scope: string;
+  /** `hosts`, `nets` (aggregated, may include neighbours), `none` (nothing captured), `all` (not applied). */
+  mode: string;
+  /** The targeting part of the filter, and the whole filter tcpdump runs with. */
+  target_filter: string;
+  filter: string;
+  checked_at_us: number;
+  updated_at_us: number;
+  updates: number;
+  warning?: string;
 }
 
 /** Where a worker's Kubernetes identities come from and how healthy that is. */
@@ -350,6 +372,52 @@ export interface SnapshotResult {
 
 export interface SnapshotList {
   snapshots: Snapshot[];
+  nodes: NodeCoverage[];
+}
+
+/** A targeted capture to run on every node: the pods of `namespaces` matching `pod_regex`, and/or a BPF filter. */
+export interface CaptureRequest {
+  namespaces?: string[];
+  pod_regex?: string;
+  bpf?: string;
+  duration_s: number;
+  /** Capture file bytes per node. */
+  max_bytes: number;
+}
+
+/** One node's part of a capture. */
+export interface NodeCapture {
+  node: string;
+  /** `running`, `done`, `stopped`, `limit` (byte budget reached), `failed`. */
+  state: string;
+  packets: number;
+  bytes: number;
+  started_at_us: number;
+  /** 0 while running. */
+  ended_at_us: number;
+  filter: string;
+  /** Pod addresses the namespaces / pod regex selected on the node. */
+  pod_ips: number;
+  error?: string;
+  /** Why the node captured nothing (e.g. no targeted pod runs there). */
+  note?: string;
+  /** The snapshot holding the node's packets (export_pcap snapshot=<id>). */
+  snapshot?: string;
+}
+
+export interface CaptureProgress {
+  elapsed_ms: number;
+  duration_ms: number;
+  packets: number;
+  bytes: number;
+  /** Nodes still capturing. */
+  running: number;
+}
+
+export interface CaptureResult {
+  /** Shared by every node; also the name of the snapshots that keep the packets. */
+  id: string;
+  captures: NodeCapture[];
   nodes: NodeCoverage[];
 }
 
@@ -550,6 +618,12 @@ export interface TrafficSource {
   listSnapshots?(ctx: CallContext): Promise<SnapshotList>;
   getSnapshot?(name: string, ctx: CallContext): Promise<SnapshotResult>;
   deleteSnapshot?(name: string, ctx: CallContext): Promise<{ nodes: NodeCoverage[] }>;
+  /**
+   * Runs a targeted capture on every node and resolves when every node has ended it, reporting
+   * progress while it runs. When `ctx.signal` fires the capture is stopped on every node (the
+   * packets so far are kept) and the call rejects as cancelled.
+   */
+  captureTraffic?(request: CaptureRequest, ctx: CallContext, onProgress?: (progress: CaptureProgress) => void): Promise<CaptureResult>;
   /** API calls in timestamp order, paged by the source's own cursor. */
   listApiCalls?(query: ApiCallQuery, ctx: CallContext): Promise<ApiCallList>;
   /** One API call's full record; a TrafficSourceError `not_found` when there is none. */

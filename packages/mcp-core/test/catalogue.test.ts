@@ -16,7 +16,7 @@ import { closeInMemory, connectInMemory } from './in-memory';
 const L4 = ['list_l4_flows', 'get_l4_flow_summary', 'get_service_map'];
 const ALL = [...L4, 'list_api_calls', 'get_api_call', 'get_api_stats', 'apply_filter', 'get_status', 'get_data_boundaries', 'export_pcap', 'create_snapshot', 'list_snapshots', 'get_snapshot', 'delete_snapshot'];
 /** Every built-in tool: ALL plus the Kubernetes tools (CapableSource has no resolver; see workloads.test.ts). */
-const CATALOGUE = [...ALL.slice(0, 7), 'list_workloads', 'list_ips', ...ALL.slice(7)];
+const CATALOGUE = [...ALL.slice(0, 7), 'list_workloads', 'list_ips', ...ALL.slice(7), 'capture_traffic'];
 
 
 const connect = (source: TrafficSource): Promise<Client> => connectInMemory(source);

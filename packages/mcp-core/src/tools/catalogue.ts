@@ -3,6 +3,7 @@ import type { TrafficSource } from '../traffic-source';
 import { getApiCall, listApiCalls } from './api-calls';
 import { getApiStats } from './api-stats';
 import { applyFilter } from './apply-filter';
+import { captureTraffic } from './capture';
 import { exportPcap } from './export';
 import { getL4FlowSummary, listL4Flows } from './l4';
 import { getServiceMap } from './service-map';
@@ -39,6 +40,7 @@ export const TOOL_CATALOGUE: readonly CatalogueEntry[] = [
   entry(listSnapshots, 'listSnapshots'),
   entry(getSnapshot, 'getSnapshot'),
   entry(deleteSnapshot, 'deleteSnapshot'),
+  entry(captureTraffic, 'captureTraffic'),
 ];
 
 /**

@@ -1,6 +1,6 @@
 import { isoMicros } from '../model';
 import type { ToolDefinition } from '../registry';
-import type { CaptureSourceStatus, NodeBoundaries, NodeCoverage, WorkerState } from '../traffic-source';
+import type { CaptureSourceStatus, NodeBoundaries, NodeCoverage, TargetingInfo, WorkerState } from '../traffic-source';
 import { nodesLine, windowLine, windowSchema, windowView, type WindowView } from './common';
 import { nodesSchema } from './schemas';
 
@@ -137,6 +137,26 @@ const workerSchema = {
     skipped: { ...counters, description: 'Packets without TCP or UDP we track (ARP, ICMP, ...), by reason.' },
     decode_errors: { ...counters, description: 'Malformed or unsupported headers, by reason.' },
     boundaries: boundariesSchema,
+    targeting: {
+      type: 'object',
+      description: 'Which pods live capture is limited to (absent: not limited). Traffic of other pods is not captured on this node.',
+      properties: {
+        namespaces: { type: 'array', items: str, description: 'Empty: every namespace but the excluded.' },
+        excluded_namespaces: { type: 'array', items: str },
+        pod_regex: str,
+        pods: int,
+        pod_ips: int,
+        scope: { type: 'string', description: 'node: the pods of this node; cluster: every pod (the node is unknown to the resolver).' },
+        mode: { type: 'string', description: 'hosts; nets (aggregated, may include neighbours); none (no pod selected, nothing captured); all (too many addresses, not applied).' },
+        filter: { type: 'string', description: 'The BPF filter tcpdump runs with.' },
+        updated_at: { type: 'string', description: 'When the pod set last changed the filter.' },
+        checked_at: { type: 'string', description: 'When the pod set was last recomputed.' },
+        updates: int,
+        warning: str,
+      },
+      required: ['namespaces', 'excluded_namespaces', 'pod_regex', 'pods', 'pod_ips', 'scope', 'mode', 'filter'],
+      additionalProperties: false,
+    },
   },
   required: ['node', 'state'],
   additionalProperties: false,
@@ -157,7 +177,37 @@ function workerView(w: WorkerState): Record<string, unknown> {
   if (w.skipped?.length) v.skipped = w.skipped;
   if (w.errors?.length) v.decode_errors = w.errors;
   if (w.boundaries) v.boundaries = boundariesView(w.boundaries);
+  if (w.targeting) v.targeting = targetingView(w.targeting);
   return v;
+}
+
+function targetingView(t: TargetingInfo): Record<string, unknown> {
+  return {
+    namespaces: t.namespaces,
+    excluded_namespaces: t.excluded_namespaces,
+    pod_regex: t.pod_regex,
+    pods: t.pods,
+    pod_ips: t.pod_ips,
+    scope: t.scope,
+    mode: t.mode,
+    filter: t.filter,
+    ...(t.updated_at_us ? { updated_at: isoMicros(t.updated_at_us) } : {}),
+    ...(t.checked_at_us ? { checked_at: isoMicros(t.checked_at_us) } : {}),
+    updates: t.updates,
+    ...(t.warning ? { warning: t.warning } : {}),
+  };
+}
+
+/** "targeting: namespaces shop, excluding kube-system, pods /^web-/: 3 pods (3 addresses on this node), filter ...". */
+function targetingLine(t: TargetingInfo): string {
+  const what = [
+    t.namespaces.length ? `namespaces ${t.namespaces.join(', ')}` : 'every namespace',
+    t.excluded_namespaces.length ? `excluding ${t.excluded_namespaces.join(', ')}` : '',
+    t.pod_regex ? `pods /${t.pod_regex}/` : '',
+  ].filter(Boolean);
+  const where = t.scope === 'node' ? 'on this node' : 'cluster-wide: the node is unknown to the resolver';
+  const mode = t.mode === 'none' ? '; no pod selected, nothing is captured' : t.mode === 'all' ? '; not applied, everything is captured' : t.mode === 'nets' ? '; as networks, neighbours may be captured too' : '';
+  return `  targeting ${what.join(', ')}: ${plural(t.pods, 'pod')} (${plural(t.pod_ips, 'address', 'addresses')} ${where})${mode}; other traffic is not captured${t.warning ? `; warning: ${t.warning}` : ''}`;
 }
 
 const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
@@ -181,6 +231,7 @@ function workerLines(w: WorkerState): string[] {
   ];
   const sources = (v.sources as SourceView[] | undefined) ?? [];
   lines.push(...(sources.length ? sources.map(sourceLine) : ['  no capture sources']));
+  if (w.targeting) lines.push(targetingLine(w.targeting));
   if (v.boundaries) lines.push(`  data: ${boundariesText(v.boundaries as BoundariesView)}`);
   const counts = (list: { reason: string; count: number }[] | undefined): string => (list ?? []).map((c) => `${c.reason} ${c.count}`).join(', ');
   if (w.skipped?.length) lines.push(`  skipped: ${counts(w.skipped)}`);
@@ -194,7 +245,7 @@ export const getStatus: ToolDefinition<Record<string, never>> = {
   description:
     'Health of the capture on every node: whether its worker is connected, unavailable or failing, its version, its ' +
     'capture sources (replayed files and live interfaces with their state, packets, kernel drops, restarts, gaps and ' +
-    'BPF filter), packets seen and decoded, flows tracked, and the time range of data it holds. Call it when an answer ' +
+    'BPF filter), which pods capture is targeted at (namespaces, pod regex; other pods are not captured), packets seen and decoded, flows tracked, and the time range of data it holds. Call it when an answer ' +
     'is empty or surprising, to tell "no such traffic" from "not captured" (node down, interface failing, drops, ' +
     'outside the data window).',
   inputSchema: { type: 'object', properties: {}, additionalProperties: false },
