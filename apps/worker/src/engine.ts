@@ -4,6 +4,7 @@ import {
   aggregateByIpPair,
   aggregateFlows,
   orderFlows,
+  pageFlows,
   readCaptureFile,
   selectFlows,
   summarizeFlows,
@@ -463,6 +464,25 @@ export class WorkerEngine {
   }
 
   listFlows(q: FlowListQuery): FlowListResult {
+    if (q.aggregate === 'none' && !q.kfl?.trim()) {
+      // A page of single flows: sorted on the table's columns, only the page materialised.
+      const filter: FlowFilter = {
+        ...(q.ip ? { ip: q.ip } : {}),
+        ...(q.port ? { port: q.port } : {}),
+        ...(q.protocol ? { protocol: q.protocol } : {}),
+        ...(q.sinceUs ? { sinceUs: q.sinceUs } : {}),
+        ...(q.untilUs ? { untilUs: q.untilUs } : {}),
+      };
+      let page: { flows: FlowRecord[]; total: number };
+      try {
+        page = pageFlows(this.tracker.flows, filter, q.orderBy, q.offset ?? 0, q.limit);
+      } catch (err) {
+        if (err instanceof FlowQueryError) throw new QueryError(err.field, err.message);
+        throw err;
+      }
+      const ids = this.identities();
+      return { flows: page.flows.map((f) => flowToModel(f, this.node, ids)), groups: [], total: page.total };
+    }
     const byIdentity = q.aggregate === 'namespace' || q.aggregate === 'pod' || q.aggregate === 'service';
     const resolver = byIdentity ? this.requireKube().resolver : undefined;
     const flows = this.select(q);

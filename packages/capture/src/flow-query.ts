@@ -74,6 +74,39 @@ const ORDER: Record<FlowOrder, (a: Counted, b: Counted) => number> = {
   oldest: (a, b) => timestampUs(a.firstSeen) - timestampUs(b.firstSeen),
 };
 
+/**
+ * One page of flows in `order` (ties by first appearance, as `orderFlows`), and how many match.
+ * Without an address or port filter it works on the table's columns and materialises only the
+ * page (a list of 50 out of 100,000 flows builds 50 objects, not 100,000); with one it filters
+ * the materialised flows.
+ */
+export function pageFlows(table: FlowTable, filter: FlowFilter, order: FlowOrder, offset: number, limit: number): { flows: FlowRecord[]; total: number } {
+  if ((filter.ip !== undefined && filter.ip !== '') || filter.port) {
+    const all = orderFlows(selectFlows(table, filter), order);
+    return { flows: all.slice(offset, offset + limit), total: all.length };
+  }
+  const rows: number[] = [];
+  for (let i = 0; i < table.size; i++) {
+    if (filter.protocol && table.protocolOf(i) !== filter.protocol) continue;
+    if (filter.sinceUs && table.lastSeenUs(i) < filter.sinceUs) continue;
+    if (filter.untilUs && table.firstSeenUs(i) > filter.untilUs) continue;
+    rows.push(i);
+  }
+  const key =
+    order === 'bytes'
+      ? (i: number): number => -table.bytesOf(i)
+      : order === 'packets'
+        ? (i: number): number => -table.packetsOf(i)
+        : order === 'recent'
+          ? (i: number): number => -table.lastSeenUs(i)
+          : (i: number): number => table.firstSeenUs(i);
+  const keys = new Float64Array(table.size);
+  for (const i of rows) keys[i] = key(i);
+  // Rows are in table order, which is id order: a stable sort keeps first appearance on ties.
+  rows.sort((a, b) => keys[a]! - keys[b]! || table.idOf(a) - table.idOf(b));
+  return { flows: rows.slice(offset, offset + limit).map((i) => table.get(i)), total: rows.length };
+}
+
 /** Sorts flows in place; ties fall back to table order so results are deterministic. */
 export function orderFlows(flows: FlowRecord[], order: FlowOrder = 'bytes'): FlowRecord[] {
   const c = ORDER[order];

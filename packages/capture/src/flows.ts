@@ -823,6 +823,31 @@ export class FlowTable {
     return true;
   }
 
+  /**
+   * Numbers of flow `i` without materialising it: frame bytes and packets of both directions,
+   * and first and last seen in microseconds since the epoch.
+   */
+  bytesOf(i: number): number {
+    return this.bytes[2 * i]! + this.bytes[2 * i + 1]!;
+  }
+
+  packetsOf(i: number): number {
+    return this.pkts[2 * i]! + this.pkts[2 * i + 1]!;
+  }
+
+  firstSeenUs(i: number): number {
+    return this.firstSec[i]! * 1e6 + Math.floor(this.firstNsec[i]! / 1000);
+  }
+
+  lastSeenUs(i: number): number {
+    return this.lastSec[i]! * 1e6 + Math.floor(this.lastNsec[i]! / 1000);
+  }
+
+  /** The id (`FlowRecord.index`) of flow `i`. */
+  idOf(i: number): number {
+    return this.ids[i]!;
+  }
+
   /** Protocol of flow `i` without materialising it. */
   protocolOf(i: number): 'tcp' | 'udp' {
     return this.keys[i * KEY_WORDS + 9]! >>> 8 === IPPROTO_TCP ? 'tcp' : 'udp';

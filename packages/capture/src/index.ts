@@ -10,7 +10,7 @@ export { IpDefragmenter, DEFRAG_DROP_REASONS } from './defrag';
 export type { DefragOptions, DefragStats, DefragCount, DefragDropReason, IpFragment } from './defrag';
 export { FlowTracker } from './tracker';
 export type { TrackerStats, TrackerDefragStats, FlowTrackerOptions, DecodeCount, UdpDatagramHook } from './tracker';
-export { selectFlows, orderFlows, aggregateByIpPair, aggregateFlows, summarizeFlows, percentilesNs, handshakeSketch, timestampUs, FlowQueryError } from './flow-query';
+export { selectFlows, orderFlows, pageFlows, aggregateByIpPair, aggregateFlows, summarizeFlows, percentilesNs, handshakeSketch, timestampUs, FlowQueryError } from './flow-query';
 export type { FlowFilter, FlowOrder, FlowGroup, FlowSummary, Percentiles, Talker, ProtocolTotals } from './flow-query';
 export { parseIp, formatIp, formatIpv4, formatIpv6 } from './ip';
 export type { IpWords } from './ip';
