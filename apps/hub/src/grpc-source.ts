@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import {
   ERROR_CODES,
@@ -12,6 +13,10 @@ import {
   type ApiStatsReport,
   type BoundariesReport,
   type CallContext,
+  type CaptureProgress,
+  type CaptureRequest,
+  type CaptureResult,
+  type NodeCapture,
   type Flow,
   type FlowGroup,
   type FlowList,
@@ -36,6 +41,7 @@ import {
 import type { IpInfo, IpList, IpQuery, WorkloadInfo, WorkloadKind, WorkloadList, WorkloadQuery } from '@kubeshark-mcp/mcp-core/model';
 import {
   createWorkerClient,
+  type CaptureInfo as ProtoCapture,
   type DataBoundaries as ProtoBoundaries,
   type Endpoint as ProtoEndpoint,
   type Flow as ProtoFlow,
@@ -320,6 +326,40 @@ const fromProtoSnapshot = (s: SnapshotInfo, node: string): Snapshot => ({
   flows: s.flows,
   state: s.state,
 });
+
+const fromProtoCapture = (c: ProtoCapture, node: string): NodeCapture => ({
+  node: c.node || node,
+  state: c.state,
+  packets: c.packets,
+  bytes: c.bytes,
+  started_at_us: c.started_at_us,
+  ended_at_us: c.ended_at_us,
+  filter: c.filter,
+  pod_ips: c.pod_ips,
+  ...(c.error ? { error: c.error } : {}),
+  ...(c.note ? { note: c.note } : {}),
+  ...(c.snapshot ? { snapshot: c.snapshot } : {}),
+});
+
+/** How often a running capture is polled for progress. */
+export const CAPTURE_POLL_MS = 1000;
+/** A node still running this long after the duration is stopped by the hub (its timer should have ended it). */
+export const CAPTURE_GRACE_MS = 10_000;
+
+/** "cap-20240501T141500Z-a1b2c3": one id for every node, also the name of the snapshots that keep the packets. */
+export const newCaptureId = (now = Date.now()): string => `cap-${compactTime(now)}-${randomBytes(3).toString('hex')}`;
+
+/** Waits `ms`, or less if the signal fires. */
+const pause = (ms: number, signal: AbortSignal): Promise<void> =>
+  new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 
 const evicted = (s: WorkerStatus): number => Number((s as { flows_evicted?: number }).flows_evicted ?? 0);
 
@@ -705,6 +745,25 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
                 },
               }
             : {}),
+          ...(status.targeting
+            ? {
+                targeting: {
+                  namespaces: [...status.targeting.namespaces],
+                  excluded_namespaces: [...status.targeting.excluded_namespaces],
+                  pod_regex: status.targeting.pod_regex,
+                  pods: status.targeting.pods,
+                  pod_ips: status.targeting.pod_ips,
+                  scope: status.targeting.scope,
+                  mode: status.targeting.mode,
+                  target_filter: status.targeting.target_filter,
+                  filter: status.targeting.filter,
+                  checked_at_us: status.targeting.checked_at_us,
+                  updated_at_us: status.targeting.updated_at_us,
+                  updates: status.targeting.updates,
+                  ...(status.targeting.warning ? { warning: status.targeting.warning } : {}),
+                },
+              }
+            : {}),
         };
       }),
     };
@@ -749,6 +808,83 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       return fromProtoSnapshot(s, node);
     }, ctx.signal);
     return snapshotResult(results.map((x) => x.value), nodes);
+  }
+
+  /**
+   * A targeted capture on every worker under one id: started everywhere (a worker that refuses or
+   * cannot be reached is in the coverage), then polled every CAPTURE_POLL_MS for progress until
+   * every node has ended it. Cancelling the request stops it on every node that started it
+   * (the packets so far are kept as the snapshot) and rejects as cancelled. A node still running
+   * well past the duration is stopped; one that stops answering is reported unavailable with the
+   * last counts it gave.
+   */
+  async captureTraffic(r: CaptureRequest, ctx: CallContext, onProgress?: (p: CaptureProgress) => void): Promise<CaptureResult> {
+    const id = newCaptureId();
+    const req = { id, bpf: r.bpf ?? '', namespaces: r.namespaces ?? [], pod_regex: r.pod_regex ?? '', duration_s: r.duration_s, max_bytes: r.max_bytes };
+    const t0 = Date.now();
+    const durationMs = r.duration_s * 1000;
+    const started = new Set<WorkerConnection>();
+    const stopAll = async (): Promise<void> => {
+      // Not with the request's signal: it has fired, and the stops must still go out.
+      await Promise.allSettled([...started].map((w) => this.unary(w, w.client.StopCapture as never, { id })));
+    };
+    try {
+      const { results, nodes } = await this.fanOut(async (w) => {
+        const node = await this.nodeOf(w, ctx.signal);
+        const info = (await this.unary(w, w.client.StartCapture as never, req, ctx.signal)) as ProtoCapture;
+        started.add(w);
+        return fromProtoCapture(info, node);
+      }, ctx.signal);
+      const lanes = results.map((x) => ({ w: x.worker, capture: x.value, coverage: nodes.find((n) => n.node === this.nameOf(x.worker))! }));
+      const report = (): void => {
+        const running = lanes.filter((l) => l.capture.state === 'running').length;
+        onProgress?.({
+          elapsed_ms: Date.now() - t0,
+          duration_ms: durationMs,
+          packets: lanes.reduce((n, l) => n + l.capture.packets, 0),
+          bytes: lanes.reduce((n, l) => n + l.capture.bytes, 0),
+          running,
+        });
+      };
+      report();
+      let overdue = false;
+      while (lanes.some((l) => l.capture.state === 'running')) {
+        await pause(CAPTURE_POLL_MS, ctx.signal);
+        if (ctx.signal.aborted) throw cancelled();
+        overdue = Date.now() - t0 > durationMs + CAPTURE_GRACE_MS;
+        await Promise.all(
+          lanes
+            .filter((l) => l.capture.state === 'running')
+            .map(async (l) => {
+              try {
+                const info = overdue
+                  ? ((await this.unary(l.w, l.w.client.StopCapture as never, { id }, ctx.signal)) as ProtoCapture)
+                  : ((await this.unary(l.w, l.w.client.ListCaptures as never, {}, ctx.signal)) as { captures: ProtoCapture[] }).captures.find((c) => c.id === id);
+                if (!info) throw new TrafficSourceError(ERROR_CODES.NOT_FOUND, `the worker no longer lists capture ${id} (restarted?)`);
+                l.capture = fromProtoCapture(info, l.capture.node);
+              } catch (err) {
+                const e = err instanceof TrafficSourceError ? err : toSourceError(err, l.w);
+                if (e.code === ERROR_CODES.CANCELLED) return;
+                // A node that cannot answer past the duration is given up on, with its last counts.
+                if (overdue || e.code === ERROR_CODES.NOT_FOUND) {
+                  l.capture = { ...l.capture, state: 'failed', error: this.reason(e) };
+                  l.coverage.state = isUnreachable(e) ? 'unavailable' : 'error';
+                  l.coverage.message = this.reason(e);
+                }
+              }
+            }),
+        );
+        if (ctx.signal.aborted) throw cancelled();
+        report();
+      }
+      return { id, captures: lanes.map((l) => l.capture), nodes };
+    } catch (err) {
+      if (ctx.signal.aborted) {
+        await stopAll();
+        throw cancelled();
+      }
+      throw err;
+    }
   }
 
   /** Every node's snapshots, with their node. */
@@ -1311,5 +1447,8 @@ function fromProtoSummary(s: ProtoSummary): Omit<FlowSummary, 'nodes'> {
     tcp_handshake_server: percentiles(s.tcp_handshake_server),
     first_seen_us: s.first_seen_us,
     last_seen_us: s.last_seen_us,
+    // Only workers with a Kubernetes source fill these.
+    ...(s.by_namespace.length ? { by_namespace: s.by_namespace.map((n) => ({ namespace: n.namespace, flows: n.flows, packets: n.packets, bytes: n.bytes })) } : {}),
+    ...(s.cross_namespace.length ? { cross_namespace: s.cross_namespace.map((n) => ({ src_namespace: n.src_namespace, dst_namespace: n.dst_namespace, flows: n.flows, bytes: n.bytes })) } : {}),
   };
 }

@@ -197,6 +197,7 @@ test('tools/list offers the catalogue with the documented annotations', async ()
     'list_snapshots',
     'get_snapshot',
     'delete_snapshot',
+    'capture_traffic',
   ]);
   for (const name of ['get_service_map', 'list_api_calls', 'get_api_call', 'get_api_stats', 'apply_filter', 'list_workloads', 'list_ips', 'get_status', 'get_data_boundaries', 'export_pcap', 'list_snapshots', 'get_snapshot']) {
     expect(byName.get(name)!.annotations).toMatchObject({ readOnlyHint: true, openWorldHint: false });

@@ -81,13 +81,14 @@ describe('capture_traffic', () => {
     expect(source.requests).toEqual([]);
   });
 
-  it('sends strictly increasing progress in seconds of the duration, with the counts so far', async () => {
+  it('sends strictly increasing progress in seconds of the duration, with the counts so far, reaching the total when every node has ended', async () => {
     const source = new CaptureSource();
     source.steps = [
       { elapsed_ms: 0, duration_ms: 5000, packets: 0, bytes: 0, running: 2 },
       { elapsed_ms: 1040, duration_ms: 5000, packets: 3, bytes: 900, running: 2 },
       { elapsed_ms: 1080, duration_ms: 5000, packets: 3, bytes: 900, running: 2 },
       { elapsed_ms: 2100, duration_ms: 5000, packets: 7, bytes: 2100, running: 1 },
+      { elapsed_ms: 6000, duration_ms: 5000, packets: 11, bytes: 3000, running: 1 },
       { elapsed_ms: 9000, duration_ms: 5000, packets: 12, bytes: 4096, running: 0 },
     ];
     const client = await connectInMemory(source);
@@ -98,6 +99,8 @@ describe('capture_traffic', () => {
       { progress: 0, total: 5, message: '0 packets, 0 bytes captured; 2 nodes still capturing' },
       { progress: 1, total: 5, message: '3 packets, 900 bytes captured; 2 nodes still capturing' },
       { progress: 2.1, total: 5, message: '7 packets, 2100 bytes captured; 1 node still capturing' },
+      // A node running past the duration: short of the total until every node has ended.
+      { progress: 4.9, total: 5, message: '11 packets, 3000 bytes captured; 1 node still capturing' },
       { progress: 5, total: 5, message: '12 packets, 4096 bytes captured; 0 nodes still capturing' },
     ]);
   });

@@ -29,8 +29,9 @@ function progressSender(send: ((update: ProgressUpdate) => Promise<void>) | unde
   return {
     update(p) {
       if (!send) return;
-      // Tenths of a second, capped at the duration: whole enough to increase between polls.
-      const progress = Math.min(Math.floor(p.elapsed_ms / 100) / 10, durationS);
+      // Tenths of a second: fine enough to increase between polls. The total is reached only when
+      // every node has ended (a node may run a little past the duration), so the last update is the final count.
+      const progress = p.running === 0 ? durationS : Math.min(Math.floor(p.elapsed_ms / 100) / 10, durationS - 0.1);
       if (progress <= last) return;
       last = progress;
       const message = `${p.packets} packets, ${p.bytes} bytes captured; ${p.running} node${p.running === 1 ? '' : 's'} still capturing`;
