@@ -170,7 +170,34 @@ export function mergeSummaries(parts: readonly SummaryPart[], top: number): Summ
     tcp_handshake_server: mergePercentiles(parts.map((p) => p.tcp_handshake_server)),
     first_seen_us: seen.length ? Math.min(...seen.map((p) => p.first_seen_us)) : 0,
     last_seen_us: seen.length ? Math.max(...seen.map((p) => p.last_seen_us)) : 0,
+    ...namespaces(parts, top),
   };
+}
+
+/** Traffic by namespace and cross-namespace pairs of several workers: counts add by key, biggest first again. */
+function namespaces(parts: readonly SummaryPart[], top: number): Pick<SummaryPart, 'by_namespace' | 'cross_namespace'> {
+  const byNs = new Map<string, NonNullable<SummaryPart['by_namespace']>[number]>();
+  const pairs = new Map<string, NonNullable<SummaryPart['cross_namespace']>[number]>();
+  for (const p of parts) {
+    for (const n of p.by_namespace ?? []) {
+      const e = byNs.get(n.namespace) ?? { namespace: n.namespace, flows: 0, packets: 0, bytes: 0 };
+      e.flows += n.flows;
+      e.packets += n.packets;
+      e.bytes += n.bytes;
+      byNs.set(n.namespace, e);
+    }
+    for (const n of p.cross_namespace ?? []) {
+      const key = `${n.src_namespace}\u0000${n.dst_namespace}`;
+      const e = pairs.get(key) ?? { src_namespace: n.src_namespace, dst_namespace: n.dst_namespace, flows: 0, bytes: 0 };
+      e.flows += n.flows;
+      e.bytes += n.bytes;
+      pairs.set(key, e);
+    }
+  }
+  const out: Pick<SummaryPart, 'by_namespace' | 'cross_namespace'> = {};
+  if (byNs.size) out.by_namespace = [...byNs.values()].sort((a, b) => b.bytes - a.bytes || cmp(a.namespace, b.namespace)).slice(0, top);
+  if (pairs.size) out.cross_namespace = [...pairs.values()].sort((a, b) => b.bytes - a.bytes || cmp(`${a.src_namespace}/${a.dst_namespace}`, `${b.src_namespace}/${b.dst_namespace}`)).slice(0, top);
+  return out;
 }
 
 /**

@@ -119,6 +119,25 @@ test('mergeSummaries: totals add, talkers are recomputed over the union, unique 
     ['10.0.0.9', 100, 1],
   ]);
   expect(m).toMatchObject({ total_flows: 2, tcp: { flows: 3 }, unique_clients: 6, first_seen_us: 40, last_seen_us: 70 });
+  expect(m.by_namespace).toBeUndefined();
+
+  // Namespaces: counts add by namespace and by pair, biggest by bytes first, cut to top.
+  const ns = mergeSummaries(
+    [
+      part({ by_namespace: [{ namespace: 'shop', flows: 2, packets: 20, bytes: 2000 }, { namespace: '', flows: 1, packets: 5, bytes: 300 }], cross_namespace: [{ src_namespace: 'shop', dst_namespace: 'payments', flows: 1, bytes: 500 }] }),
+      part({ by_namespace: [{ namespace: 'payments', flows: 3, packets: 30, bytes: 2500 }, { namespace: 'shop', flows: 1, packets: 10, bytes: 1000 }], cross_namespace: [{ src_namespace: 'shop', dst_namespace: 'payments', flows: 2, bytes: 700 }, { src_namespace: '', dst_namespace: 'shop', flows: 1, bytes: 100 }] }),
+      part({}),
+    ],
+    2,
+  );
+  expect(ns.by_namespace).toEqual([
+    { namespace: 'shop', flows: 3, packets: 30, bytes: 3000 },
+    { namespace: 'payments', flows: 3, packets: 30, bytes: 2500 },
+  ]);
+  expect(ns.cross_namespace).toEqual([
+    { src_namespace: 'shop', dst_namespace: 'payments', flows: 3, bytes: 1200 },
+    { src_namespace: '', dst_namespace: 'shop', flows: 1, bytes: 100 },
+  ]);
 });
 
 test('composite cursors round-trip any node name and worker cursor; anything else is refused', () => {

@@ -576,7 +576,10 @@ export class WorkerEngine {
   }
 
   summary(filter: FlowQuery, top: number): Omit<FlowSummary, 'nodes'> {
-    return summaryToModel(summarizeFlows(this.select(filter), top));
+    const flows = this.select(filter);
+    const out = summaryToModel(summarizeFlows(flows, top));
+    const resolver = this.kube?.resolver;
+    return resolver ? { ...out, ...namespaceTraffic(flows, (ip, tUs) => resolver.resolve(ip, tUs).namespace ?? '', top) } : out;
   }
 
   private select(filter: FlowQuery): FlowRecord[] {
@@ -627,6 +630,46 @@ function identityGroup(by: 'namespace' | 'pod' | 'service', ip: string, id: Iden
   }
   if (by === 'service' && id.service) return { key: `${id.service.namespace}/${id.service.name}`, server: { namespace: id.service.namespace, service: id.service.name } };
   return { key: ip, server: { ip } };
+}
+
+/**
+ * Traffic per namespace (a flow counts once for each distinct namespace of its ends; '' = an
+ * address outside the cluster) and client -> server namespace pairs that differ, biggest by bytes
+ * first, at most `top` of each.
+ */
+export function namespaceTraffic(
+  flows: readonly FlowRecord[],
+  namespaceOf: (ip: string, tUs: number) => string,
+  top: number,
+): { by_namespace: NonNullable<FlowSummary['by_namespace']>; cross_namespace: NonNullable<FlowSummary['cross_namespace']> } {
+  const byNs = new Map<string, { namespace: string; flows: number; packets: number; bytes: number }>();
+  const pairs = new Map<string, { src_namespace: string; dst_namespace: string; flows: number; bytes: number }>();
+  for (const f of flows) {
+    const t = timestampUs(f.firstSeen);
+    const c = namespaceOf(f.client.ip, t);
+    const sv = namespaceOf(f.server.ip, t);
+    const packets = f.clientToServer.packets + f.serverToClient.packets;
+    const bytes = f.clientToServer.bytes + f.serverToClient.bytes;
+    for (const ns of c === sv ? [c] : [c, sv]) {
+      const e = byNs.get(ns) ?? { namespace: ns, flows: 0, packets: 0, bytes: 0 };
+      e.flows++;
+      e.packets += packets;
+      e.bytes += bytes;
+      byNs.set(ns, e);
+    }
+    if (c !== sv) {
+      const key = `${c}\u0000${sv}`;
+      const e = pairs.get(key) ?? { src_namespace: c, dst_namespace: sv, flows: 0, bytes: 0 };
+      e.flows++;
+      e.bytes += bytes;
+      pairs.set(key, e);
+    }
+  }
+  const order = <T extends { bytes: number }>(xs: T[], name: (x: T) => string): T[] => xs.sort((a, b) => b.bytes - a.bytes || (name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0)).slice(0, top);
+  return {
+    by_namespace: order([...byNs.values()], (x) => x.namespace),
+    cross_namespace: order([...pairs.values()], (x) => `${x.src_namespace}\u0000${x.dst_namespace}`),
+  };
 }
 
 function sameSelector(a: FlowSelector, b: FlowSelector): boolean {

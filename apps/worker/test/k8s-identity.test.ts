@@ -176,6 +176,28 @@ test('GetApiStats names servers by their Kubernetes service and namespace; unres
   expect(got.get('dns 8.8.8.8:53')).toBeGreaterThan(0);
 });
 
+test('GetFlowSummary: traffic by namespace and cross-namespace pairs, as the flows\' own identities add up', async () => {
+  const all = await flows();
+  const byNs = new Map<string, { flows: number; bytes: number }>();
+  const pairs = new Map<string, { flows: number; bytes: number }>();
+  for (const f of all) {
+    const bytes = f.client_to_server.bytes + f.server_to_client.bytes;
+    const c = f.client.namespace ?? '';
+    const sv = f.server.namespace ?? '';
+    for (const ns of c === sv ? [c] : [c, sv]) byNs.set(ns, { flows: (byNs.get(ns)?.flows ?? 0) + 1, bytes: (byNs.get(ns)?.bytes ?? 0) + bytes });
+    if (c !== sv) pairs.set(`${c}>${sv}`, { flows: (pairs.get(`${c}>${sv}`)?.flows ?? 0) + 1, bytes: (pairs.get(`${c}>${sv}`)?.bytes ?? 0) + bytes });
+  }
+  const s = await unary<{ by_namespace: { namespace: string; flows: number; bytes: number }[]; cross_namespace: { src_namespace: string; dst_namespace: string; flows: number; bytes: number }[] }>('GetFlowSummary', { top: 100 });
+  expect(new Map(s.by_namespace.map((n) => [n.namespace, { flows: n.flows, bytes: n.bytes }]))).toEqual(byNs);
+  expect(new Map(s.cross_namespace.map((n) => [`${n.src_namespace}>${n.dst_namespace}`, { flows: n.flows, bytes: n.bytes }]))).toEqual(pairs);
+  expect(byNs.has('production')).toBe(true);
+  expect(pairs.size).toBeGreaterThan(0);
+  // Biggest first.
+  expect(s.by_namespace.map((n) => n.bytes)).toEqual([...s.by_namespace.map((n) => n.bytes)].sort((a, b) => b - a));
+  const bare = await unary<{ by_namespace: unknown[] }>('GetFlowSummary', {}, bareClient);
+  expect(bare.by_namespace).toEqual([]);
+});
+
 describe('KFL filters over identities (issue 5 acceptance)', () => {
   const ids = async (kfl: string): Promise<string[]> => (await entries({ kfl })).map((e) => `${e.src.ip} -> ${e.dst.ip} ${e.protocol}`);
 

@@ -209,6 +209,10 @@ export interface FlowSummaryView extends HandshakePercentiles {
   tcp_handshake_band?: string;
   first_seen?: string;
   last_seen?: string;
+  /** With Kubernetes identities: traffic per namespace ('' = outside the cluster). */
+  by_namespace?: FlowSummary['by_namespace'];
+  /** With Kubernetes identities: client -> server namespace pairs that differ. */
+  cross_namespace?: FlowSummary['cross_namespace'];
 }
 
 export function flowSummaryView(s: FlowSummary): FlowSummaryView {
@@ -230,5 +234,7 @@ export function flowSummaryView(s: FlowSummary): FlowSummaryView {
     view.first_seen = isoMicros(s.first_seen_us);
     view.last_seen = isoMicros(s.last_seen_us);
   }
+  if (s.by_namespace?.length) view.by_namespace = s.by_namespace;
+  if (s.cross_namespace?.length) view.cross_namespace = s.cross_namespace;
   return view;
 }

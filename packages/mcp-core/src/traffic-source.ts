@@ -171,7 +171,25 @@ export interface FlowSummary {
   /** 0 when there are no flows. */
   first_seen_us: number;
   last_seen_us: number;
+  /** With Kubernetes identities: traffic per namespace ('' = outside the cluster), biggest first. */
+  by_namespace?: NamespaceTraffic[];
+  /** With Kubernetes identities: client -> server namespace pairs that differ, biggest first. */
+  cross_namespace?: NamespacePair[];
   nodes: NodeCoverage[];
+}
+
+export interface NamespaceTraffic {
+  namespace: string;
+  flows: number;
+  packets: number;
+  bytes: number;
+}
+
+export interface NamespacePair {
+  src_namespace: string;
+  dst_namespace: string;
+  flows: number;
+  bytes: number;
 }
 
 /** Per-call context: cancellation from the MCP client travels down to the workers. */

@@ -249,7 +249,8 @@ export const getL4FlowSummary: ToolDefinition<SummaryArgs> = {
   title: 'Summarise L4 flows',
   description:
     'One-screen overview of L4 traffic: total flows, packets and bytes, TCP vs UDP, unique clients and servers, ' +
-    'top talkers by bytes and by packets (addresses, sent and received), and TCP handshake percentiles with their RTT band. ' +
+    'top talkers by bytes and by packets (addresses, sent and received), TCP handshake percentiles with their RTT band, ' +
+    'and with Kubernetes identities traffic by namespace and cross-namespace pairs. ' +
     'Start here, then drill down with list_l4_flows.',
   inputSchema: {
     type: 'object',
@@ -281,8 +282,12 @@ export const getL4FlowSummary: ToolDefinition<SummaryArgs> = {
         ...full,
         top_by_bytes: full.top_by_bytes.slice(0, top),
         top_by_packets: full.top_by_packets.slice(0, top),
+        // The source cut these to the requested top already; the output budget cuts them with the talkers.
+        ...(full.by_namespace ? { by_namespace: cut ? full.by_namespace.slice(0, top) : full.by_namespace } : {}),
+        ...(full.cross_namespace ? { cross_namespace: cut ? full.cross_namespace.slice(0, top) : full.cross_namespace } : {}),
         ...(cut ? { truncated: true, hint } : {}),
       };
+      const nsName = (ns: string): string => ns || '(outside the cluster)';
       const lines = [
         `${view.total_flows} flows (${view.tcp.flows} tcp, ${view.udp.flows} udp), ${view.total_packets} packets, ${view.total_bytes} bytes, ` +
           `${view.unique_clients} clients, ${view.unique_servers} servers` +
@@ -292,6 +297,8 @@ export const getL4FlowSummary: ToolDefinition<SummaryArgs> = {
           : 'TCP handshake: none measured (no SYN/ACK pairs seen)',
         `Top by bytes: ${talkers(view.top_by_bytes)}`,
         `Top by packets: ${talkers(view.top_by_packets)}`,
+        ...(view.by_namespace ? [`By namespace: ${view.by_namespace.map((n) => `${nsName(n.namespace)} ${n.flows} flows/${n.bytes} B`).join('; ')}`] : []),
+        ...(view.cross_namespace ? [`Cross-namespace: ${view.cross_namespace.map((n) => `${nsName(n.src_namespace)} -> ${nsName(n.dst_namespace)} ${n.flows} flows/${n.bytes} B`).join('; ')}`] : []),
         `Nodes: ${nodesLine(view.nodes)}`,
         ...(hint ? [hint] : []),
       ];

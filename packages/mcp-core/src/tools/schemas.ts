@@ -183,6 +183,16 @@ export const summarySchema: JsonSchema = {
     unique_servers: int,
     top_by_bytes: { type: 'array', items: talkerSchema },
     top_by_packets: { type: 'array', items: talkerSchema },
+    by_namespace: {
+      type: 'array',
+      description: 'With Kubernetes identities: traffic per namespace ("" = addresses outside the cluster); a flow counts for each namespace of its ends.',
+      items: { type: 'object', properties: { namespace: str, flows: int, packets: int, bytes: int }, required: ['namespace', 'flows', 'packets', 'bytes'], additionalProperties: false },
+    },
+    cross_namespace: {
+      type: 'array',
+      description: 'With Kubernetes identities: client -> server namespace pairs that differ, by bytes.',
+      items: { type: 'object', properties: { src_namespace: str, dst_namespace: str, flows: int, bytes: int }, required: ['src_namespace', 'dst_namespace', 'flows', 'bytes'], additionalProperties: false },
+    },
     tcp_handshakes: int,
     ...handshakePercentiles,
     tcp_handshake_band: { type: 'string', enum: ['excellent', 'good', 'elevated', 'high'] },
