@@ -823,16 +823,16 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     const req = { id, bpf: r.bpf ?? '', namespaces: r.namespaces ?? [], pod_regex: r.pod_regex ?? '', duration_s: r.duration_s, max_bytes: r.max_bytes };
     const t0 = Date.now();
     const durationMs = r.duration_s * 1000;
-    const started = new Set<WorkerConnection>();
     const stopAll = async (): Promise<void> => {
-      // Not with the request's signal: it has fired, and the stops must still go out.
-      await Promise.allSettled([...started].map((w) => this.unary(w, w.client.StopCapture as never, { id })));
+      // Every worker, not only those whose start was answered: a start cancelled in flight may
+      // still have begun there (a worker without the capture answers not_found, ignored). Not with
+      // the request's signal: it has fired, and the stops must still go out.
+      await Promise.allSettled(this.workers.map((w) => this.unary(w, w.client.StopCapture as never, { id })));
     };
     try {
       const { results, nodes } = await this.fanOut(async (w) => {
         const node = await this.nodeOf(w, ctx.signal);
         const info = (await this.unary(w, w.client.StartCapture as never, req, ctx.signal)) as ProtoCapture;
-        started.add(w);
         return fromProtoCapture(info, node);
       }, ctx.signal);
       const lanes = results.map((x) => ({ w: x.worker, capture: x.value, coverage: nodes.find((n) => n.node === this.nameOf(x.worker))! }));

@@ -228,7 +228,7 @@ describe('targeted captures a worker cannot run', () => {
       (e: grpc.ServiceError) => ({ code: e.code, details: e.details }),
     );
 
-  test('without tcpdump, without a Kubernetes source for namespaces, and without a data directory, with a clear reason', async () => {
+  test('without tcpdump, without the right to capture, without a Kubernetes source for namespaces, and without a data directory, with a clear reason', async () => {
     const { engine, server, client } = await setup('/nonexistent/tcpdump');
     try {
       expect(await failure(client, { bpf: 'udp', duration_s: 1 })).toEqual({ code: grpc.status.FAILED_PRECONDITION, details: expect.stringMatching(/tcpdump not found.*apt-get install tcpdump/) });
@@ -238,6 +238,22 @@ describe('targeted captures a worker cannot run', () => {
       client.close();
       await engine.close();
       await server.close();
+    }
+    if (canCapture) {
+      // tcpdump without the right to capture: run it as nobody through a wrapper.
+      const dir = mkdtempSync(path.join(tmpdir(), 'tcpdump-nobody-'));
+      dirs.push(dir);
+      const wrapper = path.join(dir, 'tcpdump');
+      writeFileSync(wrapper, '#!/bin/sh\nexec setpriv --reuid=65534 --regid=65534 --clear-groups tcpdump "$@"\n', { mode: 0o755 });
+      const nobody = await setup(wrapper);
+      try {
+        expect(await failure(nobody.client, { bpf: 'udp', duration_s: 1 })).toEqual({ code: grpc.status.FAILED_PRECONDITION, details: expect.stringMatching(/may not capture on lo.*Run the worker as root/) });
+        expect((await grpcUnary<{ captures: CaptureInfo[] }>(nobody.client, 'ListCaptures', {})).captures).toEqual([]);
+      } finally {
+        nobody.client.close();
+        await nobody.engine.close();
+        await nobody.server.close();
+      }
     }
     const bare = new WorkerEngine('n', 'test');
     const bareServer = await startWorkerServer(bare, '127.0.0.1', 0);
