@@ -483,6 +483,17 @@ test('KFL end to end: apply_filter counts and lists what tshark shows, list_api_
   expect((bad.content[0] as { text: string }).text).toMatch(/"kfl".*unknown field "respone.status" at 1:9; did you mean "status_code"\?/);
 });
 
+test('the flow resource template reads one flow by the id list_l4_flows gives, from the worker that has it', async () => {
+  const page = (await client.callTool({ name: 'list_l4_flows', arguments: { limit: 3, order_by: 'bytes' } })) as CallToolResult;
+  const flows = (page.structuredContent as { flows: { id: string; client: { ip: string }; server: { port: number }; totals: { bytes: number } }[] }).flows;
+  for (const f of flows) {
+    const r = await client.readResource({ uri: `kubeshark://flows/${encodeURIComponent(f.id)}` });
+    const got = JSON.parse((r.contents[0] as { text: string }).text) as { flow: typeof f };
+    expect(got.flow).toMatchObject({ id: f.id, client: { ip: f.client.ip }, server: { port: f.server.port }, totals: { bytes: f.totals.bytes } });
+  }
+  await expect(client.readResource({ uri: 'kubeshark://flows/node-e2e/999999' })).rejects.toThrow(/not found/i);
+});
+
 test('get_api_call with an unknown id is isError naming "id"', async () => {
   const r = (await client.callTool({ name: 'get_api_call', arguments: { id: 'node-e2e/no-such/0' } })) as CallToolResult;
   expect(r.isError).toBe(true);

@@ -1,6 +1,7 @@
 import { ErrorCode, McpError, type Resource, type ResourceTemplate } from '@modelcontextprotocol/sdk/types.js';
 import { renderReference } from '@kubeshark-mcp/kfl';
 import { ToolDefinitionError } from './errors';
+import { flowView } from './model';
 import { apiCallView } from './tools/api-calls';
 import { buildServiceMap, serviceMapMermaid } from './service-map';
 import type { CallContext, TrafficSource } from './traffic-source';
@@ -180,8 +181,41 @@ export async function workloadNames(source: TrafficSource, kind: 'namespace' | '
 }
 
 const NAMESPACE_PREFIX = 'kubeshark://namespaces/';
+const FLOW_PREFIX = 'kubeshark://flows/';
+const FLOW_ID = /^[^/\s"\\]+\/\d+$/;
 
 export const TEMPLATE_RESOURCES: readonly TemplateResource[] = [
+  {
+    uriTemplate: `${FLOW_PREFIX}{id}`,
+    name: 'flow',
+    title: 'One L4 flow',
+    description: 'One TCP or UDP flow by the id list_l4_flows and list_api_calls give ("<node>/<index>"): endpoints with identities, counters per direction, state, handshake times, TCP health.',
+    mimeType: 'application/json',
+    requires: ['listFlows'],
+    match(uri) {
+      if (!uri.startsWith(FLOW_PREFIX)) return undefined;
+      let id: string;
+      try {
+        id = decodeURIComponent(uri.slice(FLOW_PREFIX.length));
+      } catch {
+        return undefined;
+      }
+      return FLOW_ID.test(id) ? { id } : undefined;
+    },
+    async read(params, source, ctx) {
+      // The flow's own node answers: the filter runs on every worker, only that one has the id.
+      const r = await source.listFlows({ aggregate: 'none', order_by: 'bytes', limit: 1, kfl: `flow_id == ${JSON.stringify(params.id)}` }, ctx);
+      const f = r.flows[0];
+      if (!f) throw new McpError(-32002, `Resource not found: flow ${params.id} (it may have been evicted by the worker's flow limits; see get_status)`);
+      return json({ flow: flowView(f), nodes: r.nodes });
+    },
+    complete: {
+      async id(prefix, source, ctx) {
+        const r = await source.listFlows({ aggregate: 'none', order_by: 'recent', limit: 100 }, ctx);
+        return r.flows.map((f) => f.id).filter((id) => id.startsWith(prefix));
+      },
+    },
+  },
   {
     uriTemplate: `${NAMESPACE_PREFIX}{namespace}`,
     name: 'namespace',

@@ -1,7 +1,7 @@
 import { type Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { McpError, ResourceUpdatedNotificationSchema, type CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import { type ApiCall, type TrafficSource, type WorkloadList } from '../src/index';
-import { CapableSource, MemorySource, T0_US, ipPairGroup, summaryWithHandshake } from './memory-source';
+import { CapableSource, MemorySource, T0_US, ipPairGroup, summaryWithHandshake, tcpFlow, udpFlow } from './memory-source';
 import { closeInMemory, connectInMemory } from './in-memory';
 
 /** Resources, templates, subscriptions and completion over the SDK client. */
@@ -53,11 +53,11 @@ test('resources/list offers what the source can serve; a flows-only source gets 
   expect(resources.map((r) => r.uri)).toEqual(['kubeshark://kfl/reference', 'kubeshark://traffic/live', 'kubeshark://service-map', 'kubeshark://service-map.mmd', 'kubeshark://workers', 'kubeshark://snapshots', 'kubeshark://api-stats']);
   for (const r of resources) expect(r).toMatchObject({ name: expect.any(String), title: expect.any(String), description: expect.any(String), mimeType: expect.any(String) });
   const { resourceTemplates } = await full.listResourceTemplates();
-  expect(resourceTemplates.map((t) => t.uriTemplate)).toEqual(['kubeshark://api-calls/{id}']);
+  expect(resourceTemplates.map((t) => t.uriTemplate)).toEqual(['kubeshark://flows/{id}', 'kubeshark://api-calls/{id}']);
 
   const l4 = await connect(new MemorySource([], [ipPairGroup]));
   expect((await l4.listResources()).resources.map((r) => r.uri)).toEqual(['kubeshark://kfl/reference', 'kubeshark://service-map', 'kubeshark://service-map.mmd']);
-  expect((await l4.listResourceTemplates()).resourceTemplates).toEqual([]);
+  expect((await l4.listResourceTemplates()).resourceTemplates.map((t) => t.uriTemplate)).toEqual(['kubeshark://flows/{id}']);
 });
 
 test('live traffic is the newest calls of the last minute of captured traffic, newest last', async () => {
@@ -171,4 +171,26 @@ test('namespaces: a resource, a template per namespace, and completion of namesp
   expect(prompt.completion.values).toEqual(['shop']);
   const text = ((await client.getPrompt({ name: 'find_errors', arguments: { namespace: 'shop' } })).messages[0]!.content as { text: string }).text;
   expect(text).toContain('"kfl":"\\"shop\\" in namespaces"');
+});
+
+test('the flow template asks the source for exactly that flow id (a KFL flow_id filter) and completes ids', async () => {
+  class ById extends MemorySource {
+    asked: Parameters<MemorySource['listFlows']>[0][] = [];
+    override async listFlows(q: Parameters<MemorySource['listFlows']>[0], ctx: Parameters<MemorySource['listFlows']>[1]): ReturnType<MemorySource['listFlows']> {
+      this.asked.push(q);
+      const r = await super.listFlows({ ...q, limit: 1000 }, ctx);
+      const m = /^flow_id == "(.*)"$/.exec(q.kfl ?? '');
+      const flows = m ? r.flows.filter((f) => f.id === m[1]) : r.flows;
+      return { ...r, flows: flows.slice(0, q.limit), total: flows.length };
+    }
+  }
+  const source = new ById([tcpFlow, udpFlow]);
+  const client = await connect(source);
+  const r = JSON.parse(((await client.readResource({ uri: 'kubeshark://flows/node-a/2' })).contents[0] as { text: string }).text);
+  expect(r.flow).toMatchObject({ id: 'node-a/2', protocol: 'udp', server: { port: 53 } });
+  expect(source.asked[source.asked.length - 1]).toMatchObject({ aggregate: 'none', kfl: 'flow_id == "node-a/2"', limit: 1 });
+  await expect(client.readResource({ uri: 'kubeshark://flows/node-a/99' })).rejects.toThrow(/flow node-a\/99/);
+  await expect(client.readResource({ uri: 'kubeshark://flows/not an id' })).rejects.toThrow(/Resource not found/);
+  const ids = await client.complete({ ref: { type: 'ref/resource', uri: 'kubeshark://flows/{id}' }, argument: { name: 'id', value: 'node-a/' } });
+  expect(ids.completion.values.sort()).toEqual(['node-a/1', 'node-a/2']);
 });
