@@ -1,16 +1,15 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TcpChunk, TcpDirection, TcpEnd, TcpGap } from '@kubeshark-mcp/capture';
-import { capturePath, GOLDEN_DIR } from '@kubeshark-mcp/testkit';
-import { decodePacket, FlowTable, IPPROTO_TCP, newL4Packet, packetSide, readCaptureFile, TcpFlag, TcpReassembler } from '@kubeshark-mcp/capture';
+import { GOLDEN_DIR } from '@kubeshark-mcp/testkit';
 import { DNS_TCP_PROTOCOL, DnsDissector } from '../src/dns';
 import { HTTP_PROTOCOL, HttpDissector } from '../src/http1';
-import { StreamRouter, type RoutedProtocol } from '../src/router';
 import { AMQP_PROTOCOL, AmqpDissector } from '../src/amqp';
 import { KAFKA_API_KEYS, KAFKA_PROTOCOL, KafkaDissector, kafkaFailure, type KafkaDissectorOptions, type KafkaEntry } from '../src/kafka';
 import type { StreamOpen, TcpDissector } from '../src/stream';
 import { feedCapture } from './support/feed';
 import { prng } from './support/damage';
+import { routeCapture } from './support/feed';
 
 /**
  * The Kafka dissector against tshark's Kafka fields for the shared capture
@@ -494,32 +493,6 @@ describe('hand-made Kafka streams', () => {
 });
 
 
-/** Feeds a capture through the stream router, as the worker does (no port hints: content alone decides). */
-async function route(capture: string, protocols: RoutedProtocol[]): Promise<StreamRouter> {
-  const flows = new FlowTable();
-  const clientDirs = new Map<number, TcpDirection | undefined>();
-  const router = new StreamRouter({
-    protocols: protocols.map((p) => ({ ...p, protocol: { ...p.protocol, ports: [] } })),
-    facts: (stream) => ({ clientDir: clientDirs.get(stream), ports: [0, 0] }),
-  });
-  const reassembler = new TcpReassembler(router);
-  const l4 = newL4Packet();
-  await readCaptureFile(capturePath(capture), (p) => {
-    if (decodePacket(p, l4) !== 0) return;
-    const idx = flows.add(p, l4);
-    if (l4.protocol !== IPPROTO_TCP) return;
-    const side = packetSide(p, l4);
-    if (!clientDirs.has(idx)) {
-      const syn = (l4.tcpFlags & TcpFlag.SYN) !== 0;
-      const ack = (l4.tcpFlags & TcpFlag.ACK) !== 0;
-      clientDirs.set(idx, syn ? (ack ? ((1 - side) as TcpDirection) : side) : undefined);
-    }
-    reassembler.segmentFromPacket(idx, side, p, l4);
-  });
-  reassembler.flush();
-  for (const p of protocols) p.dissector.flush();
-  return router;
-}
 
 describe('through the stream router', () => {
   it.each([CAPTURE, 'ndpi/amqp.pcap', 'ndpi/http.pcapng', 'zeek/redis_set.pcap', 'ndpi/pgsql.pcap'])('%s: kafka entries are those of the dissector fed directly', async (capture) => {
@@ -527,12 +500,14 @@ describe('through the stream router', () => {
     await feedCapture(capture, new KafkaDissector((e) => direct.push(e)));
     const routed: KafkaEntry[] = [];
     const others: unknown[] = [];
-    const router = await route(capture, [
-      { protocol: HTTP_PROTOCOL, dissector: new HttpDissector((e) => others.push(e)) },
-      { protocol: DNS_TCP_PROTOCOL, dissector: new DnsDissector((e) => others.push(e)) },
-      { protocol: AMQP_PROTOCOL, dissector: new AmqpDissector((e) => others.push(e)) },
-      { protocol: KAFKA_PROTOCOL, dissector: new KafkaDissector((e) => routed.push(e)) },
-    ]);
+    const router = await routeCapture(capture, () => ({
+      protocols: [
+        { protocol: HTTP_PROTOCOL, dissector: new HttpDissector((e) => others.push(e)) },
+        { protocol: DNS_TCP_PROTOCOL, dissector: new DnsDissector((e) => others.push(e)) },
+        { protocol: AMQP_PROTOCOL, dissector: new AmqpDissector((e) => others.push(e)) },
+        { protocol: KAFKA_PROTOCOL, dissector: new KafkaDissector((e) => routed.push(e)) },
+      ],
+    }));
     if (capture === CAPTURE) {
       // Responses alone are not detected: the parts of streams that hold only responses (the
       // reassembler restarts a stream idle for minutes as a new mid-stream join) stay L4 flows

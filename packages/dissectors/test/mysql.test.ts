@@ -5,11 +5,11 @@ import { GOLDEN_DIR, goldenCaptures } from '@kubeshark-mcp/testkit';
 import { MYSQL_COMMANDS, MYSQL_PROTOCOL, MysqlDissector, sqlKeyword, type MysqlDissectorOptions, type MysqlEntry } from '../src/mysql';
 import type { StreamOpen, TcpDissector } from '../src/stream';
 import { feedCapture } from './support/feed';
-import { HttpDissector, HTTP_PROTOCOL } from '../src/http1';
-import { MONGODB_PROTOCOL, MongodbDissector, type MongodbEntry } from '../src/mongodb';
-import { StreamRouter } from '../src/router';
-import { WebSocketDissector, type WebSocketEntry } from '../src/websocket';
+import { type MongodbEntry } from '../src/mongodb';
+import { type StreamRouter } from '../src/router';
+import { type WebSocketEntry } from '../src/websocket';
 import { prng, damage } from './support/damage';
+import { routeMysqlMongodbWebSocket } from './support/feed';
 
 /**
  * The MySQL dissector against tshark's MySQL fields for the same captures
@@ -760,32 +760,7 @@ describe.each(CAPTURES)('%s damaged', (capture) => {
  * protocols registered (no port hints: content alone), WebSocket behind HTTP upgrades.
  */
 async function routed(capture: string, sinks: { mysql?: (e: MysqlEntry) => void; mongodb?: (e: MongodbEntry) => void; ws?: (e: WebSocketEntry) => void }): Promise<StreamRouter> {
-  const clientDirs = new Map<number, TcpDirection | undefined>();
-  const ignore = (): void => undefined;
-  const mysql = new MysqlDissector(sinks.mysql ?? ignore);
-  const mongodb = new MongodbDissector(sinks.mongodb ?? ignore);
-  const ws = new WebSocketDissector(sinks.ws ?? ignore);
-  // The HTTP dissector calls the router back on an upgrade (after both exist).
-  const http = new HttpDissector(ignore, { onUpgrade: (u) => router.upgrade(u) });
-  const router: StreamRouter = new StreamRouter({
-    protocols: [
-      { protocol: HTTP_PROTOCOL, dissector: http },
-      { protocol: MYSQL_PROTOCOL, dissector: mysql },
-      { protocol: MONGODB_PROTOCOL, dissector: mongodb },
-    ],
-    facts: (s) => ({ clientDir: clientDirs.get(s), ports: [0, 0] }),
-    upgrades: { websocket: ws },
-  });
-  await feedCapture(capture, {
-    open: (s, i) => clientDirs.set(s, i.clientDir),
-    onData: (c) => router.onData(c),
-    onGap: (g) => router.onGap(g),
-    onEnd: (e) => router.onEnd(e),
-    flush: () => {
-      for (const d of [http, mysql, mongodb, ws]) d.flush();
-    },
-  });
-  return router;
+  return routeMysqlMongodbWebSocket(capture, sinks);
 }
 
 describe('through the stream router', () => {

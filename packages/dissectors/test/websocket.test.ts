@@ -7,11 +7,11 @@ import type { HeaderList } from '../src/entry';
 import type { StreamOpen, TcpDissector } from '../src/stream';
 import { WEBSOCKET_PROTOCOL, WS_OPCODES, WebSocketDissector, type WebSocketDissectorOptions, type WebSocketEntry } from '../src/websocket';
 import { feedCapture } from './support/feed';
-import { HttpDissector, HTTP_PROTOCOL } from '../src/http1';
-import { MONGODB_PROTOCOL, MongodbDissector, type MongodbEntry } from '../src/mongodb';
-import { MYSQL_PROTOCOL, MysqlDissector, type MysqlEntry } from '../src/mysql';
-import { StreamRouter } from '../src/router';
+import { type MongodbEntry } from '../src/mongodb';
+import { type MysqlEntry } from '../src/mysql';
+import { type StreamRouter } from '../src/router';
 import { prng } from './support/damage';
+import { routeMysqlMongodbWebSocket } from './support/feed';
 
 /**
  * The WebSocket dissector against tshark's websocket fields for the same capture
@@ -602,32 +602,7 @@ describe('damaged', () => {
  * protocols registered (no port hints: content alone), WebSocket behind HTTP upgrades.
  */
 async function routed(capture: string, sinks: { mysql?: (e: MysqlEntry) => void; mongodb?: (e: MongodbEntry) => void; ws?: (e: WebSocketEntry) => void }): Promise<StreamRouter> {
-  const clientDirs = new Map<number, TcpDirection | undefined>();
-  const ignore = (): void => undefined;
-  const mysql = new MysqlDissector(sinks.mysql ?? ignore);
-  const mongodb = new MongodbDissector(sinks.mongodb ?? ignore);
-  const ws = new WebSocketDissector(sinks.ws ?? ignore);
-  // The HTTP dissector calls the router back on an upgrade (after both exist).
-  const http = new HttpDissector(ignore, { onUpgrade: (u) => router.upgrade(u) });
-  const router: StreamRouter = new StreamRouter({
-    protocols: [
-      { protocol: HTTP_PROTOCOL, dissector: http },
-      { protocol: MYSQL_PROTOCOL, dissector: mysql },
-      { protocol: MONGODB_PROTOCOL, dissector: mongodb },
-    ],
-    facts: (s) => ({ clientDir: clientDirs.get(s), ports: [0, 0] }),
-    upgrades: { websocket: ws },
-  });
-  await feedCapture(capture, {
-    open: (s, i) => clientDirs.set(s, i.clientDir),
-    onData: (c) => router.onData(c),
-    onGap: (g) => router.onGap(g),
-    onEnd: (e) => router.onEnd(e),
-    flush: () => {
-      for (const d of [http, mysql, mongodb, ws]) d.flush();
-    },
-  });
-  return router;
+  return routeMysqlMongodbWebSocket(capture, sinks);
 }
 
 describe('through the stream router', () => {
