@@ -150,6 +150,13 @@ suite('capture_traffic through the hub', () => {
     expect(payloadsIn(file, port)).toEqual(sent.flatMap((p) => [p, p]));
   });
 
+  test('a filter tcpdump rejects is an error naming bpf, and nothing keeps running', async () => {
+    const r = (await client!.callTool({ name: 'capture_traffic', arguments: { bpf: 'udp prt 1', duration_s: 2 } })) as CallToolResult;
+    expect(r.isError).toBe(true);
+    expect(r.content.map((c) => (c.type === 'text' ? c.text : '')).join('\n')).toMatch(/bpf.*capture filter is invalid|capture filter is invalid/);
+    for (const w of workers) expect(w.engine.captures!.list().filter((c) => c.state === 'running')).toEqual([]);
+  });
+
   test('cancelling the request stops the capture on every worker', async () => {
     const abort = new AbortController();
     let progressed = 0;

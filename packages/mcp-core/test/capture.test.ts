@@ -1,7 +1,7 @@
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { selectTool, toolsetOf } from '../src/toolsets';
-import { toolsFor, type CallContext, type CaptureProgress, type CaptureRequest, type CaptureResult } from '../src/index';
+import { TrafficSourceError, toolsFor, type CallContext, type CaptureProgress, type CaptureRequest, type CaptureResult } from '../src/index';
 import { CapableSource, T0_US } from './memory-source';
 import { closeInMemory, connectInMemory } from './in-memory';
 
@@ -18,6 +18,7 @@ class CaptureSource extends CapableSource {
   /** Wait for the signal instead of answering (and record that it fired). */
   hang = false;
   aborted = false;
+  failure?: TrafficSourceError;
   result: CaptureResult = {
     id: 'cap-20240501T141500Z-abc123',
     captures: [
@@ -32,6 +33,7 @@ class CaptureSource extends CapableSource {
 
   async captureTraffic(request: CaptureRequest, ctx: CallContext, onProgress?: (p: CaptureProgress) => void): Promise<CaptureResult> {
     this.requests.push(request);
+    if (this.failure) throw this.failure;
     for (const s of this.steps) {
       onProgress?.(s);
       await new Promise((r) => setTimeout(r, 5));
@@ -158,6 +160,18 @@ describe('capture_traffic', () => {
     expect(text(r)).toContain('node-c unavailable (connection refused)');
     expect(text(r)).toContain('error: tcpdump not found');
     expect(text(r)).not.toContain('export_pcap');
+  });
+
+  it('source errors come back in the tool argument terms (the workers size cap is max_mib here)', async () => {
+    const source = new CaptureSource();
+    source.failure = new TrafficSourceError('invalid_argument', 'max_bytes must be at least 1024 (got 12)', { field: 'max_bytes' });
+    const client = await connectInMemory(source);
+    const r = (await client.callTool({ name: 'capture_traffic', arguments: { max_mib: 1 } })) as CallToolResult;
+    expect(r.isError).toBe(true);
+    expect(r.structuredContent ?? {}).not.toHaveProperty('capture_id');
+    expect(text(r)).toContain('(argument "max_mib")');
+    source.failure = new TrafficSourceError('invalid_argument', 'the capture filter is invalid: syntax error', { field: 'bpf' });
+    expect(text((await client.callTool({ name: 'capture_traffic', arguments: { bpf: 'udp prt 1' } })) as CallToolResult)).toMatch(/bpf.*capture filter is invalid/s);
   });
 
   it('cancelling the request aborts the source call', async () => {

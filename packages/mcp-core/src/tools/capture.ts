@@ -1,7 +1,7 @@
 import { isoMicros } from '../model';
 import type { ProgressUpdate, ToolDefinition } from '../registry';
 import type { CaptureProgress, NodeCapture } from '../traffic-source';
-import { nodesLine } from './common';
+import { inArgumentTerms, nodesLine } from './common';
 import { nodesSchema } from './schemas';
 
 /**
@@ -139,17 +139,15 @@ export const captureTraffic: ToolDefinition<CaptureArgs> = {
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
   async handler(args, ctx) {
     const progress = progressSender(ctx.progress, args.duration_s);
-    const result = await ctx.source.captureTraffic!(
-      {
-        ...(args.namespaces ? { namespaces: args.namespaces } : {}),
-        ...(args.pod_regex ? { pod_regex: args.pod_regex } : {}),
-        ...(args.bpf ? { bpf: args.bpf } : {}),
-        duration_s: args.duration_s,
-        max_bytes: args.max_mib * 1024 * 1024,
-      },
-      { signal: ctx.signal },
-      progress.update,
-    );
+    const request = {
+      ...(args.namespaces ? { namespaces: args.namespaces } : {}),
+      ...(args.pod_regex ? { pod_regex: args.pod_regex } : {}),
+      ...(args.bpf ? { bpf: args.bpf } : {}),
+      duration_s: args.duration_s,
+      max_bytes: args.max_mib * 1024 * 1024,
+    };
+    // Workers name the size cap max_bytes; the tool calls it max_mib.
+    const result = await inArgumentTerms(ctx.source.captureTraffic!(request, { signal: ctx.signal }, progress.update), { max_bytes: 'max_mib' });
     await progress.flush();
     const views = result.captures.map(captureView);
     const packets = result.captures.reduce((n, c) => n + c.packets, 0);
