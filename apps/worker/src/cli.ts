@@ -66,7 +66,7 @@ Usage:
                          or --kube-watch): a BPF filter from the addresses of the pods on this
                          node (every pod when the node is unknown) in the namespaces, not in the
                          excluded ones, whose names match RE; rebuilt as pods come and go
-                         (checked every 5 s) and AND-ed with --bpf.
+                         (at once on watch events, and checked every 5 s) and AND-ed with --bpf.
       Targeted captures (StartCapture, the hub's capture_traffic) run their own tcpdump on
       --interface (or "any") and keep their packets as snapshots in --data-dir.
       Default listen address: ${DEFAULT_LISTEN}
@@ -208,6 +208,8 @@ async function serve(opts: ServeOptions): Promise<void> {
       engine.kube = src;
       src.watcher.onNotice((n) => {
         if (n.type === 'FAILED') process.stderr.write(`kubeshark-worker: kube watch ${n.resource}: ${n.error.message} (retry in ${n.retryInMs} ms)\n`);
+        // Pods coming and going change the targeting filter: rebuild it now, not at the next periodic check.
+        else if (n.resource === 'pods' && n.type !== 'BOOKMARK') engine.retargetSoon();
       });
       process.stdout.write(`kubeshark-worker: watching Kubernetes at ${src.status().detail}\n`);
     } catch (err) {

@@ -140,7 +140,7 @@ export class WorkerEngine {
   kube?: KubeSource;
   /** Targeted captures (StartCapture); absent until `configureCaptures`. */
   captures?: CaptureSessions;
-  private targeting?: { config: TargetingConfig; regex?: RegExp; live: LiveCapture; userBpf?: string; state: TargetingState; timer: NodeJS.Timeout; busy: boolean };
+  private targeting?: { config: TargetingConfig; regex?: RegExp; live: LiveCapture; userBpf?: string; state: TargetingState; timer: NodeJS.Timeout; busy: boolean; again?: boolean; soon?: NodeJS.Timeout };
 
   constructor(
     readonly node: string,
@@ -268,7 +268,12 @@ export class WorkerEngine {
   /** Recomputes the targeted pods; a changed address set rebuilds the filter (one rebuild at a time). */
   async retarget(): Promise<void> {
     const t = this.targeting;
-    if (!t || t.busy || !this.kube) return;
+    if (!t || !this.kube) return;
+    if (t.busy) {
+      // A change seen during a rebuild is not lost: one more pass follows it.
+      t.again = true;
+      return;
+    }
     t.busy = true;
     try {
       const target = this.targetPods(t.config.namespaces, t.config.excludeNamespaces, t.regex);
@@ -290,7 +295,25 @@ export class WorkerEngine {
       t.state.warning = `the filter could not be updated: ${(err as Error).message}`;
     } finally {
       t.busy = false;
+      if (t.again) {
+        t.again = false;
+        void this.retarget();
+      }
     }
+  }
+
+  /**
+   * Recomputes the targeted pods shortly (debounced: a burst of pod events rebuilds the filter
+   * once), for sources that say when pods change (a watch) instead of waiting for the next check.
+   */
+  retargetSoon(delayMs = 250): void {
+    const t = this.targeting;
+    if (!t || t.soon) return;
+    t.soon = setTimeout(() => {
+      t.soon = undefined;
+      void this.retarget();
+    }, delayMs);
+    t.soon.unref();
   }
 
   targetingStatus(): TargetingState | undefined {
@@ -373,7 +396,10 @@ export class WorkerEngine {
   async close(): Promise<void> {
     if (this.expiryTimer) clearInterval(this.expiryTimer);
     this.expiryTimer = undefined;
-    if (this.targeting) clearInterval(this.targeting.timer);
+    if (this.targeting) {
+      clearInterval(this.targeting.timer);
+      clearTimeout(this.targeting.soon);
+    }
     await this.captures?.close();
     await this.kube?.close();
     await Promise.all(this.live.map((c) => c.stop()));

@@ -212,3 +212,29 @@ live('targeting follows pods as they come and go', () => {
     expect(engine.sources()[0]!.state).toBe('capturing');
   });
 });
+
+live('a pod event rebuilds the filter at once, without waiting for the periodic check', () => {
+  let engine: WorkerEngine;
+
+  beforeAll(async () => {
+    engine = new WorkerEngine(NODE, 'test');
+    engine.kube = clusterMapSource([mapFile]);
+    await engine.startTargetedLive({ ...DEFAULT_LIVE_OPTIONS, interface: 'lo', bpf: 'udp port 9' }, { namespaces: ['shop'], excludeNamespaces: [], intervalMs: 600_000 });
+  });
+
+  afterAll(() => engine?.close());
+
+  test('retargetSoon after a pod change', async () => {
+    const pod = parseKubeObject(podJson('web-9', 'shop', '127.0.0.39'), 'test');
+    if (pod.kind !== 'Pod') throw new Error('not a pod');
+    engine.kube!.resolver.apply(pod, Date.now() * 1000);
+    // The periodic check is ten minutes away: nothing changes by itself.
+    await new Promise((r) => setTimeout(r, 500));
+    expect(engine.targetingStatus()).toMatchObject({ updates: 0, targetFilter: `host ${SHOP_IP}` });
+    engine.retargetSoon();
+    engine.retargetSoon();
+    await waitFor('the rebuilt filter', async () => (engine.targetingStatus()?.updates === 1 ? true : undefined), 5000);
+    expect(engine.targetingStatus()).toMatchObject({ pods: 2, targetFilter: `host ${SHOP_IP} or host 127.0.0.39` });
+    expect(engine.sources()[0]!.state).toBe('capturing');
+  });
+});
