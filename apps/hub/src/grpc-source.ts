@@ -80,7 +80,7 @@ function entryFilter(q: { kfl?: string; protocol?: string }): string {
 
 /** The summary fields of a worker entry; `url` and `error` travel only in its JSON. */
 function fromProtoEntry(e: ProtoEntry, cursor: string): ApiCall {
-  let extra: { url?: unknown; error?: unknown; failure?: unknown } = {};
+  let extra: { url?: unknown; error?: unknown; failure?: unknown; request?: unknown; response?: unknown } = {};
   try {
     extra = JSON.parse(e.json || '{}') as typeof extra;
   } catch {
@@ -101,6 +101,8 @@ function fromProtoEntry(e: ProtoEntry, cursor: string): ApiCall {
     flow_id: e.flow_id,
     ...(typeof extra.error === 'string' && extra.error ? { error: extra.error } : {}),
     ...(typeof extra.failure === 'string' && extra.failure ? { failure: extra.failure } : {}),
+    // Full records (ApiCallQuery.full) carry the messages: headers and body previews.
+    ...(extra.request !== undefined || extra.response !== undefined ? { messages: { request: extra.request ?? null, response: extra.response ?? null } } : {}),
     cursor,
   };
 }
@@ -957,7 +959,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     if (!positions) throw new TrafficSourceError(ERROR_CODES.INVALID_ARGUMENT, `cursor "${q.after}" is not one this hub issued`, { field: 'after' });
     const batch = q.limit + 1;
     const kfl = entryFilter(q);
-    const request = (cursor: string) => ({ kfl, since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, limit: batch, cursor, follow: false });
+    const request = (cursor: string) => ({ kfl, since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, limit: batch, cursor, follow: false, full: q.full ?? false });
     interface Lane {
       w: WorkerConnection;
       node: string;

@@ -483,6 +483,16 @@ test('KFL end to end: apply_filter counts and lists what tshark shows, list_api_
   expect((bad.content[0] as { text: string }).text).toMatch(/"kfl".*unknown field "respone.status" at 1:9; did you mean "status_code"\?/);
 });
 
+test('list_api_calls format=full carries each call\'s headers from the worker', async () => {
+  const req = psv('zeek/http_get.pcap', 'http.psv').find((r) => r['http.request.method'] === 'GET')!;
+  const r = (await client.callTool({ name: 'list_api_calls', arguments: { format: 'full', kfl: `http && path == ${JSON.stringify(req['http.request.uri'])}` } })) as CallToolResult;
+  expect(r.isError).toBeFalsy();
+  const calls = (r.structuredContent as { calls: { request: { headers: [string, string][] } | null; response: { headers: [string, string][] } | null }[] }).calls;
+  expect(calls).toHaveLength(1);
+  expect(calls[0]!.request!.headers).toEqual(expect.arrayContaining([[expect.stringMatching(/^host$/i), req['http.host']]]));
+  expect(calls[0]!.response!.headers.length).toBeGreaterThan(0);
+});
+
 test('the flow resource template reads one flow by the id list_l4_flows gives, from the worker that has it', async () => {
   const page = (await client.callTool({ name: 'list_l4_flows', arguments: { limit: 3, order_by: 'bytes' } })) as CallToolResult;
   const flows = (page.structuredContent as { flows: { id: string; client: { ip: string }; server: { port: number }; totals: { bytes: number } }[] }).flows;

@@ -298,7 +298,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       const pump = (): void => {
         while (i < res.entries.length) {
           const s = res.entries[i++]!;
-          if (!call.write({ entry: toProtoEntry(s, false, ids), cursor: `${s.entry.timestamp}_${s.seq}` })) {
+          if (!call.write({ entry: toProtoEntry(s, r.full, ids), cursor: `${s.entry.timestamp}_${s.seq}` })) {
             call.once('drain', pump);
             return;
           }

@@ -451,6 +451,8 @@ export interface ApiCallQuery {
   protocol?: ApiProtocol;
   /** A composed KFL filter for the workers ('' or absent = all). */
   kfl?: string;
+  /** Ask for each call's messages (headers, body previews) too (`ApiCall.messages`). */
+  full?: boolean;
   limit: number;
   /** Opaque source cursor (`next` of a previous answer): continue after the call it names. */
   after?: string;
@@ -520,6 +522,8 @@ export interface ApiCall {
   error?: string;
   /** The protocol's own account of a failure (HTTP 503 ..., NXDOMAIN, SQLSTATE ...). */
   failure?: string;
+  /** With `ApiCallQuery.full`: the request and response as the worker records them (headers, body previews, sizes). */
+  messages?: { request: unknown; response: unknown };
   /** Opaque source cursor continuing after this call (see `ApiCallQuery.after`). */
   cursor: string;
 }

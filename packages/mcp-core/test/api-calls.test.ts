@@ -198,3 +198,21 @@ describe('get_api_call payloads', () => {
     expect(full.call.request.body_preview_truncated).toBeUndefined();
   });
 });
+
+describe('list_api_calls format=full', () => {
+  it('asks the source for full records and shows headers and body previews cut to 512 characters', async () => {
+    const source = new CapableSource();
+    source.apiCalls = [{ ...mkCall(1, 'http'), messages: { request: { headers: [['Host', 'shop']], body_size: 2000, body: 'y'.repeat(2000), truncated: false }, response: null } }];
+    const client = await connect(source);
+    const r = await call(client, 'list_api_calls', { format: 'full' });
+    expect(source.calls.find((c) => c.method === 'listApiCalls')!.args).toMatchObject({ full: true });
+    const row = (r.structuredContent as { calls: { request: { headers: string[][]; body: string; body_preview_truncated: boolean }; response: unknown }[] }).calls[0]!;
+    expect(row.request.headers).toEqual([['Host', 'shop']]);
+    expect(row.request.body).toHaveLength(512);
+    expect(row.request.body_preview_truncated).toBe(true);
+    expect(row.response).toBeNull();
+    expect((r.content[0] as { text: string }).text).toContain('Host: shop');
+    const compact = await call(client, 'list_api_calls', {});
+    expect((compact.structuredContent as { calls: object[] }).calls[0]).not.toHaveProperty('request');
+  });
+});

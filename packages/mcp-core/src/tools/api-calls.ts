@@ -29,7 +29,13 @@ export interface ApiCallView {
   error?: string;
   failure?: string;
   flow_id: string;
+  /** format=full: the messages, bodies cut to FULL_BODY_CHARS. */
+  request?: unknown;
+  response?: unknown;
 }
+
+/** Body characters per message in format=full rows (get_api_call gives more). */
+export const FULL_BODY_CHARS = 512;
 
 export function apiCallView(c: ApiCall): ApiCallView {
   return {
@@ -73,6 +79,8 @@ const apiCallSchema = {
     error: { type: 'string', description: 'Why the record is incomplete: pair-not-found (no response captured), timeout, dissection (bytes missing).' },
     failure: { type: 'string', description: "The protocol's own account of a failure: HTTP 503 Service Unavailable, NXDOMAIN, grpc-status 14 UNAVAILABLE, SQLSTATE 42P01: ..." },
     flow_id: { type: 'string', description: 'The L4 flow (as list_l4_flows and export_pcap name it).' },
+    request: { type: ['object', 'null'], description: `format=full: headers, body preview (first ${FULL_BODY_CHARS} characters), sizes.` },
+    response: { type: ['object', 'null'], description: 'format=full: as request.' },
   },
   required: ['id', 'node', 'timestamp', 'protocol', 'src', 'dst', 'method', 'path', 'url', 'status_code', 'elapsed_time_us', 'flow_id'],
   additionalProperties: false,
@@ -81,6 +89,7 @@ const apiCallSchema = {
 interface ListApiCallsArgs extends TimeArgs {
   protocol?: ApiProtocol;
   kfl?: string;
+  format: 'compact' | 'full';
   limit: number;
   cursor?: string;
 }
@@ -143,6 +152,12 @@ export const listApiCalls: ToolDefinition<ListApiCallsArgs> = {
       end: timeArg('Only calls made at or before this time'),
       kfl: kflArg('API calls', 'http && status_code >= 500, dns && "example.com" in dns_questions, redis && redis_key.startsWith("session:")'),
       protocol: { type: 'string', enum: [...API_PROTOCOLS], description: 'Only calls of this protocol (same as the KFL flag of that name).' },
+      format: {
+        type: 'string',
+        enum: ['compact', 'full'],
+        default: 'compact',
+        description: `compact (default): one line per call; full: also the request and response headers and body previews (${FULL_BODY_CHARS} characters), so fewer calls fit a page.`,
+      },
       limit: limitArg(100, 1000, 'calls per page'),
       cursor: cursorArg,
     },
@@ -164,14 +179,15 @@ export const listApiCalls: ToolDefinition<ListApiCallsArgs> = {
   async handler(args, ctx) {
     const filter = ctx.filters.compose(args.kfl);
     const { query, offset } = resolvePage(args, filter.text);
+    const full = args.format === 'full';
     const result = await inArgumentTerms(
-      ctx.source.listApiCalls!({ ...query, limit: args.limit }, { signal: ctx.signal }),
+      ctx.source.listApiCalls!({ ...query, limit: args.limit, ...(full ? { full: true } : {}) }, { signal: ctx.signal }),
       { ...QUERY_TO_ARGUMENT, protocol: 'protocol', after: 'cursor' },
     );
     const shownFilter = args.kfl !== undefined ? { filter: { normalized: filter.normalized, notes: filter.notes } } : {};
     const calls = result.calls.slice(0, args.limit);
-    const rows = calls.map(apiCallView);
-    const lines = rows.map(callLine);
+    const rows = calls.map((c) => (full ? { ...apiCallView(c), ...fullMessages(c) } : apiCallView(c)));
+    const lines = rows.map((r) => (full ? `${callLine(r)}\n${[...headerLines('  request', r.request), ...headerLines('  response', r.response)].join('\n')}` : callLine(r)));
     const filters = {
       ...(query.protocol ? { protocol: query.protocol } : {}),
       ...(query.since_us !== undefined ? { since_us: query.since_us } : {}),
@@ -210,6 +226,14 @@ export const listApiCalls: ToolDefinition<ListApiCallsArgs> = {
     return fitRows(rows, lines, ctx.budget.maxChars, render);
   },
 };
+
+/** The messages of a call for format=full, bodies cut to FULL_BODY_CHARS (null when the source gave none). */
+function fullMessages(c: ApiCall): { request: unknown; response: unknown } {
+  const m = c.messages;
+  if (!m) return { request: null, response: null };
+  const cut = withBodyPreviews({ request: m.request, response: m.response }, FULL_BODY_CHARS);
+  return { request: cut.request ?? null, response: cut.response ?? null };
+}
 
 /** Longest body text get_api_call returns per message. */
 export const BODY_PREVIEW_CHARS = 2048;
