@@ -13,6 +13,13 @@ export type ProtoApiStats = UnaryResult<WorkerClient['GetApiStats']>;
  * accuracy), never from averaging percentiles. A group only one worker reported keeps that
  * worker's exact percentiles.
  */
+/** A proto endpoint as the TrafficSource port has it (empty identity fields left out). */
+function endpointOf(e: NonNullable<ProtoApiStats['groups'][number]['src']>): ApiStatsGroup['src'] & object {
+  const out: NonNullable<ApiStatsGroup['src']> = { ip: e.ip, port: e.port };
+  for (const k of ['name', 'namespace', 'pod', 'service', 'node'] as const) if (e[k]) out[k] = e[k];
+  return out;
+}
+
 export function mergeApiStats(responses: readonly ProtoApiStats[]): { groups: ApiStatsGroup[]; entries: number } {
   interface Acc {
     group: ApiStatsGroup;
@@ -25,13 +32,16 @@ export function mergeApiStats(responses: readonly ProtoApiStats[]): { groups: Ap
   for (const r of responses) {
     entries += r.entries;
     for (const g of r.groups) {
-      const key = `${g.service}\u0000${g.protocol}\u0000${g.method}\u0000${g.endpoint}`;
+      const client = g.src?.ip ? g.src : undefined;
+      const key = `${client ? `${client.ip}\u0000` : ''}${g.service}\u0000${g.protocol}\u0000${g.method}\u0000${g.endpoint}`;
       const lat = g.latency ?? { count: 0, p50_us: 0, p90_us: 0, p99_us: 0, sketch: new Uint8Array(0) };
       const sketch = lat.sketch && lat.sketch.length > 0 ? RttSketch.fromBytes(lat.sketch) : undefined;
       const a = acc.get(key);
       if (!a) {
         acc.set(key, {
           group: {
+            ...(client ? { src: endpointOf(client) } : {}),
+            ...(g.dst?.ip ? { dst: endpointOf(g.dst) } : {}),
             service: g.service,
             protocol: g.protocol,
             method: g.method,

@@ -1069,7 +1069,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
   }
 
   async getApiStats(q: ApiStatsQuery, ctx: CallContext): Promise<ApiStatsReport> {
-    const req = { since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, protocol: q.protocol ?? '', kfl: q.kfl ?? '' };
+    const req = { since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, protocol: q.protocol ?? '', kfl: q.kfl ?? '', by_client: q.by_client ?? false };
     const workers = this.workers;
     const { results, nodes } = await this.fanOut(async (w) => {
       const res = (await this.unary(w, w.client.GetApiStats as never, req, ctx.signal)) as ProtoApiStats;

@@ -25,6 +25,7 @@ function nodeStats(node: string, latencies: number[], statuses: number[], extra:
         unanswered: statuses.filter((s) => s === 0).length,
         statuses: [...counts].map(([status_code, count]) => ({ status_code, count })),
         latency: { count: latencies.length, p50_us: rank(50), p90_us: rank(90), p99_us: rank(99), sketch: Buffer.from(sketch.toBytes()) },
+        src: null,
         first_us: 1000,
         last_us: 2000,
         ...extra,

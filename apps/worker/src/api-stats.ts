@@ -18,6 +18,8 @@ import type { IdentityLookup } from './k8s';
  */
 
 export interface ApiStatsGroup {
+  /** With `byClient`: the calls' client. */
+  src?: { ip: string; port: number };
   service: string;
   dst: { ip: string; port: number };
   protocol: string;
@@ -51,7 +53,7 @@ export function endpointOf(e: Entry): string {
 }
 
 /** Groups the entries (any order), largest request count first, then by service and endpoint. */
-export function apiStats(entries: Iterable<StoredEntry>, ids?: IdentityLookup): ApiStatsGroup[] {
+export function apiStats(entries: Iterable<StoredEntry>, ids?: IdentityLookup, byClient = false): ApiStatsGroup[] {
   interface Acc {
     g: Omit<ApiStatsGroup, 'latency' | 'latencySketch' | 'statuses'>;
     elapsedNs: number[];
@@ -65,11 +67,11 @@ export function apiStats(entries: Iterable<StoredEntry>, ids?: IdentityLookup): 
     // The Kubernetes name when resolved (service, else workload or pod, with its namespace), else ip:port.
     const service = named?.name ? `${named.namespace ? `${named.namespace}/` : ''}${named.service ?? named.name}:${s.dst.port}` : addr;
     const endpoint = endpointOf(e);
-    const key = `${service}\u0000${e.protocol}\u0000${e.method}\u0000${endpoint}`;
+    const key = `${byClient ? `${s.src.ip}\u0000` : ''}${service}\u0000${e.protocol}\u0000${e.method}\u0000${endpoint}`;
     let a = groups.get(key);
     if (!a) {
       a = {
-        g: { service, dst: { ip: s.dst.ip, port: s.dst.port }, protocol: e.protocol, method: e.method, endpoint, requests: 0, failures: 0, unanswered: 0, firstUs: e.timestamp, lastUs: e.timestamp },
+        g: { ...(byClient ? { src: { ip: s.src.ip, port: 0 } } : {}), service, dst: { ip: s.dst.ip, port: s.dst.port }, protocol: e.protocol, method: e.method, endpoint, requests: 0, failures: 0, unanswered: 0, firstUs: e.timestamp, lastUs: e.timestamp },
         elapsedNs: [],
         statuses: new Map(),
       };

@@ -328,7 +328,9 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       const resolver = engine.resolver;
       const { entries } = store.query({ sinceUs: r.since_us, untilUs: r.until_us, ...(filter ? { match: (e) => filter.matches(entryRecord(e, resolver)) } : {}) });
       const selected = r.protocol ? entries.filter((s) => s.entry.protocol === r.protocol) : entries;
-      const groups = apiStats(selected, engine.identities()).map((g) => ({
+      const ids = engine.identities();
+      const groups = apiStats(selected, ids, r.by_client).map((g) => ({
+        ...(g.src ? { src: { ...g.src, ...(ids && g.src.ip ? ids.endpoint(g.src.ip, g.firstUs) : {}) } } : {}),
         service: g.service,
         dst: g.dst,
         protocol: g.protocol,

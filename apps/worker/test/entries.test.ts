@@ -363,3 +363,18 @@ test('MySQL and MongoDB are claimed by content; WebSocket frames after an HTTP u
   const f = compileKfl('ws && ws_opcode == "text"')!;
   expect(stored.filter((s) => f.matches(entryRecord(s))).length).toBe(ws.filter((s) => (s.entry as { ws_opcode?: string }).ws_opcode === 'text').length);
 });
+
+test('GetApiStats by_client: one group per client and server endpoint, the client named in src', async () => {
+  const { entries } = await stream({});
+  const res = await unary<{ groups: { src: { ip: string } | null; service: string; requests: number }[]; entries: number }>('GetApiStats', { by_client: true });
+  const expected = new Map<string, number>();
+  for (const e of entries) expected.set(`${e.src.ip} ${e.protocol}`, (expected.get(`${e.src.ip} ${e.protocol}`) ?? 0) + 1);
+  const got = new Map<string, number>();
+  for (const g of res.groups) {
+    const protocol = (g as unknown as { protocol: string }).protocol;
+    got.set(`${g.src!.ip} ${protocol}`, (got.get(`${g.src!.ip} ${protocol}`) ?? 0) + g.requests);
+  }
+  expect(got).toEqual(expected);
+  const plain = await unary<{ groups: { src: unknown }[] }>('GetApiStats', {});
+  expect(plain.groups.every((g) => g.src === null)).toBe(true);
+});

@@ -23,6 +23,8 @@ export interface ServiceMapEdge {
   bytes: number;
   tcp_handshake_p50_us?: number;
   tcp_handshake_p99_us?: number;
+  /** API calls on this edge, when the source dissects them: count, failures and latency (p50/p99 of the busiest group, microseconds). */
+  calls?: { requests: number; failures: number; error_rate: number; latency_p50_us: number; latency_p99_us: number };
 }
 
 export interface ServiceMap {
@@ -46,7 +48,7 @@ export async function buildServiceMap(source: TrafficSource, q: ServiceMapQuery,
   const window = { ...(q.since_us !== undefined ? { since_us: q.since_us } : {}), ...(q.until_us !== undefined ? { until_us: q.until_us } : {}) };
   const [flows, stats] = await Promise.all([
     source.listFlows({ aggregate: 'ip_pair', order_by: 'bytes', limit: q.limit, ...window }, ctx),
-    source.getApiStats ? source.getApiStats(window, ctx) : Promise.resolve(undefined),
+    source.getApiStats ? source.getApiStats({ ...window, by_client: true }, ctx) : Promise.resolve(undefined),
   ]);
   const nodes = new Map<string, ServiceMapNode>();
   const node = (e: FlowGroup['client']): string => {
@@ -68,10 +70,13 @@ export async function buildServiceMap(source: TrafficSource, q: ServiceMapQuery,
     return edge;
   });
   if (stats) {
+    // Per server (all its clients) on the nodes, per client -> server on the edges.
     const byIp = new Map<string, ApiStatsGroup[]>();
+    const byEdge = new Map<string, ApiStatsGroup[]>();
     for (const g of stats.groups) {
-      const ip = serverIp(g.service);
+      const ip = serverIp(g.service, g.dst);
       byIp.set(ip, [...(byIp.get(ip) ?? []), g]);
+      if (g.src?.ip) byEdge.set(`${g.src.ip}>${ip}`, [...(byEdge.get(`${g.src.ip}>${ip}`) ?? []), g]);
     }
     for (const n of nodes.values()) {
       const groups = byIp.get(n.ip);
@@ -80,13 +85,23 @@ export async function buildServiceMap(source: TrafficSource, q: ServiceMapQuery,
       const failures = groups.reduce((s, g) => s + g.failures, 0);
       n.served = { requests, failures, error_rate: requests ? Math.round((failures / requests) * 1e4) / 1e4 : 0, latency_p99_us: Math.max(...groups.map((g) => g.latency.p99_us)) };
     }
+    const ipOf = new Map([...nodes.values()].map((n) => [n.id, n.ip]));
+    for (const e of edges) {
+      const groups = byEdge.get(`${ipOf.get(e.from)}>${ipOf.get(e.to)}`);
+      if (!groups) continue;
+      const requests = groups.reduce((s, g) => s + g.requests, 0);
+      const failures = groups.reduce((s, g) => s + g.failures, 0);
+      const busiest = groups.reduce((a, b) => (b.requests > a.requests ? b : a));
+      e.calls = { requests, failures, error_rate: requests ? Math.round((failures / requests) * 1e4) / 1e4 : 0, latency_p50_us: busiest.latency.p50_us, latency_p99_us: Math.max(...groups.map((g) => g.latency.p99_us)) };
+    }
   }
   const coverage = mergeCoverage(flows.nodes, stats?.nodes ?? []);
   return { nodes: [...nodes.values()], edges, truncated: flows.total > flows.groups.length, coverage };
 }
 
-/** "10.0.0.2:80" -> "10.0.0.2", "[::1]:80" -> "::1". */
-function serverIp(service: string): string {
+/** The server's address: the group's destination when the source gives it, else parsed from "10.0.0.2:80" / "[::1]:80". */
+function serverIp(service: string, dst?: { ip: string }): string {
+  if (dst?.ip) return dst.ip;
   const v6 = /^\[(.*)\]:\d+$/.exec(service);
   if (v6) return v6[1]!;
   const i = service.lastIndexOf(':');
@@ -116,7 +131,8 @@ export function serviceMapMermaid(map: ServiceMap): string {
   }
   for (const e of map.edges) {
     const rtt = e.tcp_handshake_p50_us !== undefined ? `, rtt p50 ${(e.tcp_handshake_p50_us / 1000).toFixed(2)} ms` : '';
-    lines.push(`  ${e.from} -->|"${e.flows} flows, ${human(e.bytes)}${rtt}"| ${e.to}`);
+    const calls = e.calls ? `<br/>${e.calls.requests} calls, ${(e.calls.error_rate * 100).toFixed(1)}% failed, p99 ${(e.calls.latency_p99_us / 1000).toFixed(1)} ms` : '';
+    lines.push(`  ${e.from} -->|"${e.flows} flows, ${human(e.bytes)}${rtt}${calls}"| ${e.to}`);
   }
   return lines.join('\n');
 }

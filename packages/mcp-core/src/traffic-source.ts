@@ -462,6 +462,8 @@ export interface ApiStatsQuery {
   since_us?: number;
   until_us?: number;
   protocol?: ApiProtocol;
+  /** Group by the calls' client too (`ApiStatsGroup.src`): per-edge statistics for the service map. */
+  by_client?: boolean;
   /** A composed KFL filter for the workers ('' or absent = all). */
   kfl?: string;
 }
@@ -478,6 +480,10 @@ export interface ApiCallCount {
  * Redis and SQL, which group by method (command or SQL verb) only.
  */
 export interface ApiStatsGroup {
+  /** With `ApiStatsQuery.by_client`: the calls' client. */
+  src?: Endpoint;
+  /** The server's address and port (and identity), when the source gives them. */
+  dst?: Endpoint;
   /** The server: `ip:port` until Kubernetes identities name it. */
   service: string;
   protocol: string;

@@ -86,7 +86,9 @@ test('the api-call template reads one call (id encoded or not); unknown ids and 
 test('the service map: JSON nodes and edges from ip-pair flows, server call stats attached; Mermaid from the same', async () => {
   const source = new TrafficSourceWithCalls(10);
   source.apiStats = {
-    groups: [{ service: '10.0.0.2:80', protocol: 'http', method: 'GET', endpoint: '/item/:id', requests: 10, failures: 2, unanswered: 0, statuses: [], latency: { count: 10, p50_us: 1004, p90_us: 1008, p99_us: 1009 }, first_us: T0_US, last_us: T0_US }],
+    groups: [
+      { src: { ip: '10.0.0.1', port: 0 }, dst: { ip: '10.0.0.2', port: 80 }, service: '10.0.0.2:80', protocol: 'http', method: 'GET', endpoint: '/item/:id', requests: 10, failures: 2, unanswered: 0, statuses: [], latency: { count: 10, p50_us: 1004, p90_us: 1008, p99_us: 1009 }, first_us: T0_US, last_us: T0_US },
+    ],
     entries: 10,
     nodes: [{ node: 'node-a', state: 'ok' }],
   };
@@ -96,9 +98,12 @@ test('the service map: JSON nodes and edges from ip-pair flows, server call stat
     { id: 'n0', label: '10.0.0.1', ip: '10.0.0.1' },
     { id: 'n1', label: '10.0.0.2', ip: '10.0.0.2', served: { requests: 10, failures: 2, error_rate: 0.2, latency_p99_us: 1009 } },
   ]);
-  expect(map.edges).toEqual([{ from: 'n0', to: 'n1', flows: 3, bytes: 40500, tcp_handshake_p50_us: 400, tcp_handshake_p99_us: 500 }]);
+  expect(map.edges).toEqual([
+    { from: 'n0', to: 'n1', flows: 3, bytes: 40500, tcp_handshake_p50_us: 400, tcp_handshake_p99_us: 500, calls: { requests: 10, failures: 2, error_rate: 0.2, latency_p50_us: 1004, latency_p99_us: 1009 } },
+  ]);
+  expect(source.calls.filter((c) => c.method === 'getApiStats').map((c) => c.args)).toContainEqual({ by_client: true });
   const mmd = ((await client.readResource({ uri: 'kubeshark://service-map.mmd' })).contents[0] as { text: string; mimeType: string }).text;
-  expect(mmd.split('\n')).toEqual(['graph LR', '  n0["10.0.0.1"]', '  n1["10.0.0.2<br/>10 calls, 20.0% failed"]', '  n0 -->|"3 flows, 40.5 kB, rtt p50 0.40 ms"| n1']);
+  expect(mmd.split('\n')).toEqual(['graph LR', '  n0["10.0.0.1"]', '  n1["10.0.0.2<br/>10 calls, 20.0% failed"]', '  n0 -->|"3 flows, 40.5 kB, rtt p50 0.40 ms<br/>10 calls, 20.0% failed, p99 1.0 ms"| n1']);
   const tool = (await client.callTool({ name: 'get_service_map', arguments: { limit: 10 } })) as CallToolResult;
   expect(tool.isError).toBeFalsy();
   expect(tool.structuredContent).toMatchObject({ nodes: map.nodes, edges: map.edges, truncated: false });

@@ -11,8 +11,8 @@ export const getServiceMap: ToolDefinition<GetServiceMapArgs> = {
   name: 'get_service_map',
   title: 'Service map',
   description:
-    'Who talks to whom over a start/end window: nodes (addresses, or workloads when names are resolved) and client -> server edges with flows, bytes ' +
-    'and TCP handshake p50/p99; servers carry the API calls they answered with failures and p99 latency. The text is a Mermaid diagram. ' +
+    'Who talks to whom over a start/end window: nodes (addresses, or workloads when names are resolved) and client -> server edges with flows, bytes, ' +
+    'TCP handshake p50/p99 and the API calls on the edge (requests, error rate, latency p50/p99); servers carry the calls they answered. The text is a Mermaid diagram. ' +
     'Keeps the heaviest edges by bytes (limit); for per-endpoint detail use get_api_stats, for one pair list_l4_flows.',
   inputSchema: {
     type: 'object',
@@ -57,6 +57,13 @@ export const getServiceMap: ToolDefinition<GetServiceMapArgs> = {
             bytes: { type: 'integer' },
             tcp_handshake_p50_us: { type: 'number' },
             tcp_handshake_p99_us: { type: 'number' },
+            calls: {
+              type: 'object',
+              description: 'API calls on this edge (client -> server): count, failures, error rate, latency p50/p99 in microseconds.',
+              properties: { requests: { type: 'integer' }, failures: { type: 'integer' }, error_rate: { type: 'number' }, latency_p50_us: { type: 'number' }, latency_p99_us: { type: 'number' } },
+              required: ['requests', 'failures', 'error_rate', 'latency_p50_us', 'latency_p99_us'],
+              additionalProperties: false,
+            },
           },
           required: ['from', 'to', 'flows', 'bytes'],
           additionalProperties: false,
