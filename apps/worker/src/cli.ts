@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { flowSummaryView, flowView } from '@kubeshark-mcp/mcp-core/model';
 import type { FlowTrackerOptions } from '@kubeshark-mcp/capture';
 import { QueryError, WorkerEngine, type TargetingConfig } from './engine';
-import { entrySummary } from './entries';
+import { entrySummary, type L7Options } from './entries';
 import { ClusterMapError, KubeWatchError, clusterMapSource, kubeWatchSource, type KubeSource } from './k8s';
 import { DEFAULT_LIVE_OPTIONS, LiveCaptureError } from './live';
 import { flowToModel } from './model';
@@ -51,6 +51,10 @@ Usage:
                          a UDP conversation silent for S seconds resumes as a new flow
                          (default 120 with --interface, else 0: replays number UDP
                          conversations as tshark does)
+      --max-entries N    API calls kept in memory, the oldest dropped first (default 100000)
+      --body-max-kib N   body bytes kept per request or response (default 4; beyond: truncated)
+      --port-map MAP     extra ports each protocol is asked about first, e.g.
+                         "http=8081,9000;redis=7000" (streams are still claimed by content)
       --cluster-map FILE Kubernetes identities from a cluster map (repeatable): what
                          kubectl get pods,services,nodes,endpointslices -A -o json prints.
                          Flows and API calls then name pods, Services, namespaces and nodes.
@@ -166,6 +170,8 @@ async function writeLines(lines: string[]): Promise<void> {
 
 interface ServeOptions {
   flowOptions: FlowTrackerOptions;
+  maxEntries: number;
+  l7: L7Options;
   dataDir: string;
   storeMaxMiB: number;
   storeMaxAgeS?: number;
@@ -180,6 +186,24 @@ interface ServeOptions {
   clusterMaps: string[];
   kubeWatch?: { baseUrl?: string; tokenFile?: string };
   targeting?: TargetingConfig;
+}
+
+/** The protocols whose port hints can be configured (those detected on TCP by content). */
+const PORT_MAP_PROTOCOLS = ['http', 'http2', 'dns', 'redis', 'postgresql', 'mysql', 'mongodb', 'kafka', 'amqp'];
+
+/** "http=8081,9000;redis=7000" -> { http: [8081, 9000], redis: [7000] }, each part checked. */
+export function parsePortMap(text: string): Record<string, number[]> {
+  const out: Record<string, number[]> = {};
+  for (const part of text.split(';').map((x) => x.trim()).filter((x) => x !== '')) {
+    const m = /^([a-z0-9]+)=([0-9]+(?:,[0-9]+)*)$/.exec(part);
+    if (!m) throw new UsageError(`--port-map: "${part}" is not protocol=port[,port...] (e.g. http=8081,9000;redis=7000)`);
+    if (!PORT_MAP_PROTOCOLS.includes(m[1]!)) throw new UsageError(`--port-map: unknown protocol "${m[1]}" (known: ${PORT_MAP_PROTOCOLS.join(', ')})`);
+    const ports = m[2]!.split(',').map(Number);
+    const bad = ports.find((p) => p < 1 || p > 65535);
+    if (bad !== undefined) throw new UsageError(`--port-map: port ${bad} of ${m[1]} is not 1-65535`);
+    out[m[1]!] = [...(out[m[1]!] ?? []), ...ports];
+  }
+  return out;
 }
 
 function positiveInt(name: string, v: string | undefined, def: number): number {
@@ -200,7 +224,7 @@ async function serve(opts: ServeOptions): Promise<void> {
     maxBytes: opts.storeMaxMiB * 1024 * 1024,
     ...(opts.storeMaxAgeS ? { maxAgeMs: opts.storeMaxAgeS * 1000 } : {}),
   });
-  const engine = new WorkerEngine(opts.node, VERSION, store, new SnapshotStore(path.join(opts.dataDir, 'snapshots')), opts.flowOptions);
+  const engine = new WorkerEngine(opts.node, VERSION, store, new SnapshotStore(path.join(opts.dataDir, 'snapshots')), opts.flowOptions, opts.maxEntries, opts.l7);
   if (clusterMaps.length) engine.kube = loadMaps(clusterMaps);
   else if (opts.kubeWatch) {
     try {
@@ -308,6 +332,9 @@ export async function main(argv: string[]): Promise<number> {
           'max-flows': { type: 'string' },
           'flow-max-age': { type: 'string' },
           'udp-idle-timeout': { type: 'string' },
+          'max-entries': { type: 'string' },
+          'body-max-kib': { type: 'string' },
+          'port-map': { type: 'string' },
           'cluster-map': { type: 'string', multiple: true, default: [] },
           'kube-watch': { type: 'boolean', default: false },
           'kube-api': { type: 'string' },
@@ -344,6 +371,11 @@ export async function main(argv: string[]): Promise<number> {
         tcpdump: values.tcpdump!,
         dataDir: values['data-dir'] || process.env.WORKER_DATA_DIR || path.join(tmpdir(), `kubeshark-worker-${values.node!.replace(/[^A-Za-z0-9._-]/g, '_')}`),
         storeMaxMiB: positiveInt('--store-max-mib', values['store-max-mib'], 1024),
+        maxEntries: positiveInt('--max-entries', values['max-entries'], 100_000),
+        l7: {
+          maxBodySize: positiveInt('--body-max-kib', values['body-max-kib'], 4) * 1024,
+          ...(values['port-map'] !== undefined ? { portMapping: parsePortMap(values['port-map']) } : {}),
+        },
         flowOptions: {
           maxFlows: positiveInt('--max-flows', values['max-flows'], 200_000),
           // Live traffic needs the timeout; replays default to tshark's conversation numbering.

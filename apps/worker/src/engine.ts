@@ -18,7 +18,7 @@ import {
 } from '@kubeshark-mcp/capture';
 import type { Endpoint, Flow } from '@kubeshark-mcp/mcp-core/model';
 import type { FlowGroup, FlowSummary } from '@kubeshark-mcp/mcp-core/model';
-import { EntryStore, L7Pipeline } from './entries';
+import { EntryStore, L7Pipeline, type L7Options } from './entries';
 import { ExportError, exportPackets, type ExportFilter, type ExportFormat, type FlowSelector } from './export';
 import path from 'node:path';
 import { CaptureSessions, type CaptureDefaults, type TargetPods } from './capture-sessions';
@@ -150,12 +150,14 @@ export class WorkerEngine {
     readonly snapshots?: SnapshotStore,
     /** Flow table limits; the defaults keep every flow, and number UDP conversations as tshark does. */
     flowOptions: FlowTrackerOptions = {},
-    /** Dissect API calls (HTTP/1.x, DNS) into an entry store of this many entries; 0 turns L7 off. */
+    /** Dissect API calls into an entry store of this many entries; 0 turns L7 off. */
     maxEntries = 100_000,
+    /** Body bytes kept per message and extra port hints per protocol. */
+    l7Options: L7Options = {},
   ) {
     if (maxEntries > 0) {
       this.entries = new EntryStore(maxEntries);
-      this.l7 = new L7Pipeline(node, this.entries);
+      this.l7 = new L7Pipeline(node, this.entries, l7Options);
       this.tracker = new FlowTracker({ ...flowOptions, tcpConsumer: this.l7.tcpConsumer, onUdp: this.l7.onUdp });
       this.l7.bind(this.tracker.flows);
     } else {

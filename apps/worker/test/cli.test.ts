@@ -3,6 +3,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { TCP_HEALTH_FLAGS, capturePath, loadGolden, loadTcpHealth, type TcpHealthFlag } from '@kubeshark-mcp/testkit';
 import { byEnds, expectedFlows, observed } from './helpers';
+import { parsePortMap } from '../src/cli';
 
 /**
  * The offline command as users run it: the built bin in a child process, its JSON lines checked
@@ -77,6 +78,21 @@ test('usage errors exit 2 and say what is wrong', async () => {
   const missing = await cli(['analyze', '/nonexistent.pcap', '--flows']);
   expect(missing.code).toBe(1);
   expect(missing.stderr).toMatch(/capture not found: \/nonexistent\.pcap/);
+  for (const [args, message] of [
+    [['--port-map', 'http:80'], /--port-map: "http:80" is not protocol=port/],
+    [['--port-map', 'gopher=70'], /--port-map: unknown protocol "gopher"/],
+    [['--port-map', 'redis=70000'], /port 70000 of redis is not 1-65535/],
+    [['--body-max-kib', '0'], /--body-max-kib must be a positive integer/],
+    [['--max-entries', 'lots'], /--max-entries must be a positive integer/],
+  ] as const) {
+    const r = await cli(['serve', '--listen', '127.0.0.1:0', ...args]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(message);
+  }
+});
+
+test('--port-map reads several protocols and ports', () => {
+  expect(parsePortMap('http=8081,9000; redis=7000;http=81')).toEqual({ http: [8081, 9000, 81], redis: [7000] });
 });
 
 test.each(['zeek/tcp_retransmit-fast009.pcap', 'zeek/http_1000-requests-one-dropped-response.pcap.gz', 'suricata-verify/http-gap-simple.pcap'])(

@@ -378,3 +378,13 @@ test('GetApiStats by_client: one group per client and server endpoint, the clien
   const plain = await unary<{ groups: { src: unknown }[] }>('GetApiStats', {});
   expect(plain.groups.every((g) => g.src === null)).toBe(true);
 });
+
+test('the body size limit is configurable: bodies beyond it are stored truncated, sizes stay whole', async () => {
+  const small = new WorkerEngine('node-b', 'test', undefined, undefined, {}, 1000, { maxBodySize: 64 });
+  await small.replay([capturePath('zeek/http_get.pcap')]);
+  const s = small.entries!.query({}).entries.find((x) => x.entry.protocol === 'http')!;
+  const res = s.entry.response!;
+  expect(res.body!.length).toBe(64);
+  expect(res.truncated).toBe(true);
+  expect(res.body_size).toBeGreaterThan(64);
+});
