@@ -256,7 +256,7 @@ function header(h: HeaderList, name: string): string | undefined {
 }
 
 /** Decodes a body with `Content-Encoding`, output bounded by `max`; `cut` says the input is incomplete. */
-function decodeBody(raw: Buffer, encoding: string, max: number, cut: boolean): { body: Buffer; truncated: boolean } | null {
+export function decodeBody(raw: Buffer, encoding: string, max: number, cut: boolean): { body: Buffer; truncated: boolean } | null {
   const codings = encoding
     .toLowerCase()
     .split(',')

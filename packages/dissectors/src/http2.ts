@@ -4,6 +4,7 @@ import { decodeGrpcMessage, GrpcMessageParser, grpcServiceMethod, grpcStatusName
 import { HpackDecoder, HpackError } from './hpack';
 import type { HttpTime } from './http1';
 import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
+import { decodeBody } from './http1';
 
 /**
  * HTTP/2 (RFC 9113) and gRPC dissector: one entry per HTTP/2 stream (request + response),
@@ -936,8 +937,21 @@ export class Http2Dissector implements TcpDissector {
     const status = Number(header(resHeaders, ':status') ?? 0) || 0;
     const grpc = isGrpcContentType(header(reqHeaders, 'content-type') ?? header(resHeaders, 'content-type'));
     const t0 = req.start ?? res.start ?? ZERO;
-    const message = (m: Side): Http2Message | null =>
-      m.headers === null ? null : { headers: m.headers, body: m.kept > 0 ? Buffer.concat(m.parts) : null, body_size: m.bodySize, truncated: m.cut, trailers: m.trailers };
+    const message = (m: Side): Http2Message | null => {
+      if (m.headers === null) return null;
+      let body: Buffer | null = m.kept > 0 ? Buffer.concat(m.parts) : null;
+      let truncated = m.cut;
+      // Content-Encoding (gzip, deflate, br) decoded as for HTTP/1.x, bounded; gRPC frames its own compression per message.
+      const encoding = grpc ? undefined : header(m.headers, 'content-encoding');
+      if (body && encoding) {
+        const decoded = decodeBody(body, encoding, this.maxBody, m.cut);
+        if (decoded) {
+          body = decoded.body;
+          truncated = decoded.truncated;
+        }
+      }
+      return { headers: m.headers, body, body_size: m.bodySize, truncated, trailers: m.trailers };
+    };
     const entry: Http2Entry = {
       protocol: grpc ? 'grpc' : 'http',
       stream,

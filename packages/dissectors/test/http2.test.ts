@@ -1,3 +1,4 @@
+import zlib from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TcpChunk, TcpDirection, TcpEnd, TcpEndReason, TcpGap } from '@kubeshark-mcp/capture';
@@ -384,6 +385,34 @@ const PREFACE_AND_SETTINGS = Buffer.concat([HTTP2_PREFACE, SETTINGS([[3, 100]])]
 const text = (b: Uint8Array | null): string => (b ? Buffer.from(b).toString('latin1') : '');
 
 describe('HTTP/2 by hand', () => {
+  test.each([
+    ['gzip', zlib.gzipSync],
+    ['deflate', zlib.deflateSync],
+    ['br', zlib.brotliCompressSync],
+  ] as const)('a %s Content-Encoding body is decoded, bounded by maxBodySize; body_size stays the bytes on the wire', (coding, compress) => {
+    const plain = 'hello '.repeat(200);
+    const wire = compress(Buffer.from(plain));
+    const run = (maxBodySize: number) => {
+      const f = new Feed({ maxBodySize });
+      f.data(0, Buffer.concat([PREFACE_AND_SETTINGS, HEADERS(1, block([[':method', 'GET'], [':scheme', 'http'], [':path', '/z'], [':authority', 'h']]), true)]), 1000);
+      f.data(1, Buffer.concat([SETTINGS(), HEADERS(1, RES(200, [['content-encoding', coding]])), DATA(1, [...wire], true)]), 1010);
+      expect(f.entries).toHaveLength(1);
+      return f.entries[0]!.response!;
+    };
+    const whole = run(10_000);
+    expect(text(whole.body)).toBe(plain);
+    expect(whole.truncated).toBe(false);
+    expect(whole.body_size).toBe(wire.length);
+    // Cut at 600 decoded bytes: a non-empty prefix of the text, never more than the bound.
+    const cut = run(600);
+    const got = text(cut.body);
+    expect(got.length).toBeGreaterThan(0);
+    expect(got.length).toBeLessThanOrEqual(600);
+    expect(plain.startsWith(got)).toBe(true);
+    expect(cut.truncated).toBe(true);
+    expect(cut.body_size).toBe(wire.length);
+  });
+
   test('a request and response: CONTINUATION, padding and priority, trailers, times', () => {
     const req = REQ('/a', [['x-long', 'v'.repeat(300)]]);
     // HEADERS with PADDED and PRIORITY, then two CONTINUATIONs.
