@@ -17,6 +17,8 @@ export type { Http2Entry, Http2Message, Http2DissectorOptions, Http2DissectorSta
 export { HpackDecoder, HpackError, HPACK_ERROR_CODES, HPACK_STATIC_TABLE } from './hpack';
 export type { HpackBlock, HpackDecoderOptions, HpackErrorCode } from './hpack';
 export { GRPC_STATUS_NAMES, grpcStatusName } from './grpc';
+export { GrpcJsonDecoder, GrpcDescriptorError } from './grpc-json';
+export type { GrpcJsonBody, GrpcJsonMessage, GrpcJsonLimits } from './grpc-json';
 export { KafkaDissector, KAFKA_PROTOCOL, KAFKA_API_KEYS, KAFKA_ERRORS, kafkaFailure } from './kafka';
 export type { KafkaEntry, KafkaDissectorOptions, KafkaDissectorStats } from './kafka';
 export { AmqpDissector, AMQP_PROTOCOL, amqpMethod } from './amqp';
