@@ -124,6 +124,8 @@ const MAX_UNKNOWN_SCAN = 64 * 1024;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) (HTTP\/1\.[01])$/;
 const STATUS_LINE = /^(HTTP\/1\.[01]) (\d{3})(?: (.*))?$/;
 
+const EMPTY: Buffer = Buffer.alloc(0);
+
 type Kind = 'request' | 'response';
 type State = 'unknown' | 'start' | 'body-length' | 'chunk-size' | 'chunk-data' | 'chunk-crlf' | 'trailers' | 'until-close' | 'resync' | 'dead';
 
@@ -139,13 +141,16 @@ interface Message {
   end: HttpTime | null;
   /** Stream offset just past the message, once finished. */
   endOffset: number;
-  parts: Uint8Array[];
+  /** Kept body bytes: one copy when the body came in one piece, else the pieces (joined once, at the end). */
+  parts: Buffer[];
   kept: number;
   bodySize: number;
   /** Wire bytes were not all kept (size limit or a hole). */
   cut: boolean;
   encoding: string;
   error: EntryError | undefined;
+  /** Index in `headers` of the first Host field (-1: none), found while parsing. */
+  hostAt: number;
 }
 
 interface Exchange {
@@ -161,11 +166,20 @@ interface Exchange {
 interface Dir {
   kind: Kind | null;
   state: State;
-  /** Unconsumed bytes (copied) and the stream offset of their first byte. */
-  pending: Buffer;
+  /**
+   * Unconsumed bytes: `buf[pos, end)`, and the stream offset of the first. During `onData`
+   * `buf` may be the caller's chunk; what is left after it is copied (`buf` is then ours).
+   */
+  buf: Buffer;
+  pos: number;
+  end: number;
   pendingOffset: number;
-  /** Capture times of the chunks over `pending`: [stream offset, first sec, nsec, last sec, nsec]. */
-  marks: number[][];
+  /**
+   * Capture times of the chunks over the unconsumed bytes, flat, MARK numbers each from
+   * `markHead`: stream offset, first sec, nsec, last sec, nsec (no array per chunk).
+   */
+  marks: number[];
+  markHead: number;
   msg: Message | null;
   /** Body bytes left in the current Content-Length body or chunk. */
   remaining: number;
@@ -189,9 +203,12 @@ interface Conn {
 const newDir = (): Dir => ({
   kind: null,
   state: 'unknown',
-  pending: Buffer.alloc(0),
+  buf: EMPTY,
+  pos: 0,
+  end: 0,
   pendingOffset: 0,
   marks: [],
+  markHead: 0,
   msg: null,
   remaining: 0,
   afterGap: false,
@@ -200,6 +217,11 @@ const newDir = (): Dir => ({
   seen: false,
   ended: false,
 });
+
+/** Numbers per entry of `Dir.marks`. */
+const MARK = 5;
+/** Marks dropped from the front of `Dir.marks` at once (amortised). */
+const MARK_COMPACT = 64 * MARK;
 
 const METHOD_PREFIX = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]{0,20}(?: |$)/;
 
@@ -245,6 +267,65 @@ function lineText(buf: Uint8Array, from: number, nl: number): string {
   return Buffer.from(buf.buffer, buf.byteOffset + from, e - from).toString('latin1');
 }
 
+/**
+ * Short field strings seen before, by a hash of their bytes: header names and most values
+ * repeat from message to message, and a hit costs a hash and a compare instead of a new
+ * string, which the entry store would then keep alive. Strings are immutable, so sharing one
+ * is invisible to readers; a collision only replaces the slot.
+ */
+const INTERN_SLOTS = 4096; // a power of two
+const INTERN_MAX = 48;
+const interned: (string | undefined)[] = new Array<string | undefined>(INTERN_SLOTS).fill(undefined);
+
+/** buf[from, to) as latin1 (what HTTP/1.x field bytes are), interned when short. */
+function latin1(buf: Buffer, from: number, to: number): string {
+  const n = to - from;
+  if (n <= 0) return '';
+  if (n > INTERN_MAX) return buf.toString('latin1', from, to);
+  let h = n;
+  for (let i = from; i < to; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+  const slot = (h ^ (h >>> 13)) & (INTERN_SLOTS - 1);
+  const s = interned[slot];
+  if (s !== undefined && s.length === n) {
+    let i = 0;
+    while (i < n && s.charCodeAt(i) === buf[from + i]) i++;
+    if (i === n) return s;
+  }
+  const t = buf.toString('latin1', from, to);
+  interned[slot] = t;
+  return t;
+}
+
+/** buf[from, from + name.length) is `name` (lower-case ASCII) without regard to ASCII case. */
+function isName(buf: Buffer, from: number, to: number, name: string): boolean {
+  if (to - from !== name.length) return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = buf[from + i]!;
+    if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== name.charCodeAt(i)) return false;
+  }
+  return true;
+}
+
+/** tchar of RFC 9110 (the method token of REQUEST_LINE). */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz") TCHAR[c.charCodeAt(0)] = 1;
+/** Bytes that are `\s` for a regular expression over latin1 text. */
+const isSpace = (c: number): boolean => c === 0x20 || (c >= 0x09 && c <= 0x0d) || c === 0xa0;
+
+/** buf[at, at + 8) is `HTTP/1.0` or `HTTP/1.1`. */
+function isVersion(buf: Buffer, at: number): boolean {
+  return (
+    buf[at] === 0x48 &&
+    buf[at + 1] === 0x54 &&
+    buf[at + 2] === 0x54 &&
+    buf[at + 3] === 0x50 &&
+    buf[at + 4] === 0x2f &&
+    buf[at + 5] === 0x31 &&
+    buf[at + 6] === 0x2e &&
+    (buf[at + 7] === 0x30 || buf[at + 7] === 0x31)
+  );
+}
+
 /** The first field named `name` (lower case), compared without regard to case; lengths first, so most names are never lower-cased. */
 function header(h: HeaderList, name: string): string | undefined {
   const len = name.length;
@@ -253,6 +334,23 @@ function header(h: HeaderList, name: string): string | undefined {
     if (f[0].length === len && f[0].toLowerCase() === name) return f[1];
   }
   return undefined;
+}
+
+/** A Content-Length value: digits only (at most 15), else NaN. */
+function contentLength(v: string): number {
+  const len = v.length;
+  if (len > 0 && len <= 15) {
+    let n = 0;
+    let i = 0;
+    for (; i < len; i++) {
+      const c = v.charCodeAt(i) - 0x30;
+      if (c < 0 || c > 9) break;
+      n = n * 10 + c;
+    }
+    if (i === len) return n;
+  }
+  const t = v.trim();
+  return /^\d{1,15}$/.test(t) ? Number(t) : NaN;
 }
 
 /** Decodes a body with `Content-Encoding`, output bounded by `max`; `cut` says the input is incomplete. */
@@ -395,13 +493,53 @@ export class HttpDissector implements TcpDissector {
       d.pendingOffset = c.offset;
       if (c.offset > 0 || c.midStream) this.toResync(d, true);
     }
-    d.marks.push([c.offset, c.firstSec, c.firstNsec, c.lastSec, c.lastNsec]);
-    const add = Buffer.from(c.buf.buffer, c.buf.byteOffset + c.start, c.length);
+    d.marks.push(c.offset, c.firstSec, c.firstNsec, c.lastSec, c.lastNsec);
+    const src = c.buf instanceof Buffer ? c.buf : Buffer.from(c.buf.buffer, c.buf.byteOffset, c.buf.byteLength);
     // Parse straight from the caller's bytes when nothing is pending; copy only what is left.
-    const view = d.pending.length === 0;
-    d.pending = view ? add : Buffer.concat([d.pending, add]);
+    if (d.pos === d.end) {
+      d.buf = src;
+      d.pos = c.start;
+      d.end = c.start + c.length;
+    } else this.append(d, src, c.start, c.length);
     this.run(conn, c.stream, c.dir);
-    if (view && d.pending.length > 0 && d.pending.buffer === add.buffer) d.pending = Buffer.from(d.pending);
+    if (d.buf === src) {
+      if (d.pos < d.end) {
+        const n = d.end - d.pos;
+        const own = Buffer.allocUnsafe(n);
+        src.copy(own, 0, d.pos, d.end);
+        d.buf = own;
+        d.pos = 0;
+        d.end = n;
+      } else this.clearPending(d);
+    }
+  }
+
+  /** Adds bytes after the unconsumed ones (which are ours: copied at the end of the last `onData`). */
+  private append(d: Dir, src: Buffer, start: number, length: number): void {
+    const have = d.end - d.pos;
+    if (d.end + length > d.buf.length) {
+      // Room for twice what is held: a header block arriving in many small segments is copied O(n) times, not O(n^2).
+      const grown = Buffer.allocUnsafe(Math.max(have + length, 2 * have));
+      d.buf.copy(grown, 0, d.pos, d.end);
+      d.buf = grown;
+      d.pos = 0;
+      d.end = have;
+    }
+    src.copy(d.buf, d.end, start, start + length);
+    d.end += length;
+  }
+
+  /** Drops the unconsumed bytes and the time marks. */
+  private dropPending(d: Dir): void {
+    this.clearPending(d);
+    d.marks.length = 0;
+    d.markHead = 0;
+  }
+
+  private clearPending(d: Dir): void {
+    d.buf = EMPTY;
+    d.pos = 0;
+    d.end = 0;
   }
 
   onGap(g: TcpGap): void {
@@ -439,8 +577,7 @@ export class HttpDissector implements TcpDissector {
       this.finishMessage(conn, g.stream, g.dir, this.timeAt(d, g.offset - 1, true));
     }
     // Bytes before the hole that were not a whole message are lost with it.
-    d.pending = Buffer.alloc(0);
-    d.marks = [];
+    this.dropPending(d);
     d.pendingOffset = g.offset + g.length;
     this.toResync(d, true);
   }
@@ -451,7 +588,7 @@ export class HttpDissector implements TcpDissector {
     const d = conn.dirs[e.dir];
     d.ended = true;
     if (!conn.opaque && d.msg) {
-      const last = this.timeAt(d, d.pendingOffset + d.pending.length - 1, true);
+      const last = this.timeAt(d, d.pendingOffset + (d.end - d.pos) - 1, true);
       if (d.state !== 'until-close') {
         d.msg.error = 'dissection';
         d.msg.cut = true;
@@ -484,115 +621,127 @@ export class HttpDissector implements TcpDissector {
 
   /** Capture time of the chunk holding stream offset `off` (its first or last packet's). */
   private timeAt(d: Dir, off: number, last: boolean): HttpTime {
-    let m = d.marks[0];
-    for (const x of d.marks) {
-      if (x[0]! > off) break;
-      m = x;
-    }
-    if (!m) return { sec: 0, nsec: 0 };
-    return last ? { sec: m[3]!, nsec: m[4]! } : { sec: m[1]!, nsec: m[2]! };
+    const marks = d.marks;
+    let m = d.markHead;
+    if (m >= marks.length) return { sec: 0, nsec: 0 };
+    for (let x = m + MARK; x < marks.length && marks[x]! <= off; x += MARK) m = x;
+    return last ? { sec: marks[m + 3]!, nsec: marks[m + 4]! } : { sec: marks[m + 1]!, nsec: marks[m + 2]! };
   }
 
   private consume(d: Dir, n: number): void {
-    d.pending = d.pending.subarray(n);
+    d.pos += n;
     d.pendingOffset += n;
     // Keep the mark covering the last consumed byte (a message's end time) and the ones after.
-    let i = 0;
-    while (i + 1 < d.marks.length && d.marks[i + 1]![0]! < d.pendingOffset) i++;
-    if (i > 0) d.marks.splice(0, i);
-    if (d.pending.length === 0) d.pending = Buffer.alloc(0);
+    const marks = d.marks;
+    let h = d.markHead;
+    while (h + MARK < marks.length && marks[h + MARK]! < d.pendingOffset) h += MARK;
+    if (h >= MARK_COMPACT) {
+      marks.splice(0, h);
+      h = 0;
+    }
+    d.markHead = h;
+    if (d.pos >= d.end) this.clearPending(d);
   }
 
   private run(conn: Conn, stream: number, dir: TcpDirection): void {
     const d = conn.dirs[dir];
-    while (!conn.opaque && d.pending.length > 0) {
-      const buf = d.pending;
+    while (!conn.opaque && d.end > d.pos) {
+      const buf = d.buf;
+      const pos = d.pos;
+      const end = d.end;
       switch (d.state) {
         case 'dead':
-          d.pending = Buffer.alloc(0);
+          this.clearPending(d);
           return;
         case 'unknown':
         case 'resync':
         case 'start': {
           if (d.state !== 'start' && !this.findStart(conn, d, dir)) return;
-          const head = d.pending; // findStart may have consumed
-          const he = headerEnd(head, 0, head.length);
+          const from = d.pos; // findStart may have consumed
+          const he = headerEnd(d.buf, from, d.end);
           if (he < 0) {
-            if (head.length > this.maxHeader) {
-              this.counters.skippedBytes += head.length;
-              this.consume(d, head.length);
+            const n = d.end - from;
+            if (n > this.maxHeader) {
+              this.counters.skippedBytes += n;
+              this.consume(d, n);
               this.toResync(d, true);
             }
             return;
           }
-          if (!this.startMessage(conn, stream, dir, head, he)) {
-            this.consume(d, Math.max(1, lineEnd(head, 0, head.length) + 1));
+          const head = d.buf;
+          if (!this.startMessage(conn, stream, dir, head, from, he)) {
+            this.consume(d, Math.max(1, lineEnd(head, from, d.end) + 1 - from));
             this.toResync(d, true);
           }
           break;
         }
         case 'body-length': {
-          const n = Math.min(d.remaining, buf.length);
-          this.body(d.msg!, buf, 0, n);
+          const n = Math.min(d.remaining, end - pos);
+          this.body(d.msg!, buf, pos, pos + n);
           d.remaining -= n;
           this.consume(d, n);
           if (d.remaining === 0) this.finishMessage(conn, stream, dir, this.timeAt(d, d.pendingOffset - 1, true));
           break;
         }
         case 'until-close':
-          this.body(d.msg!, buf, 0, buf.length);
-          this.consume(d, buf.length);
+          this.body(d.msg!, buf, pos, end);
+          this.consume(d, end - pos);
           break;
         case 'chunk-size': {
-          const nl = lineEnd(buf, 0, buf.length);
+          const nl = lineEnd(buf, pos, end);
           if (nl < 0) {
-            if (buf.length > MAX_START_LINE) this.badChunk(conn, stream, dir);
+            if (end - pos > MAX_START_LINE) this.badChunk(conn, stream, dir);
             return;
           }
-          const text = lineText(buf, 0, nl).split(';')[0]!.trim();
+          const text = lineText(buf, pos, nl).split(';')[0]!.trim();
           if (!/^[0-9a-fA-F]{1,12}$/.test(text)) {
             this.badChunk(conn, stream, dir);
             break;
           }
-          this.consume(d, nl + 1);
+          this.consume(d, nl + 1 - pos);
           d.remaining = parseInt(text, 16);
           d.state = d.remaining === 0 ? 'trailers' : 'chunk-data';
           break;
         }
         case 'chunk-data': {
-          const n = Math.min(d.remaining, buf.length);
-          this.body(d.msg!, buf, 0, n);
+          const n = Math.min(d.remaining, end - pos);
+          this.body(d.msg!, buf, pos, pos + n);
           d.remaining -= n;
           this.consume(d, n);
           if (d.remaining === 0) d.state = 'chunk-crlf';
           break;
         }
         case 'chunk-crlf': {
-          const nl = lineEnd(buf, 0, buf.length);
+          const nl = lineEnd(buf, pos, end);
           if (nl < 0) {
-            if (buf.length > 2) this.badChunk(conn, stream, dir);
+            if (end - pos > 2) this.badChunk(conn, stream, dir);
             return;
           }
-          if (lineText(buf, 0, nl) !== '') {
+          if (lineText(buf, pos, nl) !== '') {
             this.badChunk(conn, stream, dir);
             break;
           }
-          this.consume(d, nl + 1);
+          this.consume(d, nl + 1 - pos);
           d.state = 'chunk-size';
           break;
         }
         case 'trailers': {
-          const nl = lineEnd(buf, 0, buf.length);
+          const nl = lineEnd(buf, pos, end);
           if (nl < 0) {
-            if (buf.length > this.maxHeader) this.badChunk(conn, stream, dir);
+            if (end - pos > this.maxHeader) this.badChunk(conn, stream, dir);
             return;
           }
-          const line = lineText(buf, 0, nl);
-          this.consume(d, nl + 1);
+          const line = lineText(buf, pos, nl);
+          this.consume(d, nl + 1 - pos);
           if (line === '') this.finishMessage(conn, stream, dir, this.timeAt(d, d.pendingOffset - 1, true));
           else {
             const colon = line.indexOf(':');
-            if (colon > 0) d.msg!.headers.push([line.slice(0, colon), line.slice(colon + 1).trim()]);
+            if (colon > 0) {
+              const m = d.msg!;
+              const name = line.slice(0, colon);
+              if (m.hostAt < 0 && name.length === 4 && name.toLowerCase() === 'host') m.hostAt = m.headers.length;
+              m.headers.push([name, line.slice(colon + 1).trim()]);
+            }
           }
           break;
         }
@@ -612,29 +761,31 @@ export class HttpDissector implements TcpDissector {
   }
 
   /**
-   * In `unknown` or `resync`: positions `pending` at the next start line this direction may
-   * carry. Returns false (keeping at most a partial line) when there is none yet; an `unknown`
-   * direction whose first line is not a start line is not HTTP.
+   * In `unknown` or `resync`: positions the unconsumed bytes at the next start line this
+   * direction may carry. Returns false (keeping at most a partial line) when there is none
+   * yet; an `unknown` direction whose first line is not a start line is not HTTP.
    */
   private findStart(conn: Conn, d: Dir, dir: TcpDirection): boolean {
     const other = conn.dirs[dir === 0 ? 1 : 0].kind;
     const want: Kind | null = d.kind ?? (other === 'request' ? 'response' : other === 'response' ? 'request' : null);
-    const buf = d.pending;
-    if (d.state === 'unknown' && !couldStart(buf)) return this.notHttp(d);
-    let pos = 0;
-    while (pos < buf.length) {
-      const nl = lineEnd(buf, pos, buf.length);
+    const buf = d.buf;
+    const from = d.pos;
+    const end = d.end;
+    if (d.state === 'unknown' && !couldStart(buf.subarray(from, end))) return this.notHttp(d);
+    let pos = from;
+    while (pos < end) {
+      const nl = lineEnd(buf, pos, end);
       if (nl < 0) {
-        if (buf.length - pos > MAX_START_LINE) {
+        if (end - pos > MAX_START_LINE) {
           if (d.state === 'unknown') return this.notHttp(d);
-          this.skip(d, buf.length);
-        } else if (pos > 0) this.skip(d, pos);
+          this.skip(d, end - from);
+        } else if (pos > from) this.skip(d, pos - from);
         return false;
       }
       const line = lineText(buf, pos, nl);
       const kind: Kind | null = (want !== 'response' && REQUEST_LINE.test(line) ? 'request' : null) ?? (want !== 'request' && STATUS_LINE.test(line) ? 'response' : null);
       if (kind) {
-        if (pos > 0 && !this.skip(d, pos)) return false;
+        if (pos > from && !this.skip(d, pos - from)) return false;
         d.kind = kind;
         d.state = 'start';
         if (!conn.http) {
@@ -646,14 +797,13 @@ export class HttpDissector implements TcpDissector {
       if (d.state === 'unknown') return this.notHttp(d);
       pos = nl + 1;
     }
-    this.skip(d, pos);
+    this.skip(d, pos - from);
     return false;
   }
 
   private notHttp(d: Dir): false {
     d.state = 'dead';
-    d.pending = Buffer.alloc(0);
-    d.marks = [];
+    this.dropPending(d);
     return false;
   }
 
@@ -666,13 +816,51 @@ export class HttpDissector implements TcpDissector {
     return true;
   }
 
-  /** Parses the header block buf[0, end) and starts the message; false when it is not one. */
-  private startMessage(conn: Conn, stream: number, dir: TcpDirection, buf: Buffer, end: number): boolean {
+  /**
+   * Parses the start line of buf[from, end) as REQUEST_LINE or STATUS_LINE would, into `msg`
+   * (from the bytes, no match arrays); false when it is not one.
+   */
+  private startLine(msg: Message, buf: Buffer, from: number, end: number): boolean {
+    if (msg.kind === 'request') {
+      // token SP non-space+ SP HTTP/1.x, nothing after.
+      let i = from;
+      while (i < end && TCHAR[buf[i]!] === 1) i++;
+      if (i === from || i >= end || buf[i] !== 0x20) return false;
+      const t0 = i + 1;
+      let j = t0;
+      while (j < end && !isSpace(buf[j]!)) j++;
+      if (j === t0 || buf[j] !== 0x20 || end - (j + 1) !== 8 || !isVersion(buf, j + 1)) return false;
+      msg.method = latin1(buf, from, i);
+      msg.target = latin1(buf, t0, j);
+      msg.version = latin1(buf, j + 1, end);
+      return true;
+    }
+    // HTTP/1.x SP 3DIGIT, then nothing or SP and a reason without CR.
+    if (end - from < 12 || !isVersion(buf, from) || buf[from + 8] !== 0x20) return false;
+    let status = 0;
+    for (let i = from + 9; i < from + 12; i++) {
+      const c = buf[i]!;
+      if (c < 0x30 || c > 0x39) return false;
+      status = status * 10 + (c - 0x30);
+    }
+    let reason = '';
+    if (end > from + 12) {
+      if (buf[from + 12] !== 0x20) return false;
+      for (let i = from + 13; i < end; i++) if (buf[i] === 0x0d) return false;
+      reason = latin1(buf, from + 13, end);
+    }
+    msg.version = latin1(buf, from, from + 8);
+    msg.status = status;
+    msg.reason = reason;
+    return true;
+  }
+
+  /** Parses the header block buf[from, end) and starts the message; false when it is not one. */
+  private startMessage(conn: Conn, stream: number, dir: TcpDirection, buf: Buffer, from: number, end: number): boolean {
     const d = conn.dirs[dir];
     // The start line, then each header line, read straight from the bytes (latin1, as HTTP/1.x
     // field bytes are): no split of the whole block into strings.
-    const firstEnd = lineEnd(buf, 0, end);
-    const first = buf.toString('latin1', 0, firstEnd > 0 && buf[firstEnd - 1] === 0x0d ? firstEnd - 1 : Math.max(0, firstEnd));
+    const firstEnd = lineEnd(buf, from, end);
     const msg: Message = {
       kind: d.kind!,
       method: '',
@@ -690,18 +878,13 @@ export class HttpDissector implements TcpDissector {
       cut: false,
       encoding: '',
       error: undefined,
+      hostAt: -1,
     };
-    if (d.kind === 'request') {
-      const m = REQUEST_LINE.exec(first);
-      if (!m) return false;
-      [, msg.method, msg.target, msg.version] = m as unknown as [string, string, string, string];
-    } else {
-      const m = STATUS_LINE.exec(first);
-      if (!m) return false;
-      msg.version = m[1]!;
-      msg.status = Number(m[2]);
-      msg.reason = m[3] ?? '';
-    }
+    if (!this.startLine(msg, buf, from, firstEnd > from && buf[firstEnd - 1] === 0x0d ? firstEnd - 1 : Math.max(from, firstEnd))) return false;
+    const headers = msg.headers;
+    let clAt = -1;
+    let teAt = -1;
+    let ceAt = -1;
     let pos = firstEnd + 1;
     while (pos < end) {
       let nl = lineEnd(buf, pos, end);
@@ -710,7 +893,7 @@ export class HttpDissector implements TcpDissector {
       if (stop > pos && buf[stop - 1] === 0x0d) stop--;
       if (stop > pos) {
         const c0 = buf[pos];
-        const last = msg.headers[msg.headers.length - 1];
+        const last = headers[headers.length - 1];
         if ((c0 === 0x20 || c0 === 0x09) && last) {
           // obs-fold: a continuation of the previous field's value.
           last[1] = `${last[1]} ${buf.toString('latin1', pos, stop).trim()}`;
@@ -723,14 +906,30 @@ export class HttpDissector implements TcpDissector {
             let ve = stop;
             while (vs < ve && (buf[vs] === 0x20 || buf[vs] === 0x09)) vs++;
             while (ve > vs && (buf[ve - 1] === 0x20 || buf[ve - 1] === 0x09)) ve--;
-            msg.headers.push([buf.toString('latin1', pos, colon), buf.toString('latin1', vs, ve)]);
+            // The fields the parser needs, found by length and bytes as they go by (first one wins).
+            switch (colon - pos) {
+              case 4:
+                if (msg.hostAt < 0 && isName(buf, pos, colon, 'host')) msg.hostAt = headers.length;
+                break;
+              case 14:
+                if (clAt < 0 && isName(buf, pos, colon, 'content-length')) clAt = headers.length;
+                break;
+              case 16:
+                if (ceAt < 0 && isName(buf, pos, colon, 'content-encoding')) ceAt = headers.length;
+                break;
+              case 17:
+                if (teAt < 0 && isName(buf, pos, colon, 'transfer-encoding')) teAt = headers.length;
+                break;
+            }
+            headers.push([latin1(buf, pos, colon), latin1(buf, vs, ve)]);
           }
         }
       }
       pos = nl + 1;
     }
-    msg.encoding = header(msg.headers, 'content-encoding') ?? '';
-    this.consume(d, end);
+    // Values are read after the block: an obs-fold line may have extended them.
+    msg.encoding = ceAt >= 0 ? headers[ceAt]![1] : '';
+    this.consume(d, end - from);
     d.msg = msg;
 
     // Pair and decide the body.
@@ -741,15 +940,15 @@ export class HttpDissector implements TcpDissector {
       method = this.pairResponse(conn, msg, d.afterGap);
       d.afterGap = false;
     }
-    const te = header(msg.headers, 'transfer-encoding');
-    const cl = header(msg.headers, 'content-length');
+    const te = teAt >= 0 ? headers[teAt]![1] : undefined;
+    const cl = clAt >= 0 ? headers[clAt]![1] : undefined;
     const noBody = msg.kind === 'response' && (method === 'HEAD' || (msg.status >= 100 && msg.status < 200) || msg.status === 204 || msg.status === 304);
     if (noBody) {
       this.finishMessage(conn, stream, dir, this.timeAt(d, d.pendingOffset - 1, true));
     } else if (te !== undefined && /(^|,)\s*chunked\s*$/i.test(te)) {
       d.state = 'chunk-size';
     } else if (cl !== undefined) {
-      const n = /^\d{1,15}$/.test(cl.trim()) ? Number(cl.trim()) : NaN;
+      const n = contentLength(cl);
       if (Number.isNaN(n)) {
         msg.error = 'dissection';
         this.finishMessage(conn, stream, dir, this.timeAt(d, d.pendingOffset - 1, true));
@@ -769,9 +968,15 @@ export class HttpDissector implements TcpDissector {
 
   /** Attaches a final response to its request; returns the request method ('' when none). */
   private pairResponse(conn: Conn, msg: Message, afterGap: boolean): string {
-    const waiting = conn.exchanges.filter((x) => x.request && !x.response && !x.unanswered);
-    let x: Exchange | undefined = waiting[0];
-    if (afterGap && waiting.length > 1) {
+    let x: Exchange | undefined;
+    for (const e of conn.exchanges) {
+      if (e.request && !e.response && !e.unanswered) {
+        x = e;
+        break;
+      }
+    }
+    const waiting = afterGap ? conn.exchanges.filter((e) => e.request && !e.response && !e.unanswered) : [];
+    if (waiting.length > 1) {
       // Responses may have been lost in the gap: take the latest request sent before this
       // response started; the earlier ones will not get theirs.
       const before = waiting.filter((w) => !after(w.request!.start, msg.start));
@@ -794,12 +999,14 @@ export class HttpDissector implements TcpDissector {
     return x.request!.method;
   }
 
-  private body(msg: Message, buf: Uint8Array, from: number, to: number): void {
+  private body(msg: Message, buf: Buffer, from: number, to: number): void {
     const n = to - from;
     msg.bodySize += n;
     const keep = Math.min(n, this.maxBody - msg.kept);
     if (keep > 0 && !msg.cut) {
-      msg.parts.push(Buffer.from(buf.subarray(from, from + keep)));
+      const part = Buffer.allocUnsafe(keep);
+      buf.copy(part, 0, from, from + keep);
+      msg.parts.push(part);
       msg.kept += keep;
     }
     if (keep < n) msg.cut = true;
@@ -814,11 +1021,21 @@ export class HttpDissector implements TcpDissector {
     msg.end = end;
     msg.endOffset = d.pendingOffset;
     if (msg.kind === 'request') {
-      const x = conn.exchanges.find((e) => e.request === msg);
-      if (x) x.requestDone = true;
+      for (const e of conn.exchanges) {
+        if (e.request === msg) {
+          e.requestDone = true;
+          break;
+        }
+      }
     } else {
       if (msg.status >= 100 && msg.status < 200 && msg.status !== 101) return; // interim
-      const x = conn.exchanges.find((e) => e.response === msg);
+      let x: Exchange | undefined;
+      for (const e of conn.exchanges) {
+        if (e.response === msg) {
+          x = e;
+          break;
+        }
+      }
       if (x) {
         x.responseDone = true;
         const upgrade = msg.status === 101 || (x.request?.method === 'CONNECT' && msg.status >= 200 && msg.status < 300);
@@ -845,22 +1062,21 @@ export class HttpDissector implements TcpDissector {
     for (const i of [0, 1] as const) {
       const d = conn.dirs[i];
       const skip = boundary[i] - d.pendingOffset;
-      if (skip >= 0 && skip < d.pending.length) {
+      if (skip >= 0 && skip < d.end - d.pos) {
         const t = this.timeAt(d, boundary[i], false);
-        rest[i] = { offset: boundary[i], bytes: Buffer.from(d.pending.subarray(skip)), sec: t.sec, nsec: t.nsec };
+        rest[i] = { offset: boundary[i], bytes: Buffer.from(d.buf.subarray(d.pos + skip, d.end)), sec: t.sec, nsec: t.nsec };
       }
-      d.pending = Buffer.alloc(0);
-      d.marks = [];
+      this.dropPending(d);
     }
     const protocol = (header(res.headers, 'upgrade') ?? header(req.headers, 'upgrade') ?? '').trim().toLowerCase();
-    this.onUpgrade!({ stream, protocol, method: req.method, path: req.target, host: header(req.headers, 'host') ?? '', requestHeaders: req.headers, responseHeaders: res.headers, firstIndex: this.nextIndex.get(stream) ?? 0, boundary, rest });
+    this.onUpgrade!({ stream, protocol, method: req.method, path: req.target, host: req.hostAt >= 0 ? req.headers[req.hostAt]![1] : '', requestHeaders: req.headers, responseHeaders: res.headers, firstIndex: this.nextIndex.get(stream) ?? 0, boundary, rest });
   }
 
   /** Emits the exchanges at the head of the queue that are complete. */
   private emitReady(conn: Conn, stream: number): void {
     while (conn.exchanges.length > 0) {
       const x = conn.exchanges[0]!;
-      const allEnded = conn.dirs.every((d) => d.ended);
+      const allEnded = conn.dirs[0].ended && conn.dirs[1].ended;
       const closing = allEnded || (x.unanswered && x.requestDone);
       if (!(x.requestDone && x.responseDone) && !closing) return;
       conn.exchanges.shift();
@@ -874,10 +1090,11 @@ export class HttpDissector implements TcpDissector {
     const index = this.nextIndex.get(stream) ?? 0;
     this.nextIndex.set(stream, index + 1);
     const target = req?.target ?? '';
-    const host = req ? (header(req.headers, 'host') ?? '') : '';
+    const host = req && req.hostAt >= 0 ? req.headers[req.hostAt]![1] : '';
     let path = target;
     let url = host + target;
-    const abs = /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/([^/?#]*)(.*)$/.exec(target);
+    // An absolute-form target starts with a scheme (a letter); the usual origin-form starts with '/'.
+    const abs = target.charCodeAt(0) === 0x2f ? null : /^[a-zA-Z][a-zA-Z0-9+.-]*:\/\/([^/?#]*)(.*)$/.exec(target);
     if (abs) {
       url = target.replace(/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//, '');
       path = abs[2] === '' ? '/' : abs[2]!;
@@ -913,7 +1130,8 @@ export class HttpDissector implements TcpDissector {
   }
 
   private entryMessage(m: Message): EntryMessage {
-    let body: Uint8Array | null = m.kept > 0 ? Buffer.concat(m.parts) : null;
+    // One piece (the usual case) is already a copy of its own: no second copy.
+    let body: Uint8Array | null = m.kept > 0 ? (m.parts.length === 1 ? m.parts[0]! : Buffer.concat(m.parts)) : null;
     let truncated = m.cut;
     if (body && m.encoding !== '') {
       const decoded = decodeBody(body as Buffer, m.encoding, this.maxBody, m.cut);
