@@ -1,12 +1,13 @@
 #!/usr/bin/env node
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { flowSummaryView, flowView } from '@kubeshark-mcp/mcp-core/model';
 import type { FlowTrackerOptions } from '@kubeshark-mcp/capture';
+import { GrpcDescriptorError, GrpcJsonDecoder } from '@kubeshark-mcp/dissectors';
 import { QueryError, WorkerEngine, type TargetingConfig } from './engine';
-import { entrySummary, type L7Options } from './entries';
+import { entrySummary, grpcMessagesJson, type L7Options } from './entries';
 import { ClusterMapError, KubeWatchError, clusterMapSource, kubeWatchSource, type KubeSource } from './k8s';
 import { DEFAULT_LIVE_OPTIONS, LiveCaptureError } from './live';
 import { flowToModel } from './model';
@@ -55,6 +56,11 @@ Usage:
       --body-max-kib N   body bytes kept per request or response (default 4; beyond: truncated)
       --port-map MAP     extra ports each protocol is asked about first, e.g.
                          "http=8081,9000;redis=7000" (streams are still claimed by content)
+      --grpc-descriptor-set FILE
+                         decode gRPC messages to JSON (get_api_call) with this protobuf
+                         FileDescriptorSet: protoc --descriptor_set_out=FILE --include_imports
+                         x.proto, or buf build -o FILE. Messages beyond --body-max-kib are
+                         not kept, so not decoded.
       --cluster-map FILE Kubernetes identities from a cluster map (repeatable): what
                          kubectl get pods,services,nodes,endpointslices -A -o json prints.
                          Flows and API calls then name pods, Services, namespaces and nodes.
@@ -76,6 +82,7 @@ Usage:
       Default listen address: ${DEFAULT_LISTEN}
 
   kubeshark-worker analyze CAPTURE... --flows|--summary|--entries [--node NAME] [--cluster-map FILE]...
+                           [--grpc-descriptor-set FILE]
       Read captures offline, without a cluster, and print one JSON object per line:
       --flows    one line per L4 flow (the fields list_l4_flows returns)
       --summary  one line with totals, TCP vs UDP and top talkers (as get_l4_flow_summary)
@@ -84,6 +91,9 @@ Usage:
                  status_code, elapsed_time (us), timestamp (us since the epoch), error
       Damaged captures: what was read is printed, the error goes to stderr, exit status 1.
       --cluster-map FILE  name the endpoints of flows and entries (see serve)
+      --grpc-descriptor-set FILE
+                 with --entries, gRPC calls also carry request/response.grpc_messages: each
+                 message as JSON, or why it could not be decoded (see serve)
 
 Options:
   --node NAME   node name stamped on flows and flow ids (default: $NODE_NAME or the hostname)
@@ -120,9 +130,32 @@ function loadMaps(files: readonly string[]): KubeSource {
   }
 }
 
-async function analyze(inputs: string[], opts: { flows: boolean; summary: boolean; entries: boolean; node: string; clusterMaps: string[] }): Promise<number> {
+/**
+ * Reads and loads a FileDescriptorSet at start-up, so a wrong file stops the worker with a
+ * clear message instead of failing every call later.
+ */
+export function loadGrpcDescriptorSet(file: string): GrpcJsonDecoder {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(file);
+  } catch (err) {
+    throw new InputError(`--grpc-descriptor-set ${file}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`);
+  }
+  try {
+    return new GrpcJsonDecoder(bytes);
+  } catch (err) {
+    if (err instanceof GrpcDescriptorError) {
+      throw new InputError(`--grpc-descriptor-set ${file}: ${err.message}; write one with protoc --descriptor_set_out=FILE --include_imports x.proto (or buf build -o FILE)`);
+    }
+    throw err;
+  }
+}
+
+async function analyze(inputs: string[], opts: { flows: boolean; summary: boolean; entries: boolean; node: string; clusterMaps: string[]; grpcDescriptorSet?: string }): Promise<number> {
   if (inputs.length === 0) throw new UsageError('analyze needs at least one capture file or directory');
   if (!opts.flows && !opts.summary && !opts.entries) throw new UsageError('analyze needs --flows, --summary or --entries to say what to print');
+  if (opts.grpcDescriptorSet !== undefined && !opts.entries) throw new UsageError('--grpc-descriptor-set applies to --entries');
+  const grpc = opts.grpcDescriptorSet !== undefined ? loadGrpcDescriptorSet(opts.grpcDescriptorSet) : undefined;
   const files = await expandInputs(inputs);
   // Dissection only when entries are asked for; every entry is kept for the printout.
   const engine = new WorkerEngine(opts.node, VERSION, undefined, undefined, {}, opts.entries ? Number.MAX_SAFE_INTEGER : 0);
@@ -138,7 +171,10 @@ async function analyze(inputs: string[], opts: { flows: boolean; summary: boolea
     for (const rec of engine.tracker.flows.all()) out.push(JSON.stringify(flowView(flowToModel(rec, engine.node, ids))));
   }
   if (opts.entries && engine.entries) {
-    for (const e of engine.entries.query({}).entries) out.push(JSON.stringify(entrySummary(e, ids)));
+    for (const e of engine.entries.query({}).entries) {
+      const decoded = grpc ? grpcMessagesJson(e.entry, grpc) : null;
+      out.push(JSON.stringify(decoded ? { ...entrySummary(e, ids), ...decoded } : entrySummary(e, ids)));
+    }
   }
   if (opts.summary) {
     out.push(JSON.stringify(flowSummaryView({ ...engine.summary({}, 10), nodes: [{ node: engine.node, state: 'ok' }] })));
@@ -309,9 +345,17 @@ export async function main(argv: string[]): Promise<number> {
           entries: { type: 'boolean', default: false },
           node: { type: 'string', default: defaultNode },
           'cluster-map': { type: 'string', multiple: true, default: [] },
+          'grpc-descriptor-set': { type: 'string' },
         },
       });
-      return await analyze(positionals, { flows: values.flows!, summary: values.summary!, entries: values.entries!, node: values.node!, clusterMaps: values['cluster-map']! });
+      return await analyze(positionals, {
+        flows: values.flows!,
+        summary: values.summary!,
+        entries: values.entries!,
+        node: values.node!,
+        clusterMaps: values['cluster-map']!,
+        ...(values['grpc-descriptor-set'] !== undefined ? { grpcDescriptorSet: values['grpc-descriptor-set'] } : {}),
+      });
     }
     if (command === 'serve') {
       const { values, positionals } = parseArgs({
@@ -335,6 +379,7 @@ export async function main(argv: string[]): Promise<number> {
           'max-entries': { type: 'string' },
           'body-max-kib': { type: 'string' },
           'port-map': { type: 'string' },
+          'grpc-descriptor-set': { type: 'string' },
           'cluster-map': { type: 'string', multiple: true, default: [] },
           'kube-watch': { type: 'boolean', default: false },
           'kube-api': { type: 'string' },
@@ -375,6 +420,7 @@ export async function main(argv: string[]): Promise<number> {
         l7: {
           maxBodySize: positiveInt('--body-max-kib', values['body-max-kib'], 4) * 1024,
           ...(values['port-map'] !== undefined ? { portMapping: parsePortMap(values['port-map']) } : {}),
+          ...(values['grpc-descriptor-set'] !== undefined ? { grpcDecoder: loadGrpcDescriptorSet(values['grpc-descriptor-set']) } : {}),
         },
         flowOptions: {
           maxFlows: positiveInt('--max-flows', values['max-flows'], 200_000),

@@ -16,6 +16,7 @@ import {
   type RawPacket,
   type TrackerStats,
 } from '@kubeshark-mcp/capture';
+import type { GrpcJsonDecoder } from '@kubeshark-mcp/dissectors';
 import type { Endpoint, Flow } from '@kubeshark-mcp/mcp-core/model';
 import type { FlowGroup, FlowSummary } from '@kubeshark-mcp/mcp-core/model';
 import { EntryStore, L7Pipeline, type L7Options } from './entries';
@@ -134,6 +135,8 @@ export class WorkerEngine {
   private readonly onPacket: (p: RawPacket) => void;
   /** API calls (L7 entries); absent when the engine was built without them. */
   readonly entries?: EntryStore;
+  /** Decodes gRPC messages of the calls GetEntry returns; absent without a descriptor set. */
+  readonly grpcDecoder?: GrpcJsonDecoder;
   private readonly l7?: L7Pipeline;
   private expiryTimer: NodeJS.Timeout | undefined;
   /** Kubernetes identities (a cluster map or a watch); without one, endpoints stay bare addresses. */
@@ -155,6 +158,7 @@ export class WorkerEngine {
     /** Body bytes kept per message and extra port hints per protocol. */
     l7Options: L7Options = {},
   ) {
+    this.grpcDecoder = l7Options.grpcDecoder;
     if (maxEntries > 0) {
       this.entries = new EntryStore(maxEntries);
       this.l7 = new L7Pipeline(node, this.entries, l7Options);

@@ -35,6 +35,7 @@ import {
   type RoutedProtocol,
   type StreamFacts,
   type TcpDissector,
+  type GrpcJsonDecoder,
 } from '@kubeshark-mcp/dissectors';
 import type { IdentityLookup } from './k8s';
 
@@ -137,11 +138,34 @@ function messageJson(m: (EntryMessage & { trailers?: unknown }) | null, withBody
   };
 }
 
+/**
+ * The gRPC messages of a call as JSON, per side: `{ grpc_message_type, grpc_messages,
+ * grpc_messages_omitted }` (see GrpcJsonDecoder), or null for a side without headers.
+ *
+ * Decoded here, when a call is read (GetEntry, `analyze --entries`), not at capture time: the
+ * body bytes are kept anyway (up to --body-max-kib), so capture pays nothing per call, and
+ * protobuf decoding plus JSON (tens of microseconds a message) is spent only on the few calls
+ * someone opens. The cost is that a call is decoded again at every read.
+ */
+export function grpcMessagesJson(e: AnyEntry, decoder: GrpcJsonDecoder): { request: object | null; response: object | null } | null {
+  if (e.protocol !== 'grpc' || !('http2_stream_id' in e)) return null;
+  const side = (which: 'request' | 'response', counted: number | undefined): object | null => {
+    const m = e[which];
+    if (!m) return null;
+    const out = decoder.decode(e.path, which, m, counted ?? 0);
+    return { ...(out.type ? { grpc_message_type: out.type } : {}), grpc_messages: out.messages, ...(out.omitted ? { grpc_messages_omitted: out.omitted } : {}) };
+  };
+  return { request: side('request', e.grpc_request_messages), response: side('response', e.grpc_response_messages) };
+}
+
 /** Fields every entry has, shown by the summary; the rest of an entry is its protocol's own. */
 const COMMON_FIELDS = new Set(['protocol', 'stream', 'index', 'timestamp', 'elapsed_time', 'method', 'path', 'url', 'status_code', 'request', 'response', 'error', 'failure', 'times']);
 
-/** The full record of an entry (GetEntry's `json`): the summary, the protocol's own fields, and the messages with body previews. */
-export function entryDetail(s: StoredEntry, ids?: IdentityLookup): object {
+/**
+ * The full record of an entry (GetEntry's `json`): the summary, the protocol's own fields, and
+ * the messages with body previews; with `grpc`, a gRPC call's messages decoded to JSON too.
+ */
+export function entryDetail(s: StoredEntry, ids?: IdentityLookup, grpc?: GrpcJsonDecoder): object {
   const e = s.entry;
   const base = { ...entrySummary(s, ids), index: e.index };
   if (e.protocol === 'dns' && 'dns_id' in e) {
@@ -165,7 +189,15 @@ export function entryDetail(s: StoredEntry, ids?: IdentityLookup): object {
     if (COMMON_FIELDS.has(k) || v === undefined || v instanceof Uint8Array) continue;
     own[k] = v;
   }
-  return { ...base, ...own, request: messageJson(e.request, true), response: messageJson(e.response, true) };
+  const decoded = grpc ? grpcMessagesJson(e, grpc) : null;
+  const request = messageJson(e.request, true);
+  const response = messageJson(e.response, true);
+  return {
+    ...base,
+    ...own,
+    request: request && decoded?.request ? { ...request, ...decoded.request } : request,
+    response: response && decoded?.response ? { ...response, ...decoded.response } : response,
+  };
 }
 
 export class CursorError extends Error {}
@@ -294,6 +326,8 @@ export interface L7Options {
   portMapping?: Record<string, number[]>;
   /** Body bytes kept per message. Default 4 KiB. */
   maxBodySize?: number;
+  /** Decodes gRPC messages to JSON when a call is read (from --grpc-descriptor-set). */
+  grpcDecoder?: GrpcJsonDecoder;
 }
 
 /** Direction 0 is the endpoint with the lower address (then port), as `packetSide` numbers them. */

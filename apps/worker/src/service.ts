@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import type { GrpcJsonDecoder } from '@kubeshark-mcp/dissectors';
 import type { WorkerHandlers } from '@kubeshark-mcp/proto';
 import type { Flow, FlowGroup } from '@kubeshark-mcp/mcp-core/model';
 import { QueryError, type WorkerEngine } from './engine';
@@ -116,7 +117,7 @@ function unimplemented(what: string): Partial<grpc.StatusObject> {
   return { code: grpc.status.UNIMPLEMENTED, details: `${what} is not implemented by this worker version yet` };
 }
 
-const toProtoEntry = (s: StoredEntry, detail: boolean, ids?: IdentityLookup) => {
+const toProtoEntry = (s: StoredEntry, detail: boolean, ids?: IdentityLookup, grpcDecoder?: GrpcJsonDecoder) => {
   const e = s.entry;
   const summary = entrySummary(s, ids);
   return {
@@ -131,7 +132,7 @@ const toProtoEntry = (s: StoredEntry, detail: boolean, ids?: IdentityLookup) => 
     path: e.path,
     status_code: e.status_code,
     flow_id: s.flow_id,
-    json: JSON.stringify(detail ? entryDetail(s, ids) : summary),
+    json: JSON.stringify(detail ? entryDetail(s, ids, grpcDecoder) : summary),
   };
 };
 
@@ -312,7 +313,9 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       if (!store) return callback(unimplemented('GetEntry on a worker without L7 dissection'));
       const s = store.get(call.request.id);
       if (!s) return callback({ code: grpc.status.NOT_FOUND, details: `no entry "${call.request.id}" (ids look like ${engine.node}/<flow>/<index>; it may have been evicted)` });
-      callback(null, toProtoEntry(s, true, engine.identities()));
+      // Only here are gRPC messages decoded: one call at a time. StreamEntries' full rows (up to
+      // a page of them) carry body previews, not decoded messages.
+      callback(null, toProtoEntry(s, true, engine.identities(), engine.grpcDecoder));
     },
     GetApiStats(call, callback) {
       const r = call.request;
