@@ -119,6 +119,7 @@ export async function buildHub(config: Readonly<HubConfig>, options: BuildHubOpt
     serverInfo: { name: 'kubeshark-mcp-hub', version: VERSION },
     sessionIdleTimeoutMs: config.sessionIdleTimeoutMs,
     maxResultTokens: config.maxResultTokens,
+    ...(config.jsonText ? { jsonText: config.jsonText } : {}),
     filters: filterPolicy(config),
     ...(config.toolsets ? { toolsets: config.toolsets } : {}),
     readOnly: config.readOnly,

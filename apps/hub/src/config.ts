@@ -35,6 +35,8 @@ export interface HubConfig {
   sessionIdleTimeoutMs: number;
   /** Size budget of one MCP tool result, in tokens (about 4 characters each). */
   maxResultTokens: number;
+  /** Tool results repeat their JSON as a text block: `auto` (default) for clients without structured content, `always`. */
+  jsonText?: 'auto' | 'always';
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /**
    * Where PCAP exports are written before download: the hub makes a private folder in it and
@@ -112,6 +114,7 @@ const schema = {
     workerDeadlineMs: { type: 'integer', minimum: 100, maximum: 600_000 },
     sessionIdleTimeoutMs: { type: 'integer', minimum: 1000 },
     maxResultTokens: { type: 'integer', minimum: 1000, maximum: 200000 },
+    jsonText: { type: 'string', enum: ['auto', 'always'] },
     logLevel: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] },
     exportDir: { type: 'string', minLength: 1 },
     exportMaxBytes: { type: 'integer', minimum: 1 },
@@ -280,6 +283,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv, argv: string[] = []): Read
   int('HUB_WORKER_DEADLINE_MS', 'workerDeadlineMs');
   int('HUB_SESSION_IDLE_TIMEOUT_MS', 'sessionIdleTimeoutMs');
   int('HUB_MAX_RESULT_TOKENS', 'maxResultTokens');
+  if (env.HUB_JSON_TEXT) raw.jsonText = env.HUB_JSON_TEXT.trim();
   if (env.HUB_LOG_LEVEL) raw.logLevel = env.HUB_LOG_LEVEL;
   if (env.HUB_EXPORT_DIR) raw.exportDir = env.HUB_EXPORT_DIR;
   if (env.HUB_EXPORT_MAX_MIB) {

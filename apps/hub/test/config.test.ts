@@ -99,6 +99,9 @@ test('the tool-result budget is configurable within sane bounds', () => {
   expect(configFromEnv({}).maxResultTokens).toBe(8000);
   expect(configFromEnv({ HUB_MAX_RESULT_TOKENS: '20000' }).maxResultTokens).toBe(20000);
   expect(() => configFromEnv({ HUB_MAX_RESULT_TOKENS: '500' })).toThrow(/maxResultTokens/);
+  expect(configFromEnv({}).jsonText).toBeUndefined();
+  expect(configFromEnv({ HUB_JSON_TEXT: 'always' }).jsonText).toBe('always');
+  expect(() => configFromEnv({ HUB_JSON_TEXT: 'sometimes' })).toThrow(/jsonText/);
 });
 
 test('MCP modes: toolsets, read-only and stateless from the environment, each checked', () => {

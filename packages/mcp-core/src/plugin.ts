@@ -6,7 +6,7 @@ import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/
 import { isInitializeRequest, type Implementation } from '@modelcontextprotocol/sdk/types.js';
 import { PromptRegistry } from './prompts';
 import type { PromptDefinition } from './prompt-kit';
-import { ToolRegistry, type ToolDefinition } from './registry';
+import { ToolRegistry, type JsonTextMode, type ToolDefinition } from './registry';
 import { ResourceExtensions, type StaticResource, type TemplateResource } from './resources';
 import { BoundedEventStore } from './event-store';
 import type { FilterPolicy } from './filters';
@@ -28,6 +28,11 @@ export interface McpPluginOptions {
   maxSessions?: number;
   /** Size budget of one tool result, in tokens (about 4 characters each; default 8,000). */
   maxResultTokens?: number;
+  /**
+   * When tool results repeat their JSON as a text block after the text rendering: `auto`
+   * (default) only for clients whose protocol revision predates structured content, `always`.
+   */
+  jsonText?: JsonTextMode;
   /** KFL policy for every filtered query: a global filter ANDed in, named macros, restrictions. Checked at start. */
   filters?: FilterPolicy;
   /** Toolsets offered (default: all); tools of other toolsets are not registered. */
@@ -167,7 +172,11 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
   const idleMs = opts.sessionIdleTimeoutMs ?? 30 * 60 * 1000;
   const maxSessions = opts.maxSessions ?? 1000;
   const serverInfo = opts.serverInfo ?? { name: 'kubeshark-mcp', version: '0.1.0' };
-  const registry = new ToolRegistry({ ...(opts.maxResultTokens === undefined ? {} : { maxResultTokens: opts.maxResultTokens }), ...(opts.filters ? { filters: opts.filters } : {}) });
+  const registry = new ToolRegistry({
+    ...(opts.maxResultTokens === undefined ? {} : { maxResultTokens: opts.maxResultTokens }),
+    ...(opts.filters ? { filters: opts.filters } : {}),
+    ...(opts.jsonText ? { jsonText: opts.jsonText } : {}),
+  });
   const selection = { ...(opts.toolsets ? { toolsets: opts.toolsets } : {}), ...(opts.readOnly ? { readOnly: true } : {}) };
   const addTool = <Args>(def: ToolDefinition<Args>): boolean => {
     const verdict = selectTool(def as unknown as ToolDefinition<never>, selection);

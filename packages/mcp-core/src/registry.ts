@@ -19,6 +19,29 @@ export const CHARS_PER_TOKEN = 4;
 export interface OutputBudget {
   maxTokens: number;
   maxChars: number;
+  /**
+   * The result also carries its JSON as a text block (for clients that predate structured
+   * content): the text rendering and the JSON then count together. Otherwise a client shows the
+   * model one of them (the text from `content`, or `structuredContent`), and each must fit.
+   * Absent means true (the cautious count).
+   */
+  jsonText?: boolean;
+}
+
+/**
+ * When the JSON of a result goes into `content` as a text block next to the text rendering:
+ * `auto` (default) for clients that negotiated a protocol revision before structured content
+ * (2025-06-18) or sent none, whose models see only `content`; `always` for every client.
+ */
+export type JsonTextMode = 'auto' | 'always';
+
+/** The first protocol revision with `structuredContent` and `outputSchema`. */
+export const STRUCTURED_CONTENT_SINCE = '2025-06-18';
+
+/** Whether a client at `protocolVersion` (undefined: not known) is sent the JSON text block. */
+export function wantsJsonText(mode: JsonTextMode, protocolVersion: string | undefined): boolean {
+  // Revisions are dates (YYYY-MM-DD), so they order as strings.
+  return mode === 'always' || protocolVersion === undefined || !/^\d{4}-\d{2}-\d{2}$/.test(protocolVersion) || protocolVersion < STRUCTURED_CONTENT_SINCE;
 }
 
 export interface ToolRegistryOptions {
@@ -30,14 +53,31 @@ export interface ToolRegistryOptions {
   maxResultTokens?: number;
   /** KFL policy applied to every filtered query: a global filter, macros, restrictions. */
   filters?: FilterPolicy;
+  /** When results repeat their JSON as a text block (default `auto`: only for clients without structured content). */
+  jsonText?: JsonTextMode;
+}
+
+/** JSON text of structured results, computed once per object (results are not changed once rendered). */
+const jsonCache = new WeakMap<object, string>();
+
+/** `JSON.stringify(structured)`, cached for the object: measuring a result and sending it serialize it once. */
+export function structuredJson(structured: Record<string, unknown>): string {
+  let json = jsonCache.get(structured);
+  if (json === undefined) {
+    json = JSON.stringify(structured);
+    jsonCache.set(structured, json);
+  }
+  return json;
 }
 
 /**
- * Estimated size of a result in characters: the text rendering plus the JSON text block (the
- * structured content repeats that JSON; clients show the model one or the other).
+ * Estimated size of a result in characters, as the model sees it: the text rendering plus the
+ * JSON text block when the result carries both (`budget.jsonText`, the default); otherwise the
+ * larger of the two, since a client shows the model either `content` or `structuredContent`.
  */
-export function resultChars(out: Pick<ToolOutput, 'structured' | 'text'>): number {
-  return out.text.length + JSON.stringify(out.structured).length;
+export function resultChars(out: Pick<ToolOutput, 'structured' | 'text'>, budget?: Pick<OutputBudget, 'jsonText'>): number {
+  const json = structuredJson(out.structured).length;
+  return budget?.jsonText === false ? Math.max(out.text.length, json) : out.text.length + json;
 }
 
 /** What a tool handler receives besides its (validated, defaulted) arguments. */
@@ -110,14 +150,18 @@ export const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?(
  * start-up rather than at its first call; arguments are validated (and defaults filled in)
  * before a handler runs, and results are checked against the output schema.
  */
-/** What callers of `ToolRegistry.call` provide: the budget comes from the registry unless given. */
-export type ToolCallContext = Omit<ToolContext, 'budget' | 'filters'> & { budget?: OutputBudget };
+/**
+ * What callers of `ToolRegistry.call` provide: the budget comes from the registry unless given;
+ * `protocolVersion` is the client's negotiated MCP revision, when known (it decides `jsonText`).
+ */
+export type ToolCallContext = Omit<ToolContext, 'budget' | 'filters'> & { budget?: OutputBudget; protocolVersion?: string };
 
 export class ToolRegistry {
   private readonly tools = new Map<string, Registered>();
   private readonly ajv: Ajv;
   readonly budget: OutputBudget;
   readonly filters: FilterComposer;
+  readonly jsonText: JsonTextMode;
 
   constructor(options: ToolRegistryOptions = {}) {
     const maxTokens = options.maxResultTokens ?? DEFAULT_MAX_RESULT_TOKENS;
@@ -125,6 +169,9 @@ export class ToolRegistry {
       throw new ToolDefinitionError(`maxResultTokens must be an integer >= ${MIN_MAX_RESULT_TOKENS} (got ${maxTokens})`);
     }
     this.budget = { maxTokens, maxChars: maxTokens * CHARS_PER_TOKEN };
+    const jsonText = options.jsonText ?? 'auto';
+    if (jsonText !== 'auto' && jsonText !== 'always') throw new ToolDefinitionError(`jsonText must be "auto" or "always" (got ${JSON.stringify(jsonText)})`);
+    this.jsonText = jsonText;
     try {
       this.filters = new FilterComposer(options.filters);
     } catch (err) {
@@ -178,7 +225,9 @@ export class ToolRegistry {
    * problem; an unknown tool name throws (the caller answers with a protocol error).
    */
   async call(name: string, rawArgs: unknown, callCtx: ToolCallContext): Promise<CallToolResult> {
-    const ctx: ToolContext = { ...callCtx, budget: callCtx.budget ?? this.budget, filters: this.filters };
+    const { protocolVersion, budget: given, ...rest } = callCtx;
+    const jsonText = wantsJsonText(this.jsonText, protocolVersion);
+    const ctx: ToolContext = { ...rest, budget: { ...(given ?? this.budget), jsonText }, filters: this.filters };
     const tool = this.tools.get(name);
     if (!tool) throw new UnknownToolError(name);
     // Validation fills in defaults, so work on a copy of what the client sent.
@@ -204,7 +253,7 @@ export class ToolRegistry {
         `${name} failed [${ERROR_CODES.INTERNAL}]: result does not match the output schema: ${describeErrors(tool.validateOutput.errors ?? [])}`,
       );
     }
-    const chars = resultChars(out);
+    const chars = resultChars(out, ctx.budget);
     if (chars > ctx.budget.maxChars) {
       // Tools that can cut their own output do so; this is the backstop for the others.
       return errorResult(
@@ -216,7 +265,7 @@ export class ToolRegistry {
       content: [
         { type: 'text', text: out.text },
         ...(out.links ?? []).map((link) => ({ type: 'resource_link' as const, ...link })),
-        { type: 'text', text: JSON.stringify(out.structured) },
+        ...(jsonText ? [{ type: 'text' as const, text: structuredJson(out.structured) }] : []),
       ],
       structuredContent: out.structured,
     };

@@ -164,9 +164,12 @@ export function createMcpServer(options: McpServerOptions): Server {
     const started = Date.now();
     try {
       const token = extra._meta?.progressToken;
+      // Streamable HTTP clients send their negotiated revision on every request after initialize.
+      const version = extra.requestInfo?.headers['mcp-protocol-version'];
       const result = await options.registry.call(name, request.params.arguments, {
         source: options.source,
         signal: extra.signal,
+        ...(typeof version === 'string' ? { protocolVersion: version } : {}),
         ...(token !== undefined
           ? { progress: (update: ProgressUpdate) => extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, ...update } }) }
           : {}),

@@ -223,7 +223,7 @@ export const listApiCalls: ToolDefinition<ListApiCallsArgs> = {
       };
     };
 
-    return fitRows(rows, lines, ctx.budget.maxChars, render);
+    return fitRows(rows, lines, ctx.budget, render);
   },
 };
 
@@ -238,7 +238,11 @@ function fullMessages(c: ApiCall): { request: unknown; response: unknown } {
 /** Longest body text get_api_call returns per message. */
 export const BODY_PREVIEW_CHARS = 2048;
 
-/** The record with each message's body cut to a preview. */
+/**
+ * The record with each message's body cut to a preview, and its decoded gRPC messages (a
+ * worker with a descriptor set) kept while their JSON fits in the same number of characters;
+ * those left out are added to `grpc_messages_omitted`.
+ */
 function withBodyPreviews(call: Record<string, unknown>, chars: number): Record<string, unknown> {
   const out: Record<string, unknown> = { ...call };
   for (const k of ['request', 'response']) {
@@ -249,21 +253,71 @@ function withBodyPreviews(call: Record<string, unknown>, chars: number): Record<
       msg.body = msg.body.slice(0, chars);
       msg.body_preview_truncated = true;
     }
+    if (Array.isArray(msg.grpc_messages)) {
+      let used = 0;
+      const kept = [];
+      for (const g of msg.grpc_messages as unknown[]) {
+        used += JSON.stringify(g).length;
+        if (used > chars) break;
+        kept.push(g);
+      }
+      const dropped = msg.grpc_messages.length - kept.length;
+      if (dropped > 0) {
+        msg.grpc_messages = kept;
+        msg.grpc_messages_omitted = (typeof msg.grpc_messages_omitted === 'number' ? msg.grpc_messages_omitted : 0) + dropped;
+      }
+    }
     out[k] = msg;
   }
   return out;
 }
 
+/** Decoded gRPC messages as text lines: one per message, its JSON or why it was not decoded. */
+function grpcLines(msg: { grpc_messages?: unknown; grpc_message_type?: unknown; grpc_messages_omitted?: unknown }): string[] {
+  if (!Array.isArray(msg.grpc_messages)) return [];
+  const type = typeof msg.grpc_message_type === 'string' ? ` ${msg.grpc_message_type}` : '';
+  const lines = (msg.grpc_messages as { json?: unknown; error?: unknown }[]).map((g, i) => `  grpc message ${i + 1}${type}: ${g.json !== undefined ? JSON.stringify(g.json) : `not decoded: ${String(g.error)}`}`);
+  if (typeof msg.grpc_messages_omitted === 'number' && msg.grpc_messages_omitted > 0) lines.push(`  (${msg.grpc_messages_omitted} more gRPC messages not shown)`);
+  return lines;
+}
+
 function headerLines(label: string, m: unknown): string[] {
   if (typeof m !== 'object' || m === null) return [`${label}: none`];
-  const msg = m as { headers?: unknown; body_size?: unknown; body?: unknown };
+  const msg = m as { headers?: unknown; body_size?: unknown; body?: unknown; grpc_messages?: unknown; grpc_message_type?: unknown; grpc_messages_omitted?: unknown };
   const headers = Array.isArray(msg.headers)
     ? msg.headers.map((h) => (Array.isArray(h) ? `${String(h[0])}: ${String(h[1])}` : typeof h === 'object' && h !== null && 'name' in h ? `${String((h as { name: unknown }).name)}: ${String((h as { value?: unknown }).value)}` : JSON.stringify(h)))
     : typeof msg.headers === 'object' && msg.headers !== null
       ? Object.entries(msg.headers).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : String(v)}`)
       : [];
-  return [`${label} (${String(msg.body_size ?? 0)} B body):`, ...headers.map((h) => `  ${h}`), ...(typeof msg.body === 'string' && msg.body.length > 0 ? [`  body: ${msg.body}`] : [])];
+  return [
+    `${label} (${String(msg.body_size ?? 0)} B body):`,
+    ...headers.map((h) => `  ${h}`),
+    ...(typeof msg.body === 'string' && msg.body.length > 0 ? [`  body: ${msg.body}`] : []),
+    ...grpcLines(msg),
+  ];
 }
+
+/** A request or response of get_api_call: only the decoded gRPC fields are described; the rest is the protocol's own. */
+const grpcSideSchema = (side: string): object => ({
+  type: ['object', 'null'],
+  properties: {
+    grpc_message_type: { type: 'string', description: `gRPC: the ${side} message type of the method in the descriptor set.` },
+    grpc_messages: {
+      type: 'array',
+      description: 'gRPC with a descriptor set: each length-prefixed message in order, as proto3 JSON, or the reason it was not decoded.',
+      items: {
+        type: 'object',
+        properties: {
+          size: { type: 'integer', description: 'Message length in its prefix (compressed size when compressed).' },
+          compressed: { type: 'boolean' },
+          json: { description: 'The message in the proto3 JSON mapping (lowerCamelCase keys, int64 as strings, bytes base64, enums by name).' },
+          error: { type: 'string', description: 'Why there is no json: method not in the descriptor set, truncated, not kept, does not decode, compression.' },
+        },
+      },
+    },
+    grpc_messages_omitted: { type: 'integer', description: 'Messages not listed (worker limit, or cut to fit the output budget).' },
+  },
+});
 
 export const getApiCall: ToolDefinition<{ id: string; include_payload: boolean }> = {
   name: 'get_api_call',
@@ -271,7 +325,9 @@ export const getApiCall: ToolDefinition<{ id: string; include_payload: boolean }
   description:
     'The full record of one API call by the id list_api_calls gives: request and response headers, body previews (text, or base64 for binary; ' +
     `the first ${BODY_PREVIEW_CHARS} characters unless include_payload), sizes, the protocol's own fields (gRPC status and messages, DNS records, ` +
-    'SQL text and errors, Redis replies, Kafka topics, ...), the endpoints with their Kubernetes identities, and the flow it rode on.',
+    'SQL text and errors, Redis replies, Kafka topics, ...), the endpoints with their Kubernetes identities, and the flow it rode on. ' +
+    'For gRPC, when the worker has a descriptor set (--grpc-descriptor-set), request/response.grpc_messages hold each message as JSON ' +
+    '(or the reason it could not be decoded: unknown method, truncated by the body limit, corrupt).',
   inputSchema: {
     type: 'object',
     properties: {
@@ -288,7 +344,14 @@ export const getApiCall: ToolDefinition<{ id: string; include_payload: boolean }
   outputSchema: {
     type: 'object',
     properties: {
-      call: { type: 'object', description: 'The full record: the list_api_calls fields plus protocol details (request/response headers and body previews, DNS records).' },
+      call: {
+        type: 'object',
+        description: 'The full record: the list_api_calls fields plus protocol details (request/response headers and body previews, DNS records).',
+        properties: {
+          request: grpcSideSchema('request'),
+          response: grpcSideSchema('response'),
+        },
+      },
       nodes: nodesSchema,
     },
     required: ['call', 'nodes'],
@@ -314,8 +377,8 @@ export const getApiCall: ToolDefinition<{ id: string; include_payload: boolean }
     };
     let chars = args.include_payload ? Number.MAX_SAFE_INTEGER : BODY_PREVIEW_CHARS;
     let out = render(chars);
-    if (args.include_payload && resultChars(out) > ctx.budget.maxChars) chars = BODY_PREVIEW_CHARS * 8;
-    while (chars > 0 && resultChars(out) > ctx.budget.maxChars) out = render((chars = Math.floor(chars / 4)));
+    if (args.include_payload && resultChars(out, ctx.budget) > ctx.budget.maxChars) chars = BODY_PREVIEW_CHARS * 8;
+    while (chars > 0 && resultChars(out, ctx.budget) > ctx.budget.maxChars) out = render((chars = Math.floor(chars / 4)));
     return out;
   },
 };

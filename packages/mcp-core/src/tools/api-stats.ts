@@ -182,6 +182,6 @@ export const getApiStats: ToolDefinition<GetApiStatsArgs> = {
         text: [header, ...lines.slice(0, n), ...(hint ? [hint] : []), ...(nextCursor ? [`Next page: call get_api_stats with cursor "${nextCursor}".`] : [])].join('\n'),
       };
     };
-    return fitRows(page, lines, ctx.budget.maxChars, render);
+    return fitRows(page, lines, ctx.budget, render);
   },
 };

@@ -1,6 +1,6 @@
 import { TrafficSourceError, type ErrorCode } from '../errors';
 import { isoMicros } from '../model';
-import { resultChars, type ToolOutput } from '../registry';
+import { resultChars, structuredJson, type OutputBudget, type ToolOutput } from '../registry';
 import type { NodeCoverage, TimeRange } from '../traffic-source';
 
 export interface TimeArgs {
@@ -127,18 +127,29 @@ export const snapshotNameArg = (what: string): Record<string, unknown> => ({
  * paging makes progress. `render(n, cut)` renders the first n rows (`cut` = more rows follow);
  * `lines` are the rows' text lines. Estimates from the sizes first, then confirms by rendering.
  */
-export function fitRows(rows: unknown[], lines: string[], maxChars: number, render: (n: number, cut: boolean) => ToolOutput): ToolOutput {
+export function fitRows(rows: unknown[], lines: string[], budget: OutputBudget, render: (n: number, cut: boolean) => ToolOutput): ToolOutput {
+  const { maxChars } = budget;
   const full = render(rows.length, false);
-  if (resultChars(full) <= maxChars) return full;
-  let room = maxChars - resultChars(render(0, true));
+  if (resultChars(full, budget) <= maxChars) return full;
+  const empty = render(0, true);
+  // Room left for rows in the text and in the JSON: one shared room when both are sent, else each its own.
+  const together = budget.jsonText !== false;
+  let textRoom = maxChars - (together ? resultChars(empty, budget) : empty.text.length);
+  let jsonRoom = together ? Infinity : maxChars - structuredJson(empty.structured).length;
   let n = 0;
   while (n < rows.length) {
-    room -= JSON.stringify(rows[n]).length + 1 + lines[n]!.length + 1;
-    if (room < 0) break;
+    const json = JSON.stringify(rows[n]).length + 1;
+    const line = lines[n]!.length + 1;
+    if (together) textRoom -= json + line;
+    else {
+      textRoom -= line;
+      jsonRoom -= json;
+    }
+    if (textRoom < 0 || jsonRoom < 0) break;
     n++;
   }
   n = Math.max(n, 1);
   let out = render(n, true);
-  while (n > 1 && resultChars(out) > maxChars) out = render(--n, true);
+  while (n > 1 && resultChars(out, budget) > maxChars) out = render(--n, true);
   return out;
 }

@@ -234,7 +234,7 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
       };
     };
 
-    return fitRows(rows, lines, ctx.budget.maxChars, render);
+    return fitRows(rows, lines, ctx.budget, render);
   },
 };
 
@@ -306,7 +306,7 @@ export const getL4FlowSummary: ToolDefinition<SummaryArgs> = {
     };
     const longest = Math.max(full.top_by_bytes.length, full.top_by_packets.length);
     let out = render(longest, false);
-    for (let top = longest - 1; top >= 0 && resultChars(out) > ctx.budget.maxChars; top--) out = render(top, true);
+    for (let top = longest - 1; top >= 0 && resultChars(out, ctx.budget) > ctx.budget.maxChars; top--) out = render(top, true);
     return out;
   },
 };

@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { decodeCursor, encodeCursor, invalidCursor } from '../cursor';
 import { TrafficSourceError } from '../errors';
 import { isoMicros } from '../model';
-import type { ToolDefinition, ToolOutput } from '../registry';
+import type { OutputBudget, ToolDefinition, ToolOutput } from '../registry';
 import type { IpInfo, IpQuery, NodeCoverage, WorkloadInfo, WorkloadKind } from '../traffic-source';
 import { QUERY_TO_ARGUMENT, fitRows, inArgumentTerms, nodesLine, timeWindow, type TimeArgs } from './common';
 import { cursorArg, limitArg, nodesSchema, pagingFields, timeArg } from './schemas';
@@ -42,14 +42,13 @@ function pagedOutput<R>(
   total: number,
   nodes: NodeCoverage[],
   narrow: string,
-  maxChars: number,
-  maxTokens: number,
+  budget: OutputBudget,
   extra: Record<string, unknown> = {},
 ): ToolOutput {
   const render = (n: number, cut: boolean): ToolOutput => {
     const more = offset + n < total;
     const nextCursor = more ? encodeCursor(tool, query, offset + n) : undefined;
-    const hint = cut ? `Cut to ${n} ${what} to fit the output budget (~${maxTokens} tokens): ${narrow}, or page on with cursor.` : more ? `More matched: ${narrow}, or page on with cursor.` : undefined;
+    const hint = cut ? `Cut to ${n} ${what} to fit the output budget (~${budget.maxTokens} tokens): ${narrow}, or page on with cursor.` : more ? `More matched: ${narrow}, or page on with cursor.` : undefined;
     const header = `${n} of ${total} ${what}${offset > 0 ? ` from #${offset + 1}` : ''} (nodes: ${nodesLine(nodes)})`;
     return {
       structured: {
@@ -66,7 +65,7 @@ function pagedOutput<R>(
       text: [header, ...lines.slice(0, n), ...(hint ? [hint] : []), ...(nextCursor ? [`Next page: call ${tool} with cursor "${nextCursor}".`] : [])].join('\n'),
     };
   };
-  return fitRows(rows, lines, maxChars, render);
+  return fitRows(rows, lines, budget, render);
 }
 
 interface WorkloadArgs {
@@ -176,8 +175,7 @@ export const listWorkloads: ToolDefinition<WorkloadArgs> = {
       all.length,
       list.nodes,
       'narrow with namespace, kind or name',
-      ctx.budget.maxChars,
-      ctx.budget.maxTokens,
+      ctx.budget,
       { namespaces: list.namespaces },
     );
   },
@@ -307,8 +305,7 @@ export const listIps: ToolDefinition<IpArgs> = {
       all.length,
       result.nodes,
       fromFlows ? 'narrow with start/end or unresolved_only' : 'ask for fewer ips',
-      ctx.budget.maxChars,
-      ctx.budget.maxTokens,
+      ctx.budget,
     );
   },
 };
