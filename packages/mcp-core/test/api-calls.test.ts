@@ -199,6 +199,53 @@ describe('get_api_call payloads', () => {
   });
 });
 
+describe('get_api_call with decoded gRPC messages', () => {
+  const grpcCall = (n: number): ApiCall =>
+    ({
+      ...mkCall(1, 'http'),
+      protocol: 'grpc',
+      path: '/greet.GreetService/LongGreet',
+      request: {
+        headers: [['content-type', 'application/grpc']],
+        body_size: 30 * n,
+        truncated: false,
+        grpc_message_type: 'greet.GreetRequest',
+        grpc_messages: [
+          ...Array.from({ length: n }, (_, i) => ({ size: 25, json: { firstName: `name-${i}-${'z'.repeat(60)}` } })),
+          { size: 9, error: 'does not decode as greet.GreetRequest: invalid wire type 7 at byte 0' },
+        ],
+      },
+      response: null,
+    }) as unknown as ApiCall;
+
+  it('passes them through, says them in the text, and keeps only what fits the preview', async () => {
+    const source = new CapableSource();
+    source.apiCalls = [grpcCall(3)];
+    const client = await connect(source);
+    const r = await call(client, 'get_api_call', { id: 'node-a/1/0' });
+    expect(r.isError).toBeFalsy();
+    const req = (r.structuredContent as { call: { request: { grpc_messages: { json?: unknown; error?: string }[]; grpc_messages_omitted?: number } } }).call.request;
+    expect(req.grpc_messages).toHaveLength(4);
+    expect(req.grpc_messages_omitted).toBeUndefined();
+    expect(text(r)).toContain(`grpc message 1 greet.GreetRequest: {"firstName":"name-0-${'z'.repeat(60)}"}`);
+    expect(text(r)).toContain('grpc message 4 greet.GreetRequest: not decoded: does not decode as greet.GreetRequest: invalid wire type 7 at byte 0');
+
+    // 40 messages of ~100 characters: those whose JSON fits in 2048 characters are kept, the rest counted.
+    source.apiCalls = [grpcCall(40)];
+    const cut = (await call(client, 'get_api_call', { id: 'node-a/1/0' })).structuredContent as { call: { request: { grpc_messages: { json?: { firstName: string } }[]; grpc_messages_omitted?: number } } };
+    let fit = 0;
+    for (let used = 0; ; fit++) {
+      used += JSON.stringify({ size: 25, json: { firstName: `name-${fit}-${'z'.repeat(60)}` } }).length;
+      if (used > 2048) break;
+    }
+    expect(fit).toBeGreaterThan(10);
+    expect(cut.call.request.grpc_messages.map((m) => m.json?.firstName.slice(0, 8))).toEqual(Array.from({ length: fit }, (_, i) => `name-${i}-`.padEnd(8, 'z')));
+    expect(cut.call.request.grpc_messages_omitted).toBe(41 - fit);
+    const full = (await call(client, 'get_api_call', { id: 'node-a/1/0', include_payload: true })).structuredContent as { call: { request: { grpc_messages: unknown[] } } };
+    expect(full.call.request.grpc_messages).toHaveLength(41);
+  });
+});
+
 describe('list_api_calls format=full', () => {
   it('asks the source for full records and shows headers and body previews cut to 512 characters', async () => {
     const source = new CapableSource();
