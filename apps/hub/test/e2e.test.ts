@@ -18,6 +18,8 @@ import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
 const WORKER_DIR = path.dirname(require.resolve('@kubeshark-mcp/worker/package.json'));
 const WORKER_CLI = path.join(WORKER_DIR, 'dist', 'cli.js');
 const DEMO_DIR = path.join(WORKER_DIR, 'demo');
+/** The descriptor set of the greet service the demo's gRPC capture calls (fixtures/protos/greet.proto). */
+const GREET_DESCRIPTORS = path.join(GOLDEN_DIR, '..', 'protos', 'greet.binpb');
 
 interface Started {
   proc: ChildProcess;
@@ -28,7 +30,7 @@ const DATA_DIR = mkdtempSync(path.join(tmpdir(), 'hub-e2e-'));
 
 function startWorker(listen = '127.0.0.1:0'): Promise<Started> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [WORKER_CLI, 'serve', '--listen', listen, '--node', 'node-e2e', '--data-dir', DATA_DIR], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [WORKER_CLI, 'serve', '--listen', listen, '--node', 'node-e2e', '--data-dir', DATA_DIR, '--grpc-descriptor-set', GREET_DESCRIPTORS], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error(`worker did not start: ${out}`)), 10_000);
     proc.stdout!.on('data', (d: Buffer) => {
@@ -355,6 +357,22 @@ test('list_api_calls returns the HTTP GET of zeek http_get with tshark host, uri
   expect(call.request.headers).toEqual(expect.arrayContaining([[expect.stringMatching(/^host$/i), req['http.host']]]));
   expect(call.response.headers.find(([n]) => /^content-type$/i.test(n))?.[1]).toBe(res['http.content_type']);
   expect((detail.content[0] as { text: string }).text).toMatch(new RegExp(`Host: ${req['http.host']!.replace(/\./g, '\\.')}`, 'i'));
+});
+
+test('get_api_call decodes the gRPC messages of the demo call with the worker descriptor set, as tshark decodes them', async () => {
+  const golden = JSON.parse(readFileSync(path.join(GOLDEN_DIR, 'grpc-go-book/grpc_Unary.pcapng', 'grpc-messages.json'), 'utf8')) as { direction: string; fields: [string, string, string, string][] }[];
+  const text = (direction: string): string => Buffer.from(golden.find((g) => g.direction === direction)!.fields[0]![3], 'hex').toString('utf8');
+  const grpcCalls = await allApiCalls({ protocol: 'grpc' });
+  const greet = grpcCalls.find((c) => c.path === '/greet.GreetService/Greet');
+  expect(greet).toBeDefined();
+  const detail = (await client.callTool({ name: 'get_api_call', arguments: { id: greet!.id } })) as CallToolResult;
+  expect(detail.isError).toBeFalsy();
+  type Side = { grpc_message_type: string; grpc_messages: { size: number; json?: Record<string, unknown>; error?: string }[] };
+  const call = (detail.structuredContent as { call: { request: Side; response: Side } }).call;
+  expect(call.request.grpc_message_type).toBe('greet.GreetRequest');
+  expect(call.request.grpc_messages).toEqual([{ size: 9, json: { firstName: text('request') } }]);
+  expect(call.response.grpc_messages).toEqual([{ size: 15, json: { result: text('response') } }]);
+  expect((detail.content[0] as { text: string }).text).toContain(`grpc message 1 greet.GreetResponse: {"result":"${text('response')}"}`);
 });
 
 test('list_api_calls returns the DNS queries of the dns-udp capture, filtered and paged by the hub', async () => {
