@@ -191,6 +191,7 @@ describe('list_ips', () => {
 interface GroupRow {
   key: string;
   flows: number;
+  client: Record<string, string>;
   server: Record<string, string>;
   tcp_handshakes: number;
   tcp_handshake_p50_us?: number;
@@ -248,6 +249,26 @@ test('list_l4_flows rows carry identities, and list_api_calls selects by dst.nam
   expect(detail.call.src).toMatchObject({ pod: 'orders-6d5c4b3a29-x7k2m', namespace: 'production', service: 'orders' });
   expect(detail.call.dst).toMatchObject({ pod: 'postgres-0', namespace: 'data', service: 'postgres', node: 'node-b' });
   expect(new Set(data.calls.map((c) => c.dst.ip))).toEqual(new Set(['172.16.20.75']));
+});
+
+test('address pairs and the service map name both ends from the cluster map; addresses outside it stay addresses', async () => {
+  const pairs = structured<{ groups: GroupRow[] }>(await call(client, 'list_l4_flows', { aggregate: 'ip_pair', limit: 100 }));
+  const pg = pairs.groups.find((g) => g.key === '172.16.20.244 -> 172.16.20.75')!;
+  expect(pg.client).toMatchObject({ ip: '172.16.20.244', namespace: 'production', service: 'orders' });
+  expect(pg.server).toMatchObject({ ip: '172.16.20.75', namespace: 'data', pod: 'postgres-0', name: 'postgres-0', node: 'node-b' });
+  const dns = pairs.groups.find((g) => g.key === '10.16.1.11 -> 8.8.8.8')!;
+  expect(dns.client).toMatchObject({ namespace: 'staging', name: 'dns-client-7b8c9d6f5c-q8z7m' });
+  expect(dns.server).toEqual({ ip: '8.8.8.8', unresolved: 'not-in-cluster-map' });
+
+  const map = structured<{ nodes: { id: string; label: string; ip: string; namespace?: string }[]; edges: { from: string; to: string }[] }>(await call(client, 'get_service_map', {}));
+  const byIp = new Map(map.nodes.map((n) => [n.ip, n]));
+  expect(byIp.get('172.16.20.75')).toMatchObject({ label: 'postgres-0', namespace: 'data' });
+  expect(byIp.get('10.16.1.11')).toMatchObject({ label: 'dns-client-7b8c9d6f5c-q8z7m', namespace: 'staging' });
+  expect(byIp.get('8.8.8.8')).toMatchObject({ label: '8.8.8.8' });
+  expect(map.edges.some((e) => e.from === byIp.get('172.16.20.244')!.id && e.to === byIp.get('172.16.20.75')!.id)).toBe(true);
+  // The Mermaid text names the pods too.
+  const mermaid = text(await call(client, 'get_service_map', {}));
+  expect(mermaid).toContain('postgres-0');
 });
 
 test("the source's status carries each worker's Kubernetes section, and none for a worker without", async () => {

@@ -540,7 +540,16 @@ export class WorkerEngine {
     }
     if (q.aggregate !== 'none') {
       const groups = q.aggregate === 'ip_pair' ? aggregateByIpPair(flows, q.orderBy) : aggregateFlows(flows, () => ({ key: this.node, client: {}, server: {} }), q.orderBy);
-      return { flows: [], groups: groups.slice(offset, offset + q.limit).map(groupToModel), total: groups.length };
+      const page = groups.slice(offset, offset + q.limit).map(groupToModel);
+      const ids = q.aggregate === 'ip_pair' ? this.identities() : undefined;
+      if (ids) {
+        // Both ends of an address pair named as they were at the pair's first packet (the service map labels them so).
+        for (const g of page) {
+          if (g.client.ip) g.client = { ...g.client, ...ids.endpoint(g.client.ip, g.first_seen_us) };
+          if (g.server.ip) g.server = { ...g.server, ...ids.endpoint(g.server.ip, g.first_seen_us) };
+        }
+      }
+      return { flows: [], groups: page, total: groups.length };
     }
     orderFlows(flows, q.orderBy);
     const ids = this.identities();
