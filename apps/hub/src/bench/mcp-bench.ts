@@ -20,6 +20,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
@@ -38,6 +39,8 @@ const FLOWS = Number(process.env.MCP_BENCH_FLOWS ?? 10_000);
 const CALLS = Number(process.env.MCP_BENCH_CALLS ?? 2_000);
 const CLIENTS = Number(process.env.MCP_BENCH_CLIENTS ?? 8);
 const SECONDS = Number(process.env.MCP_BENCH_SECONDS ?? 3);
+/** Comma-separated tools to measure besides the bare server (default both); for profiling one of them. */
+const ONLY = (process.env.MCP_BENCH_TOOLS ?? '').split(',').filter(Boolean);
 const PAGE = 50;
 const WARMUP = 200;
 const P50_TARGET_MS = 5;
@@ -57,6 +60,8 @@ interface Row {
   p99_ms: number;
   mean_ms: number;
   calls_per_s: number;
+  /** CPU ms per call in each process during the throughput phase (client = this process; null off Linux). */
+  cpu_ms_per_call: CpuPerCall;
 }
 
 const fmt = (n: number, digits = 2): string => n.toFixed(digits);
@@ -64,7 +69,7 @@ const fmtInt = (n: number): string => Math.round(n).toLocaleString('en-US');
 
 function table(head: string[], rows: string[][]): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]): string => cells.map((c, i) => (i < 2 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  const line = (cells: string[]): string => cells.map((c, i) => (i < 2 || i === head.length - 1 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
   return `${line(head)}\n${line(head.map((_, i) => '-'.repeat(widths[i]!)))}\n${rows.map(line).join('\n')}\n`;
 }
 
@@ -185,12 +190,38 @@ async function latency(url: string, call: Call): Promise<{ p50: number; p99: num
   }
 }
 
-/** `CLIENTS` sessions calling back to back for `SECONDS`: calls per second over all of them. */
-async function throughput(url: string, call: Call): Promise<number> {
+/** CPU time (user + system) of a process so far, in ms: this one from Node, a child from /proc (Linux); null where unknown. */
+function cpuMs(pid: number | 'self'): number | null {
+  if (pid === 'self') {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1000;
+  }
+  try {
+    // /proc/<pid>/stat: fields 14 and 15 (utime, stime) in clock ticks, after the parenthesised name.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return null;
+  }
+}
+
+/** USER_HZ: 100 on every Linux architecture Node runs on. */
+const CLOCK_TICKS = 100;
+
+/** The processes whose CPU time the throughput phase accounts for, by role. */
+const processes = new Map<string, number | 'self'>([['client', 'self']]);
+
+/** CPU ms per call of each process during a throughput phase. */
+type CpuPerCall = Record<string, number | null>;
+
+/** `CLIENTS` sessions calling back to back for `SECONDS`: calls per second over all of them, and CPU ms per call of each process. */
+async function throughput(url: string, call: Call, roles: string[]): Promise<{ rate: number; cpu: CpuPerCall }> {
   const clients = await Promise.all(Array.from({ length: CLIENTS }, () => connect(url)));
   try {
     for (const c of clients) await callOnce(c, call);
     let done = 0;
+    const cpu0 = roles.map((r) => cpuMs(processes.get(r)!));
     const start = performance.now();
     const deadline = start + SECONDS * 1000;
     await Promise.all(
@@ -201,7 +232,14 @@ async function throughput(url: string, call: Call): Promise<number> {
         }
       }),
     );
-    return done / ((performance.now() - start) / 1000);
+    const elapsed = (performance.now() - start) / 1000;
+    const cpu: CpuPerCall = {};
+    roles.forEach((r, i) => {
+      const a = cpu0[i];
+      const b = cpuMs(processes.get(r)!);
+      cpu[r] = a === null || a === undefined || b === null ? null : +((b - a) / done).toFixed(3);
+    });
+    return { rate: done / elapsed, cpu };
   } finally {
     await Promise.all(clients.map((c) => c.close()));
   }
@@ -312,22 +350,23 @@ async function main(): Promise<void> {
     servers.push(bare);
     hubUrl = hub.address;
     bareUrl = bare.address;
+    processes.set('worker', worker.proc.pid!).set('hub', hub.proc.pid!).set('bare', bare.proc.pid!);
   } catch (e) {
     await Promise.all(servers.map(stop));
     throw e;
   }
 
-  const runs: { server: string; url: string; call: Call }[] = [
-    { server: 'bare SDK server', url: bareUrl, call: { name: 'ping_tool', arguments: {}, check: (r) => { if (r.isError) throw new Error('bare tool failed'); } } },
-    { server: 'hub + worker', url: hubUrl, call: { name: 'list_api_calls', arguments: { limit: PAGE }, check: pageOf('calls') } },
-    { server: 'hub + worker', url: hubUrl, call: { name: 'list_l4_flows', arguments: { limit: PAGE }, check: pageOf('flows') } },
+  const runs: { server: string; url: string; roles: string[]; call: Call }[] = [
+    { server: 'bare SDK server', url: bareUrl, roles: ['client', 'bare'], call: { name: 'ping_tool', arguments: {}, check: (r) => { if (r.isError) throw new Error('bare tool failed'); } } },
+    { server: 'hub + worker', url: hubUrl, roles: ['client', 'hub', 'worker'], call: { name: 'list_api_calls', arguments: { limit: PAGE }, check: pageOf('calls') } },
+    { server: 'hub + worker', url: hubUrl, roles: ['client', 'hub', 'worker'], call: { name: 'list_l4_flows', arguments: { limit: PAGE }, check: pageOf('flows') } },
   ];
   const rows: Row[] = [];
   try {
-    for (const run of runs) {
+    for (const run of runs.filter((r, i) => i === 0 || ONLY.length === 0 || ONLY.includes(r.call.name))) {
       const lat = await latency(run.url, run.call);
-      const rate = await throughput(run.url, run.call);
-      rows.push({ server: run.server, tool: run.call.name, p50_ms: +lat.p50.toFixed(3), p99_ms: +lat.p99.toFixed(3), mean_ms: +lat.mean.toFixed(3), calls_per_s: Math.round(rate) });
+      const { rate, cpu } = await throughput(run.url, run.call, run.roles);
+      rows.push({ server: run.server, tool: run.call.name, p50_ms: +lat.p50.toFixed(3), p99_ms: +lat.p99.toFixed(3), mean_ms: +lat.mean.toFixed(3), calls_per_s: Math.round(rate), cpu_ms_per_call: cpu });
     }
   } finally {
     await Promise.all(servers.map(stop));
@@ -339,8 +378,18 @@ async function main(): Promise<void> {
   );
   process.stdout.write(
     table(
-      ['server', 'tool', 'p50 ms', 'p99 ms', 'mean ms', `calls/s (${CLIENTS} clients)`],
-      rows.map((r) => [r.server, r.tool, fmt(r.p50_ms), fmt(r.p99_ms), fmt(r.mean_ms), fmtInt(r.calls_per_s)]),
+      ['server', 'tool', 'p50 ms', 'p99 ms', 'mean ms', `calls/s (${CLIENTS} clients)`, 'CPU ms/call (throughput)'],
+      rows.map((r) => [
+        r.server,
+        r.tool,
+        fmt(r.p50_ms),
+        fmt(r.p99_ms),
+        fmt(r.mean_ms),
+        fmtInt(r.calls_per_s),
+        Object.entries(r.cpu_ms_per_call)
+          .map(([k, v]) => `${k} ${v === null ? '?' : fmt(v)}`)
+          .join(', '),
+      ]),
     ),
   );
   const bareRate = rows[0]!.calls_per_s;
