@@ -180,6 +180,8 @@ interface Dir {
    */
   marks: number[];
   markHead: number;
+  /** The last time `timeAt` made: the next one with the same value is this object (times are never changed). */
+  time: HttpTime | null;
   msg: Message | null;
   /** Body bytes left in the current Content-Length body or chunk. */
   remaining: number;
@@ -209,6 +211,7 @@ const newDir = (): Dir => ({
   pendingOffset: 0,
   marks: [],
   markHead: 0,
+  time: null,
   msg: null,
   remaining: 0,
   afterGap: false,
@@ -267,33 +270,62 @@ function lineText(buf: Uint8Array, from: number, nl: number): string {
   return Buffer.from(buf.buffer, buf.byteOffset + from, e - from).toString('latin1');
 }
 
-/**
- * Short field strings seen before, by a hash of their bytes: header names and most values
- * repeat from message to message, and a hit costs a hash and a compare instead of a new
- * string, which the entry store would then keep alive. Strings are immutable, so sharing one
- * is invisible to readers; a collision only replaces the slot.
- */
 const INTERN_SLOTS = 4096; // a power of two
 const INTERN_MAX = 48;
-const interned: (string | undefined)[] = new Array<string | undefined>(INTERN_SLOTS).fill(undefined);
 
-/** buf[from, to) as latin1 (what HTTP/1.x field bytes are), interned when short. */
-function latin1(buf: Buffer, from: number, to: number): string {
-  const n = to - from;
-  if (n <= 0) return '';
-  if (n > INTERN_MAX) return buf.toString('latin1', from, to);
-  let h = n;
-  for (let i = from; i < to; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
-  const slot = (h ^ (h >>> 13)) & (INTERN_SLOTS - 1);
-  const s = interned[slot];
-  if (s !== undefined && s.length === n) {
-    let i = 0;
-    while (i < n && s.charCodeAt(i) === buf[from + i]) i++;
-    if (i === n) return s;
+/**
+ * Short field strings and header fields seen before on this dissector, by a hash of their
+ * bytes: header names and most values repeat from message to message (HPACK's premise), and a
+ * hit costs a hash and a compare instead of new strings and a new [name, value] pair that the
+ * entry store would keep alive. Strings are immutable and shared fields are frozen, so sharing
+ * is invisible to readers; a collision only replaces the slot.
+ */
+class FieldInterner {
+  private readonly strings: (string | undefined)[] = new Array<string | undefined>(INTERN_SLOTS).fill(undefined);
+  private readonly fields: ([string, string] | undefined)[] = new Array<[string, string] | undefined>(INTERN_SLOTS).fill(undefined);
+  /** Slot of the last string `text` returned (-1: not interned). */
+  private slot = -1;
+
+  /** buf[from, to) as latin1 (what HTTP/1.x field bytes are), interned when short. */
+  text(buf: Buffer, from: number, to: number): string {
+    const n = to - from;
+    if (n <= 0) {
+      this.slot = 0;
+      return '';
+    }
+    if (n > INTERN_MAX) {
+      this.slot = -1;
+      return buf.toString('latin1', from, to);
+    }
+    let h = n;
+    for (let i = from; i < to; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+    const slot = (h ^ (h >>> 13)) & (INTERN_SLOTS - 1);
+    this.slot = slot;
+    const s = this.strings[slot];
+    if (s !== undefined && s.length === n) {
+      let i = 0;
+      while (i < n && s.charCodeAt(i) === buf[from + i]) i++;
+      if (i === n) return s;
+    }
+    const t = buf.toString('latin1', from, to);
+    this.strings[slot] = t;
+    return t;
   }
-  const t = buf.toString('latin1', from, to);
-  interned[slot] = t;
-  return t;
+
+  /** The header field buf[ns, ne): buf[vs, ve), shared (frozen) when both strings are interned. */
+  field(buf: Buffer, ns: number, ne: number, vs: number, ve: number): [string, string] {
+    const name = this.text(buf, ns, ne);
+    const a = this.slot;
+    const value = this.text(buf, vs, ve);
+    const b = this.slot;
+    if (a < 0 || b < 0) return [name, value];
+    const k = (Math.imul(a, 0x9e3779b1) ^ b) & (INTERN_SLOTS - 1);
+    const f = this.fields[k];
+    if (f !== undefined && f[0] === name && f[1] === value) return f;
+    const made = Object.freeze([name, value]) as [string, string];
+    this.fields[k] = made;
+    return made;
+  }
 }
 
 /** buf[from, from + name.length) is `name` (lower-case ASCII) without regard to ASCII case. */
@@ -426,6 +458,7 @@ export function decodeBody(raw: Buffer, encoding: string, max: number, cut: bool
 /** HTTP/1.x over reassembled TCP streams; see the module comment. */
 export class HttpDissector implements TcpDissector {
   private readonly conns = new Map<number, Conn>();
+  private readonly interner = new FieldInterner();
   private readonly nextIndex = new Map<number, number>();
   private readonly maxBody: number;
   private readonly maxHeader: number;
@@ -625,7 +658,12 @@ export class HttpDissector implements TcpDissector {
     let m = d.markHead;
     if (m >= marks.length) return { sec: 0, nsec: 0 };
     for (let x = m + MARK; x < marks.length && marks[x]! <= off; x += MARK) m = x;
-    return last ? { sec: marks[m + 3]!, nsec: marks[m + 4]! } : { sec: marks[m + 1]!, nsec: marks[m + 2]! };
+    const sec = last ? marks[m + 3]! : marks[m + 1]!;
+    const nsec = last ? marks[m + 4]! : marks[m + 2]!;
+    // A message's first and last byte usually share a packet: one object for both.
+    const t = d.time;
+    if (t !== null && t.sec === sec && t.nsec === nsec) return t;
+    return (d.time = { sec, nsec });
   }
 
   private consume(d: Dir, n: number): void {
@@ -830,9 +868,9 @@ export class HttpDissector implements TcpDissector {
       let j = t0;
       while (j < end && !isSpace(buf[j]!)) j++;
       if (j === t0 || buf[j] !== 0x20 || end - (j + 1) !== 8 || !isVersion(buf, j + 1)) return false;
-      msg.method = latin1(buf, from, i);
-      msg.target = latin1(buf, t0, j);
-      msg.version = latin1(buf, j + 1, end);
+      msg.method = this.interner.text(buf, from, i);
+      msg.target = this.interner.text(buf, t0, j);
+      msg.version = this.interner.text(buf, j + 1, end);
       return true;
     }
     // HTTP/1.x SP 3DIGIT, then nothing or SP and a reason without CR.
@@ -847,9 +885,9 @@ export class HttpDissector implements TcpDissector {
     if (end > from + 12) {
       if (buf[from + 12] !== 0x20) return false;
       for (let i = from + 13; i < end; i++) if (buf[i] === 0x0d) return false;
-      reason = latin1(buf, from + 13, end);
+      reason = this.interner.text(buf, from + 13, end);
     }
-    msg.version = latin1(buf, from, from + 8);
+    msg.version = this.interner.text(buf, from, from + 8);
     msg.status = status;
     msg.reason = reason;
     return true;
@@ -895,8 +933,8 @@ export class HttpDissector implements TcpDissector {
         const c0 = buf[pos];
         const last = headers[headers.length - 1];
         if ((c0 === 0x20 || c0 === 0x09) && last) {
-          // obs-fold: a continuation of the previous field's value.
-          last[1] = `${last[1]} ${buf.toString('latin1', pos, stop).trim()}`;
+          // obs-fold: a continuation of the previous field's value (a new pair: the last may be shared).
+          headers[headers.length - 1] = [last[0], `${last[1]} ${buf.toString('latin1', pos, stop).trim()}`];
         } else {
           let colon = pos;
           while (colon < stop && buf[colon] !== 0x3a) colon++;
@@ -921,7 +959,7 @@ export class HttpDissector implements TcpDissector {
                 if (teAt < 0 && isName(buf, pos, colon, 'transfer-encoding')) teAt = headers.length;
                 break;
             }
-            headers.push([latin1(buf, pos, colon), latin1(buf, vs, ve)]);
+            headers.push(this.interner.field(buf, pos, colon, vs, ve));
           }
         }
       }
