@@ -211,6 +211,11 @@ const keyBefore = (a: StoredEntry, ts: number, seq: number): boolean => a.entry.
  */
 export class EntryStore {
   private items: StoredEntry[] = [];
+  /**
+   * `items[i].entry.timestamp`, flat and aligned with `items`: finding an insert position reads
+   * numbers in a row instead of two objects per step.
+   */
+  private times: number[] = [];
   private head = 0;
   private readonly byId = new Map<string, StoredEntry>();
   private seq = 0;
@@ -233,14 +238,36 @@ export class EntryStore {
   }
 
   add(s: Omit<StoredEntry, 'seq'>): void {
-    const item: StoredEntry = { id: s.id, node: s.node, flow_id: s.flow_id, src: s.src, dst: s.dst, entry: s.entry, seq: this.seq++ };
-    const ts = item.entry.timestamp;
+    this.insert(s.id, s.node, s.flow_id, s.src, s.dst, s.entry);
+  }
+
+  /** `add` without an object to copy from. */
+  insert(id: string, node: string, flowId: string, src: EntryEndpoint, dst: EntryEndpoint, entry: AnyEntry): void {
+    const item: StoredEntry = { id, node, flow_id: flowId, src, dst, entry, seq: this.seq++ };
+    const ts = entry.timestamp;
     const items = this.items;
+    const times = this.times;
     let i = items.length;
-    while (i > this.head && items[i - 1]!.entry.timestamp > ts) i--;
-    if (i === items.length) items.push(item);
-    else items.splice(i, 0, item);
-    this.byId.set(item.id, item);
+    if (i > this.head && times[i - 1]! > ts) {
+      // After the last entries with a timestamp <= ts (the order is kept sorted): a binary
+      // search, as calls from many connections finish out of request order.
+      let lo = this.head;
+      let hi = i - 1;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (times[mid]! > ts) hi = mid;
+        else lo = mid + 1;
+      }
+      i = lo;
+    }
+    if (i === items.length) {
+      items.push(item);
+      times.push(ts);
+    } else {
+      items.splice(i, 0, item);
+      times.splice(i, 0, ts);
+    }
+    this.byId.set(id, item);
     this.storedCount++;
     while (this.size > this.maxEntries) {
       const old = items[this.head]!;
@@ -250,6 +277,7 @@ export class EntryStore {
     }
     if (this.head > 1024 && this.head * 2 > items.length) {
       this.items = items.slice(this.head);
+      this.times = times.slice(this.head);
       this.head = 0;
     }
   }
@@ -452,6 +480,6 @@ export class L7Pipeline {
 
   private emit(e: Entry): void {
     const ep = this.endpointsOf(e.stream);
-    this.store.add({ id: `${ep.flowId}/${e.index}`, node: this.node, flow_id: ep.flowId, src: ep.src, dst: ep.dst, entry: e as AnyEntry });
+    this.store.insert(`${ep.flowId}/${e.index}`, this.node, ep.flowId, ep.src, ep.dst, e as AnyEntry);
   }
 }
