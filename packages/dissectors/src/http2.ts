@@ -444,11 +444,36 @@ export class Http2Dissector implements TcpDissector {
       if (s1 && !s1.req.start) s1.req.start = s1.req.end = { sec: c.firstSec, nsec: c.firstNsec };
     }
     d.marks.push([c.offset, c.firstSec, c.firstNsec, c.lastSec, c.lastNsec]);
-    const add = Buffer.from(c.buf.buffer, c.buf.byteOffset + c.start, c.length);
+    let add = Buffer.from(c.buf.buffer, c.buf.byteOffset + c.start, c.length);
+    // What is pending (a partial frame header or payload) is completed with only the bytes it
+    // lacks, so the rest of the chunk is parsed in place instead of copied behind it.
+    while (d.pending.length > 0 && add.length > 0 && d.state !== 'resync') {
+      const take = Math.min(add.length, Math.max(1, this.wanted(d) - d.pending.length));
+      d.pending = Buffer.concat([d.pending, add.subarray(0, take)]);
+      add = add.subarray(take);
+      this.run(conn, c.dir);
+    }
+    if (add.length === 0) return;
     // Parse from the caller's buffer when nothing is pending; keep a copy of what is left.
     d.pending = d.pending.length === 0 ? add : Buffer.concat([d.pending, add]);
     this.run(conn, c.dir);
     if (d.pending.length > 0 && d.pending.buffer === add.buffer) d.pending = Buffer.from(d.pending);
+  }
+
+  /** Bytes the state of `d` needs in one piece to move on (everything, for the states that take any amount). */
+  private wanted(d: Dir): number {
+    switch (d.state) {
+      case 'frame':
+        return 9;
+      case 'payload':
+        return d.len;
+      case 'data-pad':
+        return 1;
+      case 'preface':
+        return HTTP2_PREFACE.length;
+      default:
+        return Infinity;
+    }
   }
 
   onGap(g: TcpGap): void {
@@ -939,7 +964,8 @@ export class Http2Dissector implements TcpDissector {
     const t0 = req.start ?? res.start ?? ZERO;
     const message = (m: Side): Http2Message | null => {
       if (m.headers === null) return null;
-      let body: Buffer | null = m.kept > 0 ? Buffer.concat(m.parts) : null;
+      // One piece is already a copy of its own: no second copy.
+      let body: Buffer | null = m.kept > 0 ? (m.parts.length === 1 ? (m.parts[0] as Buffer) : Buffer.concat(m.parts)) : null;
       let truncated = m.cut;
       // Content-Encoding (gzip, deflate, br) decoded as for HTTP/1.x, bounded; gRPC frames its own compression per message.
       const encoding = grpc ? undefined : header(m.headers, 'content-encoding');
