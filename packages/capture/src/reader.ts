@@ -125,7 +125,21 @@ export class CaptureReader {
 
   /** Feeds the next chunk of the capture. */
   push(chunk: Buffer): void {
-    let buf = chunk;
+    // A record left partial by the last chunk is completed with only the bytes it lacks, so the
+    // rest of this chunk is parsed in place instead of copied behind it (records of tens of KiB
+    // cross nearly every 64 KiB read).
+    let rest = chunk;
+    while (this.pending && this.fmt && rest.length > 0) {
+      const p = this.pending;
+      const take = Math.min(rest.length, Math.max(1, this.wanted(p) - p.length));
+      const joined = Buffer.concat([p, rest.subarray(0, take)]);
+      rest = rest.subarray(take);
+      this.pending = undefined;
+      const used = this.parse(joined);
+      if (used < joined.length) this.pending = joined.subarray(used);
+    }
+    if (rest.length === 0) return;
+    let buf = rest;
     if (this.pending) {
       buf = Buffer.concat([this.pending, chunk]);
       this.pending = undefined;
@@ -135,6 +149,25 @@ export class CaptureReader {
       // Keep the unparsed tail: a copy, so the caller may reuse its chunk buffer.
       this.pending = Buffer.from(buf.subarray(used));
     }
+  }
+
+  /** Bytes the first record of `p` takes, as far as its header tells (Infinity: let `parse` judge it whole). */
+  private wanted(p: Buffer): number {
+    if (this.fmt === 'pcap') {
+      if (p.length < 16) return 16;
+      const capLen = this.u32(p, 8);
+      return capLen > Math.max(MAX_RECORD, this.snapLen) ? Infinity : 16 + capLen;
+    }
+    if (p.length < 12) return 12;
+    let le = this.le;
+    if (u32be(p, 0) === PCAPNG_SHB) {
+      const bom = p.readUInt32LE(8);
+      if (bom === PCAPNG_BOM) le = true;
+      else if (bom === 0x4d3c2b1a) le = false;
+      else return Infinity;
+    }
+    const len = le ? u32le(p, 4) : u32be(p, 4);
+    return len < 12 || len % 4 !== 0 || len > MAX_BLOCK ? Infinity : len;
   }
 
   /** Signals the end of input; throws if it ended inside a header or record. */
