@@ -959,7 +959,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     if (!positions) throw new TrafficSourceError(ERROR_CODES.INVALID_ARGUMENT, `cursor "${q.after}" is not one this hub issued`, { field: 'after' });
     const batch = q.limit + 1;
     const kfl = entryFilter(q);
-    const request = (cursor: string) => ({ kfl, since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, limit: batch, cursor, follow: false, full: q.full ?? false });
+    const request = (cursor: string) => ({ kfl, since_us: q.since_us ?? 0, until_us: q.until_us ?? 0, limit: batch, cursor, follow: false, full: q.full ?? false, batch: true });
     interface Lane {
       w: WorkerConnection;
       node: string;
@@ -1192,7 +1192,18 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       const onAbort = (): void => finish(cancelled());
       signal.addEventListener('abort', onAbort, { once: true });
       call.on('data', (f: EntryFrame) => {
-        if (!settled) frames.push(f);
+        if (settled) return;
+        if (!f.batch) {
+          frames.push(f);
+          return;
+        }
+        // A batch frame: its entries one frame each, as a worker that does not batch sends them.
+        const { entries, cursors } = f.batch;
+        if (cursors.length !== entries.length) {
+          finish(new TrafficSourceError(ERROR_CODES.INTERNAL, `worker ${w.address} sent a batch of ${entries.length} entries with ${cursors.length} cursors`));
+          return;
+        }
+        for (let i = 0; i < entries.length; i++) frames.push({ entry: entries[i]!, cursor: cursors[i]! } as EntryFrame);
       });
       call.on('error', (err) => finish(toSourceError(err, w)));
       call.on('end', () => finish());

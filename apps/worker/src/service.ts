@@ -117,6 +117,10 @@ function unimplemented(what: string): Partial<grpc.StatusObject> {
   return { code: grpc.status.UNIMPLEMENTED, details: `${what} is not implemented by this worker version yet` };
 }
 
+/** Entries per StreamEntries batch frame, and the JSON bytes after which a batch is closed (far below gRPC's 4 MiB message limit). */
+const BATCH_ENTRIES = 256;
+const BATCH_BYTES = 512 * 1024;
+
 const toProtoEntry = (s: StoredEntry, detail: boolean, ids?: IdentityLookup, grpcDecoder?: GrpcJsonDecoder) => {
   const e = s.entry;
   const summary = entrySummary(s, ids);
@@ -296,10 +300,27 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       }
       let i = 0;
       const ids = engine.identities();
+      const cursorOf = (s: StoredEntry): string => `${s.entry.timestamp}_${s.seq}`;
+      type Frame = Parameters<typeof call.write>[0];
+      const next = (): Frame => {
+        const s = res.entries[i++]!;
+        if (!r.batch) return { entry: toProtoEntry(s, r.full, ids), cursor: cursorOf(s) };
+        // A batch: up to BATCH_ENTRIES entries or about BATCH_BYTES of their JSON, whichever comes first.
+        const entries = [toProtoEntry(s, r.full, ids)];
+        const cursors = [cursorOf(s)];
+        let bytes = entries[0]!.json.length;
+        while (i < res.entries.length && entries.length < BATCH_ENTRIES && bytes < BATCH_BYTES) {
+          const t = res.entries[i++]!;
+          const e = toProtoEntry(t, r.full, ids);
+          entries.push(e);
+          cursors.push(cursorOf(t));
+          bytes += e.json.length;
+        }
+        return { batch: { entries, cursors } };
+      };
       const pump = (): void => {
         while (i < res.entries.length) {
-          const s = res.entries[i++]!;
-          if (!call.write({ entry: toProtoEntry(s, r.full, ids), cursor: `${s.entry.timestamp}_${s.seq}` })) {
+          if (!call.write(next())) {
             call.once('drain', pump);
             return;
           }

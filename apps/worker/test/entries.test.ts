@@ -101,6 +101,42 @@ test('StreamEntries returns every request tshark lists, in timestamp order', asy
   for (const e of http) expect(e.dst.port).toBe(80);
 });
 
+/** StreamEntries with batch: the frames as they come (entries and cursors per frame). */
+function batches(req: object): Promise<{ entries: WireEntry[]; cursors: string[] }[]> {
+  return new Promise((resolve, reject) => {
+    const frames: { entries: WireEntry[]; cursors: string[] }[] = [];
+    const call = client.StreamEntries({ ...req, batch: true });
+    call.on('data', (f: { entry?: WireEntry; batch?: { entries: WireEntry[]; cursors: string[] } }) => {
+      if (f.entry) reject(new Error('a single-entry frame in a batched stream'));
+      if (f.batch) frames.push(f.batch);
+    });
+    call.on('error', reject);
+    call.on('end', () => resolve(frames));
+  });
+}
+
+test('batch: the same entries and cursors as one frame each, in frames of at most 256 entries; full records close a batch by size', async () => {
+  const one = await stream({});
+  const frames = await batches({});
+  expect(one.entries.length).toBeGreaterThan(1000);
+  expect(frames.flatMap((f) => f.entries)).toEqual(one.entries);
+  expect(frames.flatMap((f) => f.cursors)).toEqual(one.cursors);
+  for (const f of frames) {
+    expect(f.entries.length).toBe(f.cursors.length);
+    expect(f.entries.length).toBeLessThanOrEqual(256);
+  }
+  expect(frames.length).toBe(Math.ceil(one.entries.length / 256));
+  // A page of 51, as the hub asks: one message.
+  const page = await batches({ limit: 51 });
+  expect(page).toHaveLength(1);
+  expect(page[0]!.entries).toEqual(one.entries.slice(0, 51));
+  // Full records: the same as unbatched, and no frame carries much more than 512 KiB of JSON.
+  const full = await stream({ full: true });
+  const fullFrames = await batches({ full: true });
+  expect(fullFrames.flatMap((f) => f.entries)).toEqual(full.entries);
+  for (const f of fullFrames) expect(f.entries.slice(0, -1).reduce((n, e) => n + e.json.length, 0)).toBeLessThan(512 * 1024);
+});
+
 test('paging with limit and cursor returns every entry once, and since/until select by time', async () => {
   const all = (await stream({})).entries;
   const seen: string[] = [];
