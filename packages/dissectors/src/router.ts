@@ -127,7 +127,8 @@ export class StreamRouter implements TcpStreamConsumer {
       return;
     }
     const p = this.pendingOf(c.stream);
-    const bytes = c.buf.slice(c.start, c.start + c.length);
+    // A copy: the chunk is the caller's (valid during this call only); Buffer#slice would be a view.
+    const bytes = Buffer.from(c.buf.subarray(c.start, c.start + c.length));
     p.held.push({ kind: 'data', dir: c.dir, offset: c.offset, bytes, t: [c.firstSec, c.firstNsec, c.lastSec, c.lastNsec], midStream: c.midStream });
     p.heldBytes += bytes.length;
     this.heldBytes += bytes.length;

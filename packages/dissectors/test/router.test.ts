@@ -216,6 +216,21 @@ describe('decisions', () => {
     expect(r.stats()).toEqual({ claimed: { a: 0, b: 1 }, unclaimed: 0, pending: 0, pendingBytes: 0 });
   });
 
+  test('held bytes are copies: the caller may reuse its buffer after each call (a file read into the same buffers)', () => {
+    const b = new Recorder();
+    const shared = Buffer.alloc(16);
+    const send = (r: StreamRouter, offset: number, s: string): void => {
+      shared.write(s, 'latin1');
+      r.onData({ stream: 7, dir: 0, offset, buf: shared, start: 0, length: s.length, firstSec: 1, firstNsec: offset, lastSec: 1, lastNsec: offset, midStream: false });
+      shared.fill(0x2a); // the caller's next read overwrites it
+    };
+    drive([{ protocol: tagged('b', 'BRAVO'), dissector: b }], [1, 2], (r) => {
+      send(r, 0, 'BRA');
+      send(r, 3, 'VO hi');
+    });
+    expect(Buffer.from(b.bytes.get('7/0')!).toString()).toBe('BRAVO hi');
+  });
+
   test('ports order the questions: when two protocols would both claim, the one on its port wins', () => {
     const a = new Recorder();
     const b = new Recorder();
