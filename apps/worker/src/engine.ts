@@ -183,10 +183,16 @@ export class WorkerEngine {
     for (const st of states) {
       st.state = 'replaying';
       try {
-        const result = await readCaptureFile(st.name, (p) => {
-          st.packets++;
-          this.onPacket(p);
-        });
+        // Flows, reassembly, the dissectors and the packet store keep nothing of a packet past
+        // its callback (they copy what they hold), so the file is read into reused buffers.
+        const result = await readCaptureFile(
+          st.name,
+          (p) => {
+            st.packets++;
+            this.onPacket(p);
+          },
+          { reuseChunks: true },
+        );
         st.bytes = result.bytes;
         if (result.error) {
           st.state = 'failed';
