@@ -16,13 +16,17 @@
  * own session, calling for MCP_BENCH_SECONDS (default 3).
  *
  * Targets (issue 6): p50 under 5 ms for a page of 50 calls from 1,000,000 stored entries, and at
- * least half the bare server's calls per second. Prints a table and one `BENCH_MCP {json}` line.
+ * least half the bare server's calls per second. For context the bare server also answers
+ * `page_tool` with a list_api_calls page recorded from the hub in the same run: the same bytes
+ * on the wire and in the client, none of the hub's work. Prints a table and one
+ * `BENCH_MCP {json}` line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
@@ -127,7 +131,9 @@ async function fillWorker(engine: WorkerEngine): Promise<void> {
 }
 
 /** The bare reference: one trivial tool on the SDK's McpServer behind its Streamable HTTP transport on node:http, a session per client. */
-async function startBareServer(): Promise<{ url: string; close: () => Promise<void> }> {
+async function startBareServer(pagePath?: string): Promise<{ url: string; close: () => Promise<void> }> {
+  // The same answer as one list_api_calls page of the hub, as the hub sent it (content and structured content).
+  const page = pagePath ? (JSON.parse(readFileSync(pagePath, 'utf8')) as CallToolResult) : undefined;
   const transports = new Map<string, StreamableHTTPServerTransport>();
   const server = http.createServer((req, res) => {
     const id = req.headers['mcp-session-id'];
@@ -147,6 +153,7 @@ async function startBareServer(): Promise<{ url: string; close: () => Promise<vo
     };
     const mcp = new McpServer({ name: 'bare', version: '0' });
     mcp.registerTool('ping_tool', { description: 'Answers pong.' }, () => ({ content: [{ type: 'text', text: 'pong' }] }));
+    if (page) mcp.registerTool('page_tool', { description: 'Answers a recorded page of API calls.' }, () => page);
     void mcp.connect(transport).then(() => transport.handleRequest(req, res));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -308,7 +315,7 @@ async function child(what: string, arg: string | undefined): Promise<void> {
     closers.push(() => hub.app.close());
     process.stdout.write(`LISTENING http://127.0.0.1:${(hub.app.server.address() as { port: number }).port}/mcp\n`);
   } else {
-    const bare = await startBareServer();
+    const bare = await startBareServer(arg);
     closers.push(bare.close);
     process.stdout.write(`LISTENING ${bare.url}\n`);
   }
@@ -346,8 +353,19 @@ async function main(): Promise<void> {
     servers.push(worker);
     const hub = await serve('hub', worker.address);
     servers.push(hub);
-    const bare = await serve('bare');
+    // One page from the hub, recorded for the bare server's page_tool: the same bytes without the hub's work.
+    const pagePath = path.join(os.tmpdir(), `mcp-bench-page-${process.pid}.json`);
+    const recorder = await connect(hub.address);
+    try {
+      const page = (await recorder.callTool({ name: 'list_api_calls', arguments: { limit: PAGE } })) as CallToolResult;
+      pageOf('calls')(page);
+      writeFileSync(pagePath, JSON.stringify(page));
+    } finally {
+      await recorder.close();
+    }
+    const bare = await serve('bare', pagePath);
     servers.push(bare);
+    rmSync(pagePath, { force: true });
     hubUrl = hub.address;
     bareUrl = bare.address;
     processes.set('worker', worker.proc.pid!).set('hub', hub.proc.pid!).set('bare', bare.proc.pid!);
@@ -358,12 +376,13 @@ async function main(): Promise<void> {
 
   const runs: { server: string; url: string; roles: string[]; call: Call }[] = [
     { server: 'bare SDK server', url: bareUrl, roles: ['client', 'bare'], call: { name: 'ping_tool', arguments: {}, check: (r) => { if (r.isError) throw new Error('bare tool failed'); } } },
+    { server: 'bare SDK server', url: bareUrl, roles: ['client', 'bare'], call: { name: 'page_tool', arguments: {}, check: pageOf('calls') } },
     { server: 'hub + worker', url: hubUrl, roles: ['client', 'hub', 'worker'], call: { name: 'list_api_calls', arguments: { limit: PAGE }, check: pageOf('calls') } },
     { server: 'hub + worker', url: hubUrl, roles: ['client', 'hub', 'worker'], call: { name: 'list_l4_flows', arguments: { limit: PAGE }, check: pageOf('flows') } },
   ];
   const rows: Row[] = [];
   try {
-    for (const run of runs.filter((r, i) => i === 0 || ONLY.length === 0 || ONLY.includes(r.call.name))) {
+    for (const run of runs.filter((r, i) => i < 2 || ONLY.length === 0 || ONLY.includes(r.call.name))) {
       const lat = await latency(run.url, run.call);
       const { rate, cpu } = await throughput(run.url, run.call, run.roles);
       rows.push({ server: run.server, tool: run.call.name, p50_ms: +lat.p50.toFixed(3), p99_ms: +lat.p99.toFixed(3), mean_ms: +lat.mean.toFixed(3), calls_per_s: Math.round(rate), cpu_ms_per_call: cpu });
@@ -393,10 +412,11 @@ async function main(): Promise<void> {
     ),
   );
   const bareRate = rows[0]!.calls_per_s;
-  const targets = rows.slice(1).map((r) => {
+  const sameAnswerRate = rows[1]!.calls_per_s;
+  const targets = rows.slice(2).map((r) => {
     const latencyMet = r.p50_ms < P50_TARGET_MS;
     const rateMet = r.calls_per_s >= RATE_TARGET * bareRate;
-    return { tool: r.tool, p50_met: latencyMet, rate_met: rateMet, rate_ratio: +(r.calls_per_s / bareRate).toFixed(3) };
+    return { tool: r.tool, p50_met: latencyMet, rate_met: rateMet, rate_ratio: +(r.calls_per_s / bareRate).toFixed(3), ratio_to_same_answer: +(r.calls_per_s / sameAnswerRate).toFixed(3) };
   });
   process.stdout.write('\n');
   for (const t of targets) {
@@ -404,6 +424,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${t.tool}: p50 < ${P50_TARGET_MS} ms for a page of ${PAGE}: ${t.p50_met ? 'MET' : 'NOT MET'} (${fmt(r.p50_ms)} ms); `);
     process.stdout.write(`>= ${RATE_TARGET}x the bare server's calls/s: ${t.rate_met ? 'MET' : 'NOT MET'} (${fmtInt(r.calls_per_s)} vs ${fmtInt(bareRate)}, ${t.rate_ratio}x)\n`);
   }
+  process.stdout.write(`context: the bare server sending a recorded list_api_calls page (same bytes, none of the hub's work) makes ${fmtInt(sameAnswerRate)} calls/s, ${(sameAnswerRate / bareRate).toFixed(3)}x of ping_tool\n`);
   process.stdout.write(
     `BENCH_MCP ${JSON.stringify({ entries: ENTRIES + 1, flows: FLOWS, page: PAGE, returned: Object.fromEntries(returned), calls: CALLS, clients: CLIENTS, seconds: SECONDS, node: process.version, rows, targets })}\n`,
   );
