@@ -20,7 +20,7 @@ import {
   type Flow,
   type McpPluginOptions,
 } from '../src/index';
-import { MemorySource, T0_US, summaryWithHandshake, tcpFlow } from './memory-source';
+import { MemorySource, manyFlows, summaryWithHandshake, tcpFlow } from './memory-source';
 
 const started: FastifyInstance[] = [];
 const clients: Client[] = [];
@@ -123,16 +123,6 @@ describe('the JSON text block', () => {
   });
 });
 
-/** `n` flows with Kubernetes names, as large as real rows. */
-function manyFlows(n: number): Flow[] {
-  return Array.from({ length: n }, (_, i) => ({
-    ...tcpFlow,
-    id: `node-a/${i}`,
-    client: { ip: `10.1.${Math.floor(i / 250)}.${i % 250}`, port: 40000 + i, pod: `web-${i}`, namespace: 'shop', name: `web-${i}` },
-    server: { ip: '10.0.0.2', port: 80, service: 'api', namespace: 'shop', pod: 'api-0' },
-    first_seen_us: T0_US + i,
-  }));
-}
 
 describe('the output budget counts what the model is shown', () => {
   const maxChars = 8000 * CHARS_PER_TOKEN;

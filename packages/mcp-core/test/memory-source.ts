@@ -269,3 +269,15 @@ export class CapableSource extends MemorySource implements Required<Pick<Traffic
     return { nodes: this.nodes };
   }
 }
+
+/** `n` distinct TCP flows with Kubernetes names, so rows are as large as real ones. */
+export function manyFlows(n: number): Flow[] {
+  return Array.from({ length: n }, (_, i) => ({
+    ...tcpFlow,
+    id: `node-a/${i}`,
+    client: { ip: `10.1.${Math.floor(i / 250)}.${i % 250}`, port: 40000 + i, pod: `web-${i}`, namespace: 'shop', name: `web-${i}` },
+    server: { ip: '10.0.0.2', port: 80, service: 'api', namespace: 'shop', pod: 'api-0' },
+    first_seen_us: T0_US + i,
+    client_to_server: { ...tcpFlow.client_to_server, tcp: { retransmissions: 1, fast_retransmissions: 0, spurious_retransmissions: 0, out_of_order: 0, duplicate_acks: 2, zero_windows: 0, keep_alives: 0, window_full: 0, lost_segments: 0, acked_unseen_segments: 0 } },
+  }));
+}

@@ -11,12 +11,11 @@ import {
   encodeCursor,
   getL4FlowSummary,
   listL4Flows,
-  type Flow,
   type FlowGroup,
   type Talker,
   type ToolDefinition,
 } from '../src/index';
-import { MemorySource, T0_US, ipPairGroup, summaryWithHandshake, tcpFlow } from './memory-source';
+import { MemorySource, ipPairGroup, manyFlows, summaryWithHandshake } from './memory-source';
 
 const open: { client: Client; server: Server }[] = [];
 
@@ -48,17 +47,6 @@ const text = (r: CallToolResult): string => r.content.map((c) => (c.type === 'te
 /** What the model reads: every text block (the rendering and the JSON). */
 const resultChars = (r: CallToolResult): number => r.content.reduce((n, c) => n + (c.type === 'text' ? c.text.length : 0), 0);
 
-/** `n` distinct TCP flows with Kubernetes names, so rows are as large as real ones. */
-function manyFlows(n: number): Flow[] {
-  return Array.from({ length: n }, (_, i) => ({
-    ...tcpFlow,
-    id: `node-a/${i}`,
-    client: { ip: `10.1.${Math.floor(i / 250)}.${i % 250}`, port: 40000 + i, pod: `web-${i}`, namespace: 'shop', name: `web-${i}` },
-    server: { ip: '10.0.0.2', port: 80, service: 'api', namespace: 'shop', pod: 'api-0' },
-    first_seen_us: T0_US + i,
-    client_to_server: { ...tcpFlow.client_to_server, tcp: { retransmissions: 1, fast_retransmissions: 0, spurious_retransmissions: 0, out_of_order: 0, duplicate_acks: 2, zero_windows: 0, keep_alives: 0, window_full: 0, lost_segments: 0, acked_unseen_segments: 0 } },
-  }));
-}
 
 function manyGroups(n: number): FlowGroup[] {
   return Array.from({ length: n }, (_, i) => ({ ...ipPairGroup, key: `10.2.0.${i} -> 10.0.0.2`, client: { ip: `10.2.0.${i}` } }));
