@@ -302,12 +302,22 @@ interface HeaderBlock {
   start: HttpTime;
 }
 
+const EMPTY: Buffer = Buffer.alloc(0);
+
 interface Dir {
   state: DirState;
-  pending: Buffer;
+  /**
+   * Unconsumed bytes: `buf[pos, end)`, and the stream offset of the first. During `onData`
+   * `buf` may be the caller's chunk; what is left after it is copied (`buf` is then ours).
+   */
+  buf: Buffer;
+  pos: number;
+  end: number;
   pendingOffset: number;
-  /** Capture times of the chunks over `pending`: [stream offset, first sec, nsec, last sec, nsec]. */
+  /** Capture times of the chunks over the unconsumed bytes: [stream offset, first sec, nsec, last sec, nsec]. */
   marks: number[][];
+  /** The last time `timeAt` made. */
+  time: HttpTime | null;
   hpack: HpackDecoder;
   block: HeaderBlock | null;
   /** The frame being read. */
@@ -391,7 +401,7 @@ export class Http2Dissector implements TcpDissector {
     let bufferedBytes = 0;
     for (const c of this.conns.values()) {
       openStreams += c.streams.size;
-      for (const d of c.dirs) bufferedBytes += d.pending.length + (d.block?.size ?? 0);
+      for (const d of c.dirs) bufferedBytes += d.end - d.pos + (d.block?.size ?? 0);
       for (const s of c.streams.values()) bufferedBytes += s.req.kept + s.res.kept;
     }
     return { connections: this.conns.size, openStreams, bufferedBytes };
@@ -444,20 +454,56 @@ export class Http2Dissector implements TcpDissector {
       if (s1 && !s1.req.start) s1.req.start = s1.req.end = { sec: c.firstSec, nsec: c.firstNsec };
     }
     d.marks.push([c.offset, c.firstSec, c.firstNsec, c.lastSec, c.lastNsec]);
-    let add = Buffer.from(c.buf.buffer, c.buf.byteOffset + c.start, c.length);
+    const src = c.buf instanceof Buffer ? c.buf : Buffer.from(c.buf.buffer, c.buf.byteOffset, c.buf.byteLength);
+    let start = c.start;
+    const stop = c.start + c.length;
     // What is pending (a partial frame header or payload) is completed with only the bytes it
     // lacks, so the rest of the chunk is parsed in place instead of copied behind it.
-    while (d.pending.length > 0 && add.length > 0 && d.state !== 'resync') {
-      const take = Math.min(add.length, Math.max(1, this.wanted(d) - d.pending.length));
-      d.pending = Buffer.concat([d.pending, add.subarray(0, take)]);
-      add = add.subarray(take);
+    while (d.end > d.pos && start < stop && d.state !== 'resync') {
+      const take = Math.min(stop - start, Math.max(1, this.wanted(d) - (d.end - d.pos)));
+      this.append(d, src, start, take);
+      start += take;
       this.run(conn, c.dir);
     }
-    if (add.length === 0) return;
+    if (start === stop) return;
     // Parse from the caller's buffer when nothing is pending; keep a copy of what is left.
-    d.pending = d.pending.length === 0 ? add : Buffer.concat([d.pending, add]);
+    if (d.end === d.pos) {
+      d.buf = src;
+      d.pos = start;
+      d.end = stop;
+    } else this.append(d, src, start, stop - start);
     this.run(conn, c.dir);
-    if (d.pending.length > 0 && d.pending.buffer === add.buffer) d.pending = Buffer.from(d.pending);
+    if (d.buf === src) {
+      if (d.pos < d.end) {
+        const n = d.end - d.pos;
+        const own = Buffer.allocUnsafe(n);
+        src.copy(own, 0, d.pos, d.end);
+        d.buf = own;
+        d.pos = 0;
+        d.end = n;
+      } else this.clearPending(d);
+    }
+  }
+
+  /** Adds bytes after the unconsumed ones (which are ours: copied at the end of the last `onData`). */
+  private append(d: Dir, src: Buffer, start: number, length: number): void {
+    const have = d.end - d.pos;
+    if (d.end + length > d.buf.length) {
+      // Room for twice what is held: a frame arriving in many small segments is copied O(n) times, not O(n^2).
+      const grown = Buffer.allocUnsafe(Math.max(have + length, 2 * have));
+      d.buf.copy(grown, 0, d.pos, d.end);
+      d.buf = grown;
+      d.pos = 0;
+      d.end = have;
+    }
+    src.copy(d.buf, d.end, start, start + length);
+    d.end += length;
+  }
+
+  private clearPending(d: Dir): void {
+    d.buf = EMPTY;
+    d.pos = 0;
+    d.end = 0;
   }
 
   /** Bytes the state of `d` needs in one piece to move on (everything, for the states that take any amount). */
@@ -484,7 +530,7 @@ export class Http2Dissector implements TcpDissector {
     d.seen = true;
     if (d.state === 'dead') return;
     let left = g.length;
-    if (d.pending.length === 0 && (d.state === 'data' || d.state === 'skip')) {
+    if (d.end === d.pos && (d.state === 'data' || d.state === 'skip')) {
       // The hole starts inside a frame payload the parser does not need whole: stay in sync.
       const inside = Math.min(left, d.state === 'data' ? d.dataLeft : d.skipLeft);
       if (d.state === 'data') {
@@ -516,7 +562,7 @@ export class Http2Dissector implements TcpDissector {
     if (!conn) return;
     const d = conn.dirs[e.dir];
     d.ended = true;
-    if (d.state !== 'dead' && (d.pending.length > 0 || d.block || (d.state !== 'frame' && d.state !== 'resync' && d.state !== 'unknown' && d.state !== 'preface'))) {
+    if (d.state !== 'dead' && (d.end > d.pos || d.block || (d.state !== 'frame' && d.state !== 'resync' && d.state !== 'unknown' && d.state !== 'preface'))) {
       // The direction ended inside a frame.
       this.loseSync(conn, e.dir);
     }
@@ -534,9 +580,12 @@ export class Http2Dissector implements TcpDissector {
   private newConn(id: number, clientDir: TcpDirection | undefined): Conn {
     const dir = (): Dir => ({
       state: 'unknown',
-      pending: Buffer.alloc(0),
+      buf: EMPTY,
+      pos: 0,
+      end: 0,
       pendingOffset: 0,
       marks: [],
+      time: null,
       hpack: new HpackDecoder({ maxHeaderListSize: this.maxHeaderList }),
       block: null,
       type: 0,
@@ -558,7 +607,7 @@ export class Http2Dissector implements TcpDissector {
   private toResync(d: Dir, afterGap: boolean): void {
     d.state = 'resync';
     d.block = null;
-    d.pending = Buffer.alloc(0);
+    this.clearPending(d);
     d.marks = d.marks.slice(-1);
     d.hpack.reset();
     if (afterGap) this.counters.resyncs++;
@@ -588,34 +637,41 @@ export class Http2Dissector implements TcpDissector {
       m = x;
     }
     if (!m) return ZERO;
-    return last ? { sec: m[3]!, nsec: m[4]! } : { sec: m[1]!, nsec: m[2]! };
+    const sec = last ? m[3]! : m[1]!;
+    const nsec = last ? m[4]! : m[2]!;
+    // Frames of one packet share their time: one object (times are never changed).
+    const t = d.time;
+    if (t !== null && t.sec === sec && t.nsec === nsec) return t;
+    return (d.time = { sec, nsec });
   }
 
   private consume(d: Dir, n: number): void {
-    d.pending = d.pending.subarray(n);
+    d.pos += n;
     d.pendingOffset += n;
     let i = 0;
     while (i + 1 < d.marks.length && d.marks[i + 1]![0]! < d.pendingOffset) i++;
     if (i > 0) d.marks.splice(0, i);
-    if (d.pending.length === 0) d.pending = Buffer.alloc(0);
+    if (d.pos >= d.end) this.clearPending(d);
   }
 
   private run(conn: Conn, dir: TcpDirection): void {
     const d = conn.dirs[dir];
     for (;;) {
-      const buf = d.pending;
+      const buf = d.buf;
+      const pos = d.pos;
+      const have = d.end - pos;
       switch (d.state) {
         case 'dead':
-          d.pending = Buffer.alloc(0);
+          this.clearPending(d);
           d.marks = [];
           return;
         case 'unknown':
-          if (buf.length === 0) return;
-          d.state = buf[0] === HTTP2_PREFACE[0] ? 'preface' : 'frame';
+          if (have === 0) return;
+          d.state = buf[pos] === HTTP2_PREFACE[0] ? 'preface' : 'frame';
           break;
         case 'preface': {
-          const n = Math.min(buf.length, HTTP2_PREFACE.length);
-          if (buf.subarray(0, n).equals(HTTP2_PREFACE.subarray(0, n))) {
+          const n = Math.min(have, HTTP2_PREFACE.length);
+          if (buf.compare(HTTP2_PREFACE, 0, n, pos, pos + n) === 0) {
             if (n < HTTP2_PREFACE.length) return;
             this.consume(d, n);
             if (conn.clientDir === undefined) conn.clientDir = dir;
@@ -623,8 +679,12 @@ export class Http2Dissector implements TcpDissector {
             d.state = 'frame';
           } else {
             this.counters.protocolErrors++;
+            const end = d.end;
             this.toResync(d, false);
-            d.pending = buf;
+            // The bytes stay, for the resync to look through.
+            d.buf = buf;
+            d.pos = pos;
+            d.end = end;
           }
           break;
         }
@@ -633,11 +693,11 @@ export class Http2Dissector implements TcpDissector {
           break;
         }
         case 'frame': {
-          if (buf.length < 9) return;
-          d.len = u24(buf, 0);
-          d.type = buf[3]!;
-          d.flags = buf[4]!;
-          d.sid = u32(buf, 5) & 0x7fffffff;
+          if (have < 9) return;
+          d.len = u24(buf, pos);
+          d.type = buf[pos + 3]!;
+          d.flags = buf[pos + 4]!;
+          d.sid = u32(buf, pos + 5) & 0x7fffffff;
           d.frameStart = this.timeAt(d, d.pendingOffset, false);
           this.consume(d, 9);
           this.counters.frames++;
@@ -646,8 +706,8 @@ export class Http2Dissector implements TcpDissector {
           break;
         }
         case 'payload': {
-          if (buf.length < d.len) return;
-          const payload = buf.subarray(0, d.len);
+          if (have < d.len) return;
+          const payload = buf.subarray(pos, pos + d.len);
           const endTime = this.timeAt(d, d.pendingOffset + d.len - 1, true);
           this.consume(d, d.len);
           d.state = 'frame';
@@ -655,8 +715,8 @@ export class Http2Dissector implements TcpDissector {
           break;
         }
         case 'data-pad': {
-          if (buf.length < 1) return;
-          const pad = buf[0]!;
+          if (have < 1) return;
+          const pad = buf[pos]!;
           this.consume(d, 1);
           if (pad > d.len - 1) {
             // Padding longer than the frame (a connection error): drop the frame.
@@ -673,10 +733,10 @@ export class Http2Dissector implements TcpDissector {
         }
         case 'data': {
           if (d.dataLeft > 0) {
-            if (buf.length === 0) return;
-            const n = Math.min(d.dataLeft, buf.length);
+            if (have === 0) return;
+            const n = Math.min(d.dataLeft, have);
             const side = this.dataSide(conn, dir, d.sid);
-            if (side) this.body(side, buf, n);
+            if (side) this.body(side, buf, pos, n);
             d.dataLeft -= n;
             this.consume(d, n);
             if (d.dataLeft > 0) return;
@@ -687,8 +747,8 @@ export class Http2Dissector implements TcpDissector {
         }
         case 'skip': {
           if (d.skipLeft > 0) {
-            if (buf.length === 0) return;
-            const n = Math.min(d.skipLeft, buf.length);
+            if (have === 0) return;
+            const n = Math.min(d.skipLeft, have);
             d.skipLeft -= n;
             this.consume(d, n);
             if (d.skipLeft > 0) return;
@@ -861,12 +921,14 @@ export class Http2Dissector implements TcpDissector {
     return s ? this.side(conn, s, dir) : null;
   }
 
-  private body(side: Side, buf: Uint8Array, n: number): void {
+  private body(side: Side, buf: Buffer, from: number, n: number): void {
     side.bodySize += n;
-    side.grpc.push(buf, 0, n);
+    side.grpc.push(buf, from, from + n);
     const keep = Math.min(n, this.maxBody - side.kept);
     if (keep > 0 && !side.cut) {
-      side.parts.push(Buffer.from(buf.subarray(0, keep)));
+      const part = Buffer.allocUnsafe(keep);
+      buf.copy(part, 0, from, from + keep);
+      side.parts.push(part);
       side.kept += keep;
     }
     if (keep < n) side.cut = true;
@@ -1026,26 +1088,28 @@ export class Http2Dissector implements TcpDissector {
   }
 
   /**
-   * Looks for a frame boundary in `pending`: a plausible frame header followed by another, or
+   * Looks for a frame boundary in the unconsumed bytes: a plausible frame header followed by another, or
    * one whose frame ends exactly where the bytes received so far end. Drops what precedes it;
    * false while it cannot tell yet. Gives the direction up past MAX_RESYNC_SCAN bytes.
    */
   private resync(d: Dir): boolean {
-    const buf = d.pending;
-    let p = 0;
-    for (; p + 9 <= buf.length; p++) {
+    const buf = d.buf;
+    const from = d.pos;
+    const end = d.end;
+    let p = from;
+    for (; p + 9 <= end; p++) {
       if (!plausibleFrameHeader(buf, p)) continue;
       const next = p + 9 + u24(buf, p);
-      if (next === buf.length || (next + 9 <= buf.length && plausibleFrameHeader(buf, next))) {
-        this.dropScanned(d, p);
+      if (next === end || (next + 9 <= end && plausibleFrameHeader(buf, next))) {
+        this.dropScanned(d, p - from);
         if (d.state === 'dead') return false;
         d.scanned = 0;
         d.state = 'frame';
         return true;
       }
-      if (next + 9 > buf.length) break; // undecided: wait for more bytes
+      if (next + 9 > end) break; // undecided: wait for more bytes
     }
-    this.dropScanned(d, Math.min(p, Math.max(0, buf.length - 8)));
+    this.dropScanned(d, Math.min(p - from, Math.max(0, end - from - 8)));
     return false;
   }
 
@@ -1053,10 +1117,10 @@ export class Http2Dissector implements TcpDissector {
     this.counters.skippedBytes += n;
     d.scanned += n;
     this.consume(d, n);
-    if (d.scanned + d.pending.length > MAX_RESYNC_SCAN) {
-      this.counters.skippedBytes += d.pending.length;
+    if (d.scanned + (d.end - d.pos) > MAX_RESYNC_SCAN) {
+      this.counters.skippedBytes += d.end - d.pos;
       d.state = 'dead';
-      d.pending = Buffer.alloc(0);
+      this.clearPending(d);
       d.marks = [];
     }
   }
