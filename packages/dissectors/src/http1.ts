@@ -182,6 +182,13 @@ interface Dir {
   markHead: number;
   /** The last time `timeAt` made: the next one with the same value is this object (times are never changed). */
   time: HttpTime | null;
+  /**
+   * The header block being looked for at `pos`: bytes already scanned without finding its end,
+   * and the line feeds found in them (offsets from `pos`), so a block arriving in many segments
+   * is scanned once, and its lines are not looked for again when it is parsed.
+   */
+  headScanned: number;
+  lineFeeds: number[];
   msg: Message | null;
   /** Body bytes left in the current Content-Length body or chunk. */
   remaining: number;
@@ -212,6 +219,8 @@ const newDir = (): Dir => ({
   marks: [],
   markHead: 0,
   time: null,
+  headScanned: 0,
+  lineFeeds: [],
   msg: null,
   remaining: 0,
   afterGap: false,
@@ -249,16 +258,6 @@ export const HTTP_PROTOCOL: TcpProtocol = {
     return REQUEST_LINE.test(line) || STATUS_LINE.test(line) ? 'yes' : 'no';
   },
 };
-
-/** Finds the end of a header block (just past the empty line) in buf[from, end), or -1. */
-function headerEnd(buf: Uint8Array, from: number, end: number): number {
-  for (let i = from; i < end; i++) {
-    if (buf[i] !== 0x0a) continue;
-    if (i + 1 < end && buf[i + 1] === 0x0a) return i + 2;
-    if (i + 2 < end && buf[i + 1] === 0x0d && buf[i + 2] === 0x0a) return i + 3;
-  }
-  return -1;
-}
 
 function lineEnd(buf: Uint8Array, from: number, end: number): number {
   for (let i = from; i < end; i++) if (buf[i] === 0x0a) return i;
@@ -573,6 +572,39 @@ export class HttpDissector implements TcpDissector {
     d.buf = EMPTY;
     d.pos = 0;
     d.end = 0;
+    d.headScanned = 0;
+    d.lineFeeds.length = 0;
+  }
+
+  /**
+   * Finds the end of the header block at `pos` (just past the empty line: LF LF or LF CR LF),
+   * or -1; resumes where the last call stopped and records the line feeds on the way.
+   */
+  private headerEnd(d: Dir): number {
+    const buf = d.buf;
+    const from = d.pos;
+    const end = d.end;
+    const lfs = d.lineFeeds;
+    let i = from + d.headScanned;
+    for (; i < end; i++) {
+      if (buf[i] !== 0x0a) continue;
+      if (i + 1 >= end) break; // undecided until the next byte comes
+      const next = buf[i + 1];
+      if (next === 0x0a) {
+        lfs.push(i - from, i + 1 - from);
+        return i + 2;
+      }
+      if (next === 0x0d) {
+        if (i + 2 >= end) break;
+        if (buf[i + 2] === 0x0a) {
+          lfs.push(i - from, i + 2 - from);
+          return i + 3;
+        }
+      }
+      lfs.push(i - from);
+    }
+    d.headScanned = i - from;
+    return -1;
   }
 
   onGap(g: TcpGap): void {
@@ -669,6 +701,8 @@ export class HttpDissector implements TcpDissector {
   private consume(d: Dir, n: number): void {
     d.pos += n;
     d.pendingOffset += n;
+    d.headScanned = 0;
+    d.lineFeeds.length = 0;
     // Keep the mark covering the last consumed byte (a message's end time) and the ones after.
     const marks = d.marks;
     let h = d.markHead;
@@ -696,7 +730,7 @@ export class HttpDissector implements TcpDissector {
         case 'start': {
           if (d.state !== 'start' && !this.findStart(conn, d, dir)) return;
           const from = d.pos; // findStart may have consumed
-          const he = headerEnd(d.buf, from, d.end);
+          const he = this.headerEnd(d);
           if (he < 0) {
             const n = d.end - from;
             if (n > this.maxHeader) {
@@ -707,7 +741,7 @@ export class HttpDissector implements TcpDissector {
             return;
           }
           const head = d.buf;
-          if (!this.startMessage(conn, stream, dir, head, from, he)) {
+          if (!this.startMessage(conn, stream, dir, head, from, he, d.lineFeeds)) {
             this.consume(d, Math.max(1, lineEnd(head, from, d.end) + 1 - from));
             this.toResync(d, true);
           }
@@ -893,12 +927,15 @@ export class HttpDissector implements TcpDissector {
     return true;
   }
 
-  /** Parses the header block buf[from, end) and starts the message; false when it is not one. */
-  private startMessage(conn: Conn, stream: number, dir: TcpDirection, buf: Buffer, from: number, end: number): boolean {
+  /**
+   * Parses the header block buf[from, end), whose line feeds are at `from + lfs[k]`, and starts
+   * the message; false when it is not one.
+   */
+  private startMessage(conn: Conn, stream: number, dir: TcpDirection, buf: Buffer, from: number, end: number, lfs: readonly number[]): boolean {
     const d = conn.dirs[dir];
     // The start line, then each header line, read straight from the bytes (latin1, as HTTP/1.x
     // field bytes are): no split of the whole block into strings.
-    const firstEnd = lineEnd(buf, from, end);
+    const firstEnd = from + lfs[0]!;
     const msg: Message = {
       kind: d.kind!,
       method: '',
@@ -923,10 +960,10 @@ export class HttpDissector implements TcpDissector {
     let clAt = -1;
     let teAt = -1;
     let ceAt = -1;
-    let pos = firstEnd + 1;
-    while (pos < end) {
-      let nl = lineEnd(buf, pos, end);
-      if (nl < 0) nl = end;
+    const lines = lfs.length;
+    for (let k = 1; k < lines; k++) {
+      const pos = from + lfs[k - 1]! + 1;
+      const nl = from + lfs[k]!;
       let stop = nl;
       if (stop > pos && buf[stop - 1] === 0x0d) stop--;
       if (stop > pos) {
@@ -963,7 +1000,6 @@ export class HttpDissector implements TcpDissector {
           }
         }
       }
-      pos = nl + 1;
     }
     // Values are read after the block: an obs-fold line may have extended them.
     msg.encoding = ceAt >= 0 ? headers[ceAt]![1] : '';
