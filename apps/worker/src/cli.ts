@@ -21,6 +21,8 @@ import { VERSION } from './version';
 export const DEMO_DIR = path.join(__dirname, '..', 'demo');
 /** The cluster map of the demo captures (the shop scenario's namespaces, pods and nodes). */
 export const DEMO_CLUSTER_MAP = path.join(DEMO_DIR, 'shop-cluster-map.json');
+/** The descriptor set of the demo's gRPC capture (greet.GreetService), so its messages decode to JSON. */
+export const DEMO_GRPC_DESCRIPTOR_SET = path.join(DEMO_DIR, 'greet.binpb');
 export const DEFAULT_LISTEN = '127.0.0.1:50151';
 
 const USAGE = `kubeshark-worker ${VERSION}
@@ -39,7 +41,9 @@ Usage:
       --capture PATH     replay pcap/pcapng files (optionally gzip'd; a directory means every
                          capture in it). With neither --interface nor --capture, the demo
                          captures shipped in ${DEMO_DIR} are replayed, with
-                         the demo cluster map (unless --cluster-map or --kube-watch is given).
+                         the demo cluster map (unless --cluster-map or --kube-watch is given)
+                         and the descriptor set of its gRPC capture (unless
+                         --grpc-descriptor-set is given).
       --data-dir DIR     packet ring (for PCAP export) and snapshots (default: a folder
                          kubeshark-worker-NODE in the system temp directory). The ring starts
                          empty at every start; snapshots persist.
@@ -255,12 +259,14 @@ async function serve(opts: ServeOptions): Promise<void> {
   const files = await expandInputs(inputs);
   // The demo replays with its cluster map, so its calls name pods, Services and namespaces.
   const clusterMaps = demo && opts.clusterMaps.length === 0 && !opts.kubeWatch && existsSync(DEMO_CLUSTER_MAP) ? [DEMO_CLUSTER_MAP] : opts.clusterMaps;
+  // And with the descriptor set of its gRPC capture, so get_api_call shows the messages as JSON.
+  const l7 = demo && !opts.l7.grpcDecoder && existsSync(DEMO_GRPC_DESCRIPTOR_SET) ? { ...opts.l7, grpcDecoder: loadGrpcDescriptorSet(DEMO_GRPC_DESCRIPTOR_SET) } : opts.l7;
   const store = PacketStore.open({
     dir: path.join(opts.dataDir, 'ring'),
     maxBytes: opts.storeMaxMiB * 1024 * 1024,
     ...(opts.storeMaxAgeS ? { maxAgeMs: opts.storeMaxAgeS * 1000 } : {}),
   });
-  const engine = new WorkerEngine(opts.node, VERSION, store, new SnapshotStore(path.join(opts.dataDir, 'snapshots')), opts.flowOptions, opts.maxEntries, opts.l7);
+  const engine = new WorkerEngine(opts.node, VERSION, store, new SnapshotStore(path.join(opts.dataDir, 'snapshots')), opts.flowOptions, opts.maxEntries, l7);
   if (clusterMaps.length) engine.kube = loadMaps(clusterMaps);
   else if (opts.kubeWatch) {
     try {

@@ -1,10 +1,10 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
-import { GOLDEN_DIR, REPO_ROOT, capturePath, grpcUnary } from '@kubeshark-mcp/testkit';
+import { GOLDEN_DIR, REPO_ROOT, capturePath, grpcUnary, waitFor } from '@kubeshark-mcp/testkit';
 import { WorkerEngine, entryDetail, startWorkerServer, type RunningWorkerServer } from '../src';
 import { loadGrpcDescriptorSet } from '../src/cli';
 
@@ -145,6 +145,44 @@ describe('the CLI', () => {
     const { code, stdout } = await cli(['analyze', capturePath('derived/grpc-inventory.pcap'), '--entries']);
     expect(code).toBe(0);
     expect(stdout).not.toContain('grpc_messages');
+  });
+
+  test('serve with no capture (the demo) decodes the demo gRPC call with the shipped descriptor set', async () => {
+    const proc = spawn(process.execPath, [CLI, 'serve', '--listen', '127.0.0.1:0', '--node', 'demo', '--data-dir', path.join(dir, 'demo')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let client: WorkerClient | undefined;
+    try {
+      const address = await new Promise<string>((resolve, reject) => {
+        proc.stdout!.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = / listening on (\S+)/.exec(out);
+          if (m) resolve(m[1]!);
+        });
+        proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+        proc.on('exit', (code) => reject(new Error(`worker exited ${code}: ${out}`)));
+      });
+      client = createWorkerClient(address);
+      const c = client;
+      await waitFor('the demo replay', async () => {
+        const st = await grpcUnary<{ sources: { state: string }[] }>(c, 'GetStatus', {});
+        return st.sources.length > 0 && st.sources.every((x) => x.state === 'done') ? true : undefined;
+      });
+      const ids = await new Promise<string[]>((resolve, reject) => {
+        const found: string[] = [];
+        const call = c.StreamEntries({ kfl: 'grpc', limit: 1 });
+        call.on('data', (f: { entry?: WireEntry }) => f.entry && found.push(f.entry.id));
+        call.on('error', reject);
+        call.on('end', () => resolve(found));
+      });
+      expect(ids).toHaveLength(1);
+      const rec = JSON.parse((await grpcUnary<WireEntry>(c, 'GetEntry', { id: ids[0]! })).json) as { path: string; request: Side; response: Side };
+      const g = golden('grpc-go-book/grpc_Unary.pcapng').filter((m) => m.path === rec.path);
+      expect(rec.request.grpc_messages).toEqual([{ size: expect.any(Number), json: { firstName: greetText(g.find((m) => m.direction === 'request')!) } }]);
+      expect(rec.response.grpc_messages).toEqual([{ size: expect.any(Number), json: { result: greetText(g.find((m) => m.direction === 'response')!) } }]);
+    } finally {
+      client?.close();
+      proc.kill();
+    }
   });
 
   test('a missing or invalid descriptor set stops serve and analyze with a clear message', async () => {
