@@ -184,14 +184,15 @@ export class WorkerEngine {
       st.state = 'replaying';
       try {
         // Flows, reassembly, the dissectors and the packet store keep nothing of a packet past
-        // its callback (they copy what they hold), so the file is read into reused buffers.
+        // its callback (they copy what they hold), so the file is read into reused buffers, in
+        // 4 MiB reads (fewer trips to the thread pool; 12 MiB of buffers while a file replays).
         const result = await readCaptureFile(
           st.name,
           (p) => {
             st.packets++;
             this.onPacket(p);
           },
-          { reuseChunks: true },
+          { reuseChunks: true, chunkSize: 4 << 20 },
         );
         st.bytes = result.bytes;
         if (result.error) {

@@ -21,10 +21,10 @@ const GZIP_MAGIC = 0x1f8b;
  * packet to `onPacket`. File-system errors reject; format errors resolve with `error` set so
  * that the packets read before the damage are not lost.
  *
- * With `reuseChunks` (and no `signal`), an uncompressed file is read into two buffers in turn
- * (the next read runs while a chunk is parsed) instead of fresh memory for every read, whose
- * page faults cost about as much as parsing a large-packet capture. Only for consumers that
- * keep nothing of a packet after its callback (the `RawPacket` contract).
+ * With `reuseChunks` (and no `signal`), an uncompressed file is read into three buffers in turn
+ * (the reads of the next two chunks run while one is parsed) instead of fresh memory for every
+ * read, whose page faults cost about as much as parsing a large-packet capture. Only for
+ * consumers that keep nothing of a packet after its callback (the `RawPacket` contract).
  */
 export async function readCaptureFile(
   path: string,
@@ -40,25 +40,46 @@ export async function readCaptureFile(
   return readCaptureStream(raw, onPacket);
 }
 
-/** `readCaptureFile` with two read buffers used in turn; undefined for a gzip file (nothing delivered). */
+/** Read buffers of `readReusingChunks`: one being parsed while the reads of the next two run side by side. */
+const REUSED_BUFFERS = 3;
+
+/** `readCaptureFile` with read buffers used in turn; undefined for a gzip file (nothing delivered). */
 async function readReusingChunks(path: string, onPacket: (p: RawPacket) => void, size: number): Promise<ReadResult | undefined> {
   const fh = await open(path, 'r');
   const reader = new CaptureReader(onPacket);
-  const bufs = [Buffer.allocUnsafeSlow(size), Buffer.allocUnsafeSlow(size)];
-  let next: Promise<{ bytesRead: number; buffer: Buffer }> | undefined = fh.read(bufs[0]!, 0, size, null);
+  const bufs = Array.from({ length: REUSED_BUFFERS }, () => Buffer.allocUnsafeSlow(size));
+  const inFlight: { at: number; into: number; read: Promise<{ bytesRead: number; buffer: Buffer }> }[] = [];
+  let position = 0;
   let turn = 0;
-  let first = true;
+  const readNext = (): void => {
+    // Into the buffer parsed REUSED_BUFFERS - 1 turns ago (done with: packets are views valid during their callback only).
+    inFlight.push({ at: position, into: turn, read: fh.read(bufs[turn]!, 0, size, position) });
+    turn = (turn + 1) % REUSED_BUFFERS;
+    position += size;
+  };
+  const settle = async (): Promise<void> => {
+    await Promise.allSettled(inFlight.map((x) => x.read));
+    inFlight.length = 0;
+  };
   try {
+    for (let i = 1; i < REUSED_BUFFERS; i++) readNext();
+    let first = true;
     for (;;) {
-      const { bytesRead, buffer }: { bytesRead: number; buffer: Buffer } = await next;
-      next = undefined;
+      const { at, into, read } = inFlight.shift()!;
+      const { bytesRead, buffer } = await read;
       if (bytesRead === 0) break;
       if (first) {
         first = false;
         if (bytesRead >= 2 && buffer.readUInt16BE(0) === GZIP_MAGIC) return undefined;
       }
-      turn ^= 1;
-      next = fh.read(bufs[turn]!, 0, size, null);
+      if (bytesRead < size) {
+        // A short read (the end of the file, or a file still growing): the reads ahead assumed a
+        // full one, so they start again right after it.
+        await settle();
+        position = at + bytesRead;
+        turn = (into + 1) % REUSED_BUFFERS;
+      }
+      while (inFlight.length < REUSED_BUFFERS - 1) readNext();
       reader.push(buffer.subarray(0, bytesRead));
     }
     reader.end();
@@ -66,8 +87,8 @@ async function readReusingChunks(path: string, onPacket: (p: RawPacket) => void,
     if (err instanceof CaptureFormatError) return { format: reader.format, packets: reader.packets, bytes: reader.bytesRead, error: err };
     throw err;
   } finally {
-    // A read still in flight finishes before the file is closed.
-    await next?.catch(() => undefined);
+    // Reads still in flight finish before the file is closed.
+    await settle();
     await fh.close();
   }
   return { format: reader.format, packets: reader.packets, bytes: reader.bytesRead };
