@@ -102,9 +102,53 @@ export function pageFlows(table: FlowTable, filter: FlowFilter, order: FlowOrder
           : (i: number): number => table.firstSeenUs(i);
   const keys = new Float64Array(table.size);
   for (const i of rows) keys[i] = key(i);
-  // Rows are in table order, which is id order: a stable sort keeps first appearance on ties.
-  rows.sort((a, b) => keys[a]! - keys[b]! || table.idOf(a) - table.idOf(b));
-  return { flows: rows.slice(offset, offset + limit).map((i) => table.get(i)), total: rows.length };
+  // Ties go by id (first appearance), so the order is total and pages never overlap.
+  const cmp = (a: number, b: number): number => keys[a]! - keys[b]! || table.idOf(a) - table.idOf(b);
+  const k = offset + limit;
+  if (k * 4 >= rows.length) {
+    rows.sort(cmp);
+    return { flows: rows.slice(offset, offset + limit).map((i) => table.get(i)), total: rows.length };
+  }
+  // A first page of a long list: the k best rows by a bounded heap (n log k), then sorted.
+  const best = topK(rows, k, cmp);
+  return { flows: best.slice(offset, offset + limit).map((i) => table.get(i)), total: rows.length };
+}
+
+/** The `k` smallest of `rows` by `cmp`, sorted: a max-heap of the best so far, its worst at the root. */
+function topK(rows: readonly number[], k: number, cmp: (a: number, b: number) => number): number[] {
+  const heap = new Int32Array(k);
+  let size = 0;
+  const down = (at: number): void => {
+    for (;;) {
+      const l = 2 * at + 1;
+      if (l >= size) return;
+      const r = l + 1;
+      const worst = r < size && cmp(heap[r]!, heap[l]!) > 0 ? r : l;
+      if (cmp(heap[worst]!, heap[at]!) <= 0) return;
+      const t = heap[at]!;
+      heap[at] = heap[worst]!;
+      heap[worst] = t;
+      at = worst;
+    }
+  };
+  for (const row of rows) {
+    if (size < k) {
+      let at = size++;
+      heap[at] = row;
+      while (at > 0) {
+        const up = (at - 1) >> 1;
+        if (cmp(heap[at]!, heap[up]!) <= 0) break;
+        const t = heap[at]!;
+        heap[at] = heap[up]!;
+        heap[up] = t;
+        at = up;
+      }
+    } else if (cmp(row, heap[0]!) < 0) {
+      heap[0] = row;
+      down(0);
+    }
+  }
+  return Array.from(heap.subarray(0, size)).sort(cmp);
 }
 
 /** Sorts flows in place; ties fall back to table order so results are deterministic. */

@@ -34,3 +34,44 @@ test('every order, filter, offset and limit gives the page and total of the refe
     }
   }
 });
+
+/** One IPv4/UDP datagram in Ethernet from 10.1.x.y:port to 10.2.0.1:53 with `payload` bytes. */
+function udp(i: number, payload: number, tsSec: number): Parameters<FlowTable['add']>[0] {
+  const buf = Buffer.alloc(14 + 20 + 8 + payload);
+  buf.writeUInt16BE(0x0800, 12);
+  buf[14] = 0x45;
+  buf.writeUInt16BE(20 + 8 + payload, 16);
+  buf[22] = 64;
+  buf[23] = 17;
+  buf.writeUInt32BE(((10 << 24) | (1 << 16) | (((i >> 8) & 0xff) << 8) | (i & 0xff)) >>> 0, 26);
+  buf.writeUInt32BE(((10 << 24) | (2 << 16) | 1) >>> 0, 30);
+  buf.writeUInt16BE(20_000 + (i % 40_000), 34);
+  buf.writeUInt16BE(53, 36);
+  buf.writeUInt16BE(8 + payload, 38);
+  return { buf, offset: 0, capLen: buf.length, origLen: buf.length, tsSec, tsNsec: 0, linkType: 1, interfaceId: 0, frame: i + 1 };
+}
+
+test('a first page of many flows with many ties (the bounded top-k path) is the reference page', () => {
+  const table = new FlowTable();
+  const l4 = newL4Packet();
+  // 3,000 flows whose sizes repeat every 7 and whose times every 13: ties in every order.
+  for (let i = 0; i < 3000; i++) {
+    const p = udp(i, 10 + (i % 7) * 3, 1_700_000_000 + (i % 13));
+    expect(decodePacket(p, l4)).toBe(0);
+    table.add(p, l4);
+  }
+  expect(table.size).toBe(3000);
+  for (const order of ['bytes', 'packets', 'recent', 'oldest'] as FlowOrder[]) {
+    const reference = orderFlows(selectFlows(table), order);
+    for (const [offset, limit] of [
+      [0, 1],
+      [0, 50],
+      [50, 50],
+      [0, 700],
+      [2999, 5],
+    ] as const) {
+      const page = pageFlows(table, {}, order, offset, limit);
+      expect({ order, offset, total: page.total, ids: page.flows.map((f) => f.index) }).toEqual({ order, offset, total: 3000, ids: reference.slice(offset, offset + limit).map((f) => f.index) });
+    }
+  }
+});
