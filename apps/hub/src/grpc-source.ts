@@ -78,14 +78,20 @@ function entryFilter(q: { kfl?: string; protocol?: string }): string {
   return parts.join(' && ');
 }
 
-/** The summary fields of a worker entry; `url` and `error` travel only in its JSON. */
+/**
+ * The summary fields of a worker entry, and the messages of a full record. Its JSON has `url`,
+ * `error`, `failure` and the messages; batched summaries come without JSON, with `url`, `error`
+ * and `failure` in fields of their own.
+ */
 function fromProtoEntry(e: ProtoEntry, cursor: string): ApiCall {
   let extra: { url?: unknown; error?: unknown; failure?: unknown; request?: unknown; response?: unknown } = {};
-  try {
-    extra = JSON.parse(e.json || '{}') as typeof extra;
-  } catch {
-    // A summary without its JSON still lists.
-  }
+  if (e.json) {
+    try {
+      extra = JSON.parse(e.json) as typeof extra;
+    } catch {
+      // A summary without its JSON still lists.
+    }
+  } else extra = { url: e.url, error: e.error, failure: e.failure };
   return {
     id: e.id,
     node: e.node,

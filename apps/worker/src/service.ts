@@ -121,7 +121,11 @@ function unimplemented(what: string): Partial<grpc.StatusObject> {
 const BATCH_ENTRIES = 256;
 const BATCH_BYTES = 512 * 1024;
 
-const toProtoEntry = (s: StoredEntry, detail: boolean, ids?: IdentityLookup, grpcDecoder?: GrpcJsonDecoder) => {
+/**
+ * An entry as StreamEntries and GetEntry send it; `json` is the full record (`detail`), the
+ * summary, or nothing (`bare`: batched summaries, whose fields carry all of the summary).
+ */
+const toProtoEntry = (s: StoredEntry, detail: boolean, ids?: IdentityLookup, grpcDecoder?: GrpcJsonDecoder, bare = false) => {
   const e = s.entry;
   const summary = entrySummary(s, ids);
   return {
@@ -136,7 +140,10 @@ const toProtoEntry = (s: StoredEntry, detail: boolean, ids?: IdentityLookup, grp
     path: e.path,
     status_code: e.status_code,
     flow_id: s.flow_id,
-    json: JSON.stringify(detail ? entryDetail(s, ids, grpcDecoder) : summary),
+    url: e.url,
+    error: e.error ?? '',
+    failure: e.failure ?? '',
+    json: detail ? JSON.stringify(entryDetail(s, ids, grpcDecoder)) : bare ? '' : JSON.stringify(summary),
   };
 };
 
@@ -306,12 +313,12 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
         const s = res.entries[i++]!;
         if (!r.batch) return { entry: toProtoEntry(s, r.full, ids), cursor: cursorOf(s) };
         // A batch: up to BATCH_ENTRIES entries or about BATCH_BYTES of their JSON, whichever comes first.
-        const entries = [toProtoEntry(s, r.full, ids)];
+        const entries = [toProtoEntry(s, r.full, ids, undefined, true)];
         const cursors = [cursorOf(s)];
         let bytes = entries[0]!.json.length;
         while (i < res.entries.length && entries.length < BATCH_ENTRIES && bytes < BATCH_BYTES) {
           const t = res.entries[i++]!;
-          const e = toProtoEntry(t, r.full, ids);
+          const e = toProtoEntry(t, r.full, ids, undefined, true);
           entries.push(e);
           cursors.push(cursorOf(t));
           bytes += e.json.length;

@@ -27,6 +27,9 @@ interface WireEntry {
   status_code: number;
   flow_id: string;
   json: string;
+  url?: string;
+  error?: string;
+  failure?: string;
 }
 
 function psv(capture: string, file: string): Record<string, string>[] {
@@ -119,7 +122,15 @@ test('batch: the same entries and cursors as one frame each, in frames of at mos
   const one = await stream({});
   const frames = await batches({});
   expect(one.entries.length).toBeGreaterThan(1000);
-  expect(frames.flatMap((f) => f.entries)).toEqual(one.entries);
+  // Batched summaries carry no JSON: url, error and failure, all a summary adds, are fields.
+  const batched = frames.flatMap((f) => f.entries);
+  for (const e of batched) expect(e.json).toBe('');
+  const withFields = one.entries.map((e) => {
+    const j = JSON.parse(e.json) as { url: string; error?: string; failure?: string };
+    return { ...e, json: '', url: j.url, error: j.error ?? '', failure: j.failure ?? '' };
+  });
+  expect(batched).toEqual(withFields);
+  expect(batched.filter((e) => e.error === 'pair-not-found')).toHaveLength(1);
   expect(frames.flatMap((f) => f.cursors)).toEqual(one.cursors);
   for (const f of frames) {
     expect(f.entries.length).toBe(f.cursors.length);
@@ -129,7 +140,7 @@ test('batch: the same entries and cursors as one frame each, in frames of at mos
   // A page of 51, as the hub asks: one message.
   const page = await batches({ limit: 51 });
   expect(page).toHaveLength(1);
-  expect(page[0]!.entries).toEqual(one.entries.slice(0, 51));
+  expect(page[0]!.entries).toEqual(withFields.slice(0, 51));
   // Full records: the same as unbatched, and no frame carries much more than 512 KiB of JSON.
   const full = await stream({ full: true });
   const fullFrames = await batches({ full: true });
