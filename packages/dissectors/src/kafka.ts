@@ -1,5 +1,6 @@
 import type { TcpChunk, TcpDirection, TcpEnd, TcpGap } from '@kubeshark-mcp/capture';
 import type { Entry, EntryError, EntryMessage } from './entry';
+import { HeldBytes } from './held';
 import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
 
 /**
@@ -15,6 +16,11 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  *   first complete frame of a direction is judged: a plausible request header (known API key,
  *   small version, a printable client id that fits) makes it the request side, anything else
  *   the response side, and the other direction takes the other role.
+ * - Joined mid-stream, a direction's first byte starts a frame when the bytes say so: a
+ *   plausible request header, a size followed by the correlation id of a waiting request, or
+ *   size fields that chain over three frames (or exactly to the end of the direction). Until
+ *   that is decided its bytes are held (at most 64 KiB), so the decision never depends on how
+ *   the stream was cut into chunks; otherwise the direction resyncs.
  * - Requests: header v1/v2 (API key, version, correlation id, client id, tagged fields from
  *   the first flexible version; ControlledShutdown v0 uses header v0). Topics (and partitions)
  *   are read from Produce, Fetch and Metadata requests of every version, classic and flexible
@@ -158,6 +164,10 @@ const MAX_SUMMARY = 256;
 const MAX_PENDING = 64;
 /** Correlation ids skipped by a gap that a resync still accepts. */
 const MAX_CORRELATION_STEP = 100000;
+/** Size fields that must chain for a direction joined mid-stream to be taken as starting at a frame. */
+const CHAIN_FRAMES = 3;
+/** Bytes of a direction joined mid-stream held at most while judging whether it starts at a frame. */
+const MAX_ALIGN_HOLD = 64 * 1024;
 
 /** A read past the end of the kept bytes. */
 class Short extends Error {}
@@ -513,6 +523,8 @@ interface Dir {
   role: Role | null;
   size: Uint8Array;
   sizeHave: number;
+  /** Capture time of the first byte of the size field being read. */
+  sizeStart: Time;
   frame: Frame | null;
   /** Frame bytes still to come (past what was received). */
   remaining: number;
@@ -524,6 +536,8 @@ interface Dir {
   /** The last request header read on this direction (to resync on the next one). */
   lastRequest: RequestHeader | null;
   seen: boolean;
+  /** Joined mid-stream: the first bytes, held until it is known whether they start at a frame. */
+  held: HeldBytes | null;
 }
 
 interface Pending {
@@ -549,6 +563,7 @@ const newDir = (): Dir => ({
   role: null,
   size: new Uint8Array(4),
   sizeHave: 0,
+  sizeStart: { sec: 0, nsec: 0 },
   frame: null,
   remaining: 0,
   scan: Buffer.alloc(0),
@@ -556,6 +571,7 @@ const newDir = (): Dir => ({
   now: { sec: 0, nsec: 0 },
   lastRequest: null,
   seen: false,
+  held: null,
 });
 
 /** Kafka over reassembled TCP streams; see the module comment. */
@@ -594,7 +610,10 @@ export class KafkaDissector implements TcpDissector {
 
   /** End of input: requests still waiting come out unanswered. */
   flush(): void {
-    for (const [stream, conn] of this.conns) this.drain(conn, stream);
+    for (const [stream, conn] of this.conns) {
+      for (const dir of [0, 1] as const) if (conn.dirs[dir].held) this.release(conn, stream, dir, true);
+      this.drain(conn, stream);
+    }
     this.conns.clear();
   }
 
@@ -606,12 +625,16 @@ export class KafkaDissector implements TcpDissector {
     const conn = this.conn(c.stream);
     const d = conn.dirs[c.dir];
     if (d.state === 'dead') return;
-    d.now = { sec: c.firstSec, nsec: c.firstNsec };
     if (!d.seen) {
       d.seen = true;
-      // Joined mid-stream: the first byte starts a frame only if the frames line up with the chunk.
-      if ((c.midStream || c.offset > 0) && !this.aligned(d, c.buf, c.start, c.start + c.length)) this.toResync(d);
+      if (c.midStream || c.offset > 0) d.held = new HeldBytes();
     }
+    if (d.held) {
+      d.held.add(c.buf, c.start, c.start + c.length, c.firstSec, c.firstNsec);
+      if (this.aligned(conn, d, d.held.bytes, false) !== 'more') this.release(conn, c.stream, c.dir, false);
+      return;
+    }
+    d.now = { sec: c.firstSec, nsec: c.firstNsec };
     this.feed(conn, c.stream, c.dir, c.buf, c.start, c.start + c.length);
   }
 
@@ -619,6 +642,7 @@ export class KafkaDissector implements TcpDissector {
     const conn = this.conn(g.stream);
     const d = conn.dirs[g.dir];
     d.seen = true;
+    if (d.held) this.release(conn, g.stream, g.dir, true);
     if (d.state === 'dead') return;
     let left = g.length;
     if (d.state === 'frame' && d.frame) {
@@ -638,6 +662,7 @@ export class KafkaDissector implements TcpDissector {
     const conn = this.conns.get(e.stream);
     if (!conn) return;
     const d = conn.dirs[e.dir];
+    if (d.held) this.release(conn, e.stream, e.dir, true);
     if (d.state === 'frame' && d.frame) {
       d.frame.cut = true;
       d.remaining = 0;
@@ -661,20 +686,55 @@ export class KafkaDissector implements TcpDissector {
   }
 
   /**
-   * Whether a chunk joined mid-stream starts at a frame: it starts with a plausible request
-   * header (on a direction that may send requests), or its size fields chain to its end
-   * exactly (segments usually carry whole frames).
+   * Whether the first bytes of a direction joined mid-stream start at a frame, judged on the
+   * bytes alone (`final`: no more will come before a hole or the end): a plausible request
+   * header (on a direction that may send requests), a size followed by the correlation id of a
+   * waiting request (on one that may answer), or size fields that chain over `CHAIN_FRAMES`
+   * frames, or exactly to the end when `final`. `more` while the bytes cannot tell yet.
    */
-  private aligned(d: Dir, buf: Uint8Array, from: number, to: number): boolean {
-    if (d.role !== 'response' && judgeRequest(buf.subarray(from, to), this.maxFrame) === 'yes') return true;
-    let p = from;
-    for (let frames = 0; frames < 64 && p + 4 <= to; frames++) {
-      const size = ((buf[p]! << 24) | (buf[p + 1]! << 16) | (buf[p + 2]! << 8) | buf[p + 3]!) >>> 0;
-      if (size < 8 || size > this.maxFrame) return false;
-      p += 4 + size;
-      if (p === to) return true;
+  private aligned(conn: Conn, d: Dir, bytes: Uint8Array, final: boolean): Verdict {
+    // Judged on a bounded prefix, so that the answer never depends on how far past it a chunk went.
+    const b = bytes.length > MAX_ALIGN_HOLD ? bytes.subarray(0, MAX_ALIGN_HOLD) : bytes;
+    let undecided = false;
+    if (d.role !== 'response') {
+      const v = judgeRequest(b, this.maxFrame);
+      if (v === 'yes') return 'yes';
+      if (v === 'more') undecided = true;
     }
-    return false;
+    if (d.role !== 'request' && conn.pending.length > 0) {
+      if (b.length < 8) undecided = true;
+      else {
+        const size = ((b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]!) >>> 0;
+        const corr = (b[4]! << 24) | (b[5]! << 16) | (b[6]! << 8) | b[7]!;
+        if (size >= 4 && size <= this.maxFrame && conn.pending.some((x) => x.header.correlationId === corr)) return 'yes';
+      }
+    }
+    let p = 0;
+    for (let frames = 0; frames < CHAIN_FRAMES; frames++) {
+      if (p + 4 > MAX_ALIGN_HOLD) break;
+      if (p + 4 > b.length) {
+        if (final) return frames > 0 && p === b.length ? 'yes' : 'no';
+        undecided = true;
+        break;
+      }
+      const size = ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0;
+      if (size < 8 || size > this.maxFrame) break;
+      p += 4 + size;
+      if (frames === CHAIN_FRAMES - 1) return 'yes';
+    }
+    return undecided && !final && b.length < MAX_ALIGN_HOLD ? 'more' : 'no';
+  }
+
+  /** Ends the wait of a direction joined mid-stream: its held bytes go through framing, from a frame or resyncing. */
+  private release(conn: Conn, stream: number, dir: TcpDirection, final: boolean): void {
+    const d = conn.dirs[dir];
+    const held = d.held!;
+    d.held = null;
+    if (this.aligned(conn, d, held.bytes, final) !== 'yes') this.toResync(d);
+    held.replay((buf, from, to, sec, nsec) => {
+      d.now = { sec, nsec };
+      this.feed(conn, stream, dir, buf, from, to);
+    });
   }
 
   private toResync(d: Dir): void {
@@ -698,6 +758,7 @@ export class KafkaDissector implements TcpDissector {
         case 'dead':
           return;
         case 'size': {
+          if (d.sizeHave === 0) d.sizeStart = d.now;
           while (d.sizeHave < 4 && pos < to) d.size[d.sizeHave++] = buf[pos++]!;
           if (d.sizeHave < 4) return;
           const size = ((d.size[0]! << 24) | (d.size[1]! << 16) | (d.size[2]! << 8) | d.size[3]!) >>> 0;
@@ -714,7 +775,8 @@ export class KafkaDissector implements TcpDissector {
           const total = size + 4;
           const bytes = new Uint8Array(Math.min(total, this.keep));
           bytes.set(d.size, 0);
-          d.frame = { bytes, kept: 4, total, cut: false, start: d.now };
+          // The frame's time is that of its first byte, whichever chunk completed the size.
+          d.frame = { bytes, kept: 4, total, cut: false, start: d.sizeStart };
           d.remaining = size;
           d.state = 'frame';
           break;
