@@ -34,7 +34,9 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  * - Per connection at most 1024 exchanges wait (then the oldest is given up) and 4 MiB of
  *   their raw bytes are kept (then bodies are `truncated`).
  * - When the handshake was not captured, the client side is the one whose first value is an
- *   array of bulk strings or an inline line starting with a known command.
+ *   array of bulk strings or an inline line starting with a known command. Until the first
+ *   bytes of a direction can tell (at most 256 bytes), what both directions send is held, in
+ *   order, so the roles never depend on how the stream was cut into chunks.
  */
 
 /** Names of RESP types, as in `redis_response_type`. */
@@ -123,6 +125,8 @@ export interface RedisDissectorStats {
 
 const DEFAULT_MAX_BODY = 64 * 1024;
 const DEFAULT_MAX_VALUE = 4 * 1024;
+/** First bytes of a direction judged to tell a client from a server. */
+const ROLE_PROBE = 256;
 /** Longest type line (or inline command) accepted. */
 const MAX_LINE = 64 * 1024;
 /** Elements kept per aggregate, and nodes per message. */
@@ -220,8 +224,18 @@ interface Dir {
   tail: number[];
 }
 
+/** Bytes received before the roles were known, kept in arrival order. */
+interface HeldChunk {
+  dir: TcpDirection;
+  bytes: Buffer;
+  time: Time;
+}
+
 interface Conn {
   dirs: [Dir, Dir];
+  /** Until the roles are known: what each direction sent, in order, and each one's first bytes (judged). */
+  held: HeldChunk[];
+  probes: [Buffer, Buffer];
   exchanges: Exchange[];
   /** Subscriptions known from confirmations (the count the last confirmation gave). */
   subscriptions: number;
@@ -235,6 +249,8 @@ interface Conn {
 }
 
 const newDir = (): Dir => ({ isClient: null, seen: false, resync: false, afterGap: false, line: [], lineLen: 0, stack: [], blobLeft: 0, blob: null, streamed: null, attr: null, nodes: 0, valueBytes: 0, msg: null, tail: [] });
+
+const EMPTY = Buffer.alloc(0);
 
 const newValue = (type: RespType, size: number): RespValue => ({ type, data: null, size, items: [], truncated: false });
 
@@ -637,35 +653,26 @@ export class RedisDissector implements TcpDissector {
       d.seen = true;
       if (c.offset > 0 || c.midStream) d.afterGap = true;
     }
-    if (d.isClient === null) {
-      const other = conn.dirs[c.dir === 0 ? 1 : 0];
-      d.isClient = other.isClient !== null ? !other.isClient : looksLikeCommand(c.buf.subarray(c.start, c.start + c.length));
-      other.isClient = !d.isClient;
-    }
     const time: Time = { sec: c.firstSec, nsec: c.firstNsec };
-    if (d.resync) {
-      if (!startsValue(c.buf, c.start, c.start + c.length, d.isClient)) return;
-      d.resync = false;
+    if (d.isClient === null) {
+      // Roles unknown: hold the bytes until this direction's first bytes tell which side it is.
+      const bytes = Buffer.from(c.buf.subarray(c.start, c.start + c.length));
+      conn.held.push({ dir: c.dir, bytes, time });
+      const probe = conn.probes[c.dir];
+      if (probe.length < ROLE_PROBE) conn.probes[c.dir] = Buffer.concat([probe, bytes.subarray(0, ROLE_PROBE - probe.length)]);
+      const v = clientVerdict(conn.probes[c.dir]);
+      if (v !== 'more' || conn.probes[c.dir].length >= ROLE_PROBE) this.settleRoles(conn, c.stream, c.dir, v === 'yes');
+      return;
     }
-    this.cur = { conn, stream: c.stream, dir: c.dir };
-    const ok = this.parser.parse(
-      d,
-      c.buf,
-      c.start,
-      c.start + c.length,
-      () => {
-        d.msg = { value: null, start: time, parts: [], kept: 0, size: 0, cut: false, error: undefined };
-      },
-      (a, b) => this.raw(conn, d, c.buf, a, b),
-    );
-    this.cur = null;
-    if (!ok) this.lose(conn, c.stream, d);
+    this.parse(conn, c.stream, c.dir, c.buf, c.start, c.start + c.length, time);
   }
 
   onGap(g: TcpGap): void {
     const conn = this.conn(g.stream);
     const d = conn.dirs[g.dir];
     d.seen = true;
+    // Nothing more of this direction's first bytes will be judged.
+    if (d.isClient === null && conn.probes[g.dir].length > 0) this.settleRoles(conn, g.stream, g.dir, clientVerdict(conn.probes[g.dir]) === 'yes');
     this.lose(conn, g.stream, d);
   }
 
@@ -673,6 +680,7 @@ export class RedisDissector implements TcpDissector {
     const conn = this.conns.get(e.stream);
     if (!conn) return;
     const d = conn.dirs[e.dir];
+    if (d.isClient === null && conn.probes[e.dir].length > 0) this.settleRoles(conn, e.stream, e.dir, clientVerdict(conn.probes[e.dir]) === 'yes');
     if (d.msg) this.lose(conn, e.stream, d);
     if (e.closed) {
       this.finish(conn, e.stream);
@@ -686,10 +694,45 @@ export class RedisDissector implements TcpDissector {
     this.conns.clear();
   }
 
+  /**
+   * The roles are known (`dir` is the client or not, by its first bytes): the bytes held until
+   * now are parsed, in the order they arrived.
+   */
+  private settleRoles(conn: Conn, stream: number, dir: TcpDirection, isClient: boolean): void {
+    conn.dirs[dir].isClient = isClient;
+    conn.dirs[dir === 0 ? 1 : 0].isClient = !isClient;
+    const held = conn.held;
+    conn.held = [];
+    conn.probes = [EMPTY, EMPTY];
+    for (const h of held) this.parse(conn, stream, h.dir, h.bytes, 0, h.bytes.length, h.time);
+  }
+
+  /** Runs buf[from, to) of a direction whose role is known through the RESP parser. */
+  private parse(conn: Conn, stream: number, dir: TcpDirection, buf: Uint8Array, from: number, to: number, time: Time): void {
+    const d = conn.dirs[dir];
+    if (d.resync) {
+      if (!startsValue(buf, from, to, d.isClient)) return;
+      d.resync = false;
+    }
+    this.cur = { conn, stream, dir };
+    const ok = this.parser.parse(
+      d,
+      buf,
+      from,
+      to,
+      () => {
+        d.msg = { value: null, start: time, parts: [], kept: 0, size: 0, cut: false, error: undefined };
+      },
+      (a, b) => this.raw(conn, d, buf, a, b),
+    );
+    this.cur = null;
+    if (!ok) this.lose(conn, stream, d);
+  }
+
   private conn(stream: number): Conn {
     let c = this.conns.get(stream);
     if (!c) {
-      c = { dirs: [newDir(), newDir()], exchanges: [], subscriptions: 0, keptBytes: 0, replyOff: false, skipNext: false, monitor: false };
+      c = { dirs: [newDir(), newDir()], held: [], probes: [EMPTY, EMPTY], exchanges: [], subscriptions: 0, keptBytes: 0, replyOff: false, skipNext: false, monitor: false };
       this.conns.set(stream, c);
     }
     return c;
@@ -827,6 +870,8 @@ export class RedisDissector implements TcpDissector {
   }
 
   private finish(conn: Conn, stream: number): void {
+    // The stream is over with the roles still open: judge on what was sent.
+    for (const dir of [0, 1] as const) if (conn.held.length > 0 && conn.probes[dir].length > 0) this.settleRoles(conn, stream, dir, clientVerdict(conn.probes[dir]) === 'yes');
     for (const d of conn.dirs) if (d.msg && d.msg.size > 0 && d.isClient) this.lose(conn, stream, d);
     for (const x of conn.exchanges) x.unanswered = true;
     this.drain(conn, stream);
@@ -894,10 +939,6 @@ function startsValue(buf: Uint8Array, from: number, to: number, client: boolean 
   const b = buf.subarray(from, Math.min(to, from + 64));
   const v = client ? clientVerdict(b) : serverVerdict(b);
   return v === 'yes';
-}
-
-function looksLikeCommand(bytes: Uint8Array): boolean {
-  return clientVerdict(bytes.subarray(0, 256)) === 'yes';
 }
 
 const HTTP_LINE = / HTTP\/\d/;
