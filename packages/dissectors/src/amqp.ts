@@ -1,5 +1,6 @@
 import type { TcpChunk, TcpDirection, TcpEnd, TcpGap } from '@kubeshark-mcp/capture';
 import type { Entry, EntryError, EntryMessage, HeaderList } from './entry';
+import { HeldBytes } from './held';
 import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
 
 /**
@@ -31,6 +32,11 @@ import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
  * - Gaps: a gap inside a body frame is skipped (the message is `truncated`, the entry flagged
  *   `dissection`); a gap anywhere else resyncs the direction, and content interrupted by it
  *   comes out flagged.
+ * - Joined mid-stream, a direction's first byte starts a frame when it starts the protocol
+ *   header or a plausible frame: a whole one with its frame-end when it is at most 4 KiB, else
+ *   its first 11 bytes (type, size, known method or basic content header). Its bytes are held
+ *   until that is decided, so the decision never depends on how the stream was cut into
+ *   chunks; otherwise the direction resyncs.
  */
 
 /** An AMQP method call in the shared vocabulary, plus the AMQP-specific details. */
@@ -192,6 +198,8 @@ const KEEP = 64 * 1024;
 /** Largest method or header frame a resync accepts as a landmark. */
 const MAX_LANDMARK = 64 * 1024;
 const MAX_RESYNC_SCAN = 1024 * 1024;
+/** A first frame (joined mid-stream) up to this size is judged whole, frame-end included. */
+const ALIGN_WHOLE = 4096;
 /**
  * Per connection: synchronous requests waiting for a reply, and messages whose content is
  * being received (each keeps up to `maxBodySize`); past these the oldest is given up. With
@@ -557,6 +565,8 @@ interface Dir {
   scan: Buffer;
   scanned: number;
   seen: boolean;
+  /** Joined mid-stream: the first bytes, held until it is known whether they start at a frame. */
+  held: HeldBytes | null;
 }
 
 interface Conn {
@@ -586,6 +596,7 @@ const newDir = (): Dir => ({
   scan: Buffer.alloc(0),
   scanned: 0,
   seen: false,
+  held: null,
 });
 
 /** AMQP 0-9-1 over reassembled TCP streams; see the module comment. */
@@ -618,7 +629,10 @@ export class AmqpDissector implements TcpDissector {
   }
 
   flush(): void {
-    for (const [stream, conn] of this.conns) this.drain(conn, stream);
+    for (const [stream, conn] of this.conns) {
+      for (const dir of [0, 1] as const) if (conn.dirs[dir].held) this.release(conn, stream, dir, true);
+      this.drain(conn, stream);
+    }
     this.conns.clear();
   }
 
@@ -630,11 +644,16 @@ export class AmqpDissector implements TcpDissector {
     const conn = this.conn(c.stream);
     const d = conn.dirs[c.dir];
     if (d.state === 'dead') return;
-    d.now = { sec: c.firstSec, nsec: c.firstNsec };
     if (!d.seen) {
       d.seen = true;
-      if ((c.midStream || c.offset > 0) && !this.aligned(c.buf.subarray(c.start, c.start + c.length))) this.toResync(d);
+      if (c.midStream || c.offset > 0) d.held = new HeldBytes();
     }
+    if (d.held) {
+      d.held.add(c.buf, c.start, c.start + c.length, c.firstSec, c.firstNsec);
+      if (this.aligned(d.held.bytes, false) !== 'more') this.release(conn, c.stream, c.dir, false);
+      return;
+    }
+    d.now = { sec: c.firstSec, nsec: c.firstNsec };
     this.feed(conn, c.stream, c.dir, c.buf, c.start, c.start + c.length);
   }
 
@@ -642,6 +661,7 @@ export class AmqpDissector implements TcpDissector {
     const conn = this.conn(g.stream);
     const d = conn.dirs[g.dir];
     d.seen = true;
+    if (d.held) this.release(conn, g.stream, g.dir, true);
     if (d.state === 'dead') return;
     let left = g.length;
     if (d.state === 'payload' && d.type === FRAME_BODY) {
@@ -667,6 +687,7 @@ export class AmqpDissector implements TcpDissector {
     const conn = this.conns.get(e.stream);
     if (!conn) return;
     const d = conn.dirs[e.dir];
+    if (d.held) this.release(conn, e.stream, e.dir, true);
     d.state = 'dead';
     d.scan = Buffer.alloc(0);
     d.payload = EMPTY;
@@ -694,11 +715,40 @@ export class AmqpDissector implements TcpDissector {
     return ch;
   }
 
-  /** A chunk joined mid-stream starts at a frame when it starts with a plausible one. */
-  private aligned(b: Uint8Array): boolean {
-    if (b[0] === 0x41) return b.length >= 8 && PROTOCOL_HEADER.equals(Buffer.from(b.buffer, b.byteOffset, 8));
-    const v = judgeFrame(b, this.maxFrame, true);
-    return typeof v === 'number' || (v === 'more' && b.length >= 11);
+  /**
+   * Whether the first bytes of a direction joined mid-stream start at a frame, judged on the
+   * bytes alone (`final`: no more will come before a hole or the end): the protocol header, a
+   * whole frame with its frame-end when it is at most `ALIGN_WHOLE` bytes, or the first 11
+   * bytes of a larger one. `more` while the bytes cannot tell yet.
+   */
+  private aligned(b: Uint8Array, final: boolean): Verdict {
+    if (b.length === 0) return final ? 'no' : 'more';
+    if (b[0] === 0x41) {
+      if (b.length < PROTOCOL_HEADER.length) return final ? 'no' : 'more';
+      return PROTOCOL_HEADER.equals(Buffer.from(b.buffer, b.byteOffset, PROTOCOL_HEADER.length)) ? 'yes' : 'no';
+    }
+    if (b.length < 7) return judgeFrame(b, this.maxFrame, true) === 'no' || final ? 'no' : 'more';
+    const size = ((b[3]! << 24) | (b[4]! << 16) | (b[5]! << 8) | b[6]!) >>> 0;
+    // Judged on a prefix that the frame's own size decides, never on how far past it a chunk went.
+    const need = 8 + size <= ALIGN_WHOLE ? 8 + size : 11;
+    const v = judgeFrame(b.subarray(0, need), this.maxFrame, true);
+    if (typeof v === 'number') return 'yes';
+    if (v === 'no') return 'no';
+    // `more` on the whole prefix: a larger frame whose first 11 bytes are plausible.
+    if (b.length >= need) return 'yes';
+    return final ? 'no' : 'more';
+  }
+
+  /** Ends the wait of a direction joined mid-stream: its held bytes go through framing, from a frame or resyncing. */
+  private release(conn: Conn, stream: number, dir: TcpDirection, final: boolean): void {
+    const d = conn.dirs[dir];
+    const held = d.held!;
+    d.held = null;
+    if (this.aligned(held.bytes, final) !== 'yes') this.toResync(d);
+    held.replay((buf, from, to, sec, nsec) => {
+      d.now = { sec, nsec };
+      this.feed(conn, stream, dir, buf, from, to);
+    });
   }
 
   private toResync(d: Dir): void {
@@ -898,7 +948,8 @@ export class AmqpDissector implements TcpDissector {
     content.received += n;
     const keep = content.cut ? 0 : Math.min(n, this.maxBody - content.kept);
     if (keep > 0) {
-      content.parts.push(buf.slice(pos, pos + keep));
+      // A copy: the chunk is valid only during the call (Buffer#slice would be a view of it).
+      content.parts.push(Buffer.from(buf.subarray(pos, pos + keep)));
       content.kept += keep;
     }
   }
