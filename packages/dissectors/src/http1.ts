@@ -1,6 +1,7 @@
 import zlib from 'node:zlib';
 import type { TcpChunk, TcpDirection, TcpEnd, TcpGap } from '@kubeshark-mcp/capture';
 import type { Entry, EntryError, EntryMessage, HeaderList } from './entry';
+import { NO_BYTES, ownRest, takeBytes } from './pending';
 import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
 
 /**
@@ -124,7 +125,6 @@ const MAX_UNKNOWN_SCAN = 64 * 1024;
 const REQUEST_LINE = /^([!#$%&'*+\-.^_`|~0-9A-Za-z]+) (\S+) (HTTP\/1\.[01])$/;
 const STATUS_LINE = /^(HTTP\/1\.[01]) (\d{3})(?: (.*))?$/;
 
-const EMPTY: Buffer = Buffer.alloc(0);
 
 type Kind = 'request' | 'response';
 type State = 'unknown' | 'start' | 'body-length' | 'chunk-size' | 'chunk-data' | 'chunk-crlf' | 'trailers' | 'until-close' | 'resync' | 'dead';
@@ -212,7 +212,7 @@ interface Conn {
 const newDir = (): Dir => ({
   kind: null,
   state: 'unknown',
-  buf: EMPTY,
+  buf: NO_BYTES,
   pos: 0,
   end: 0,
   pendingOffset: 0,
@@ -528,37 +528,9 @@ export class HttpDissector implements TcpDissector {
     d.marks.push(c.offset, c.firstSec, c.firstNsec, c.lastSec, c.lastNsec);
     const src = c.buf instanceof Buffer ? c.buf : Buffer.from(c.buf.buffer, c.buf.byteOffset, c.buf.byteLength);
     // Parse straight from the caller's bytes when nothing is pending; copy only what is left.
-    if (d.pos === d.end) {
-      d.buf = src;
-      d.pos = c.start;
-      d.end = c.start + c.length;
-    } else this.append(d, src, c.start, c.length);
+    takeBytes(d, src, c.start, c.length);
     this.run(conn, c.stream, c.dir);
-    if (d.buf === src) {
-      if (d.pos < d.end) {
-        const n = d.end - d.pos;
-        const own = Buffer.allocUnsafe(n);
-        src.copy(own, 0, d.pos, d.end);
-        d.buf = own;
-        d.pos = 0;
-        d.end = n;
-      } else this.clearPending(d);
-    }
-  }
-
-  /** Adds bytes after the unconsumed ones (which are ours: copied at the end of the last `onData`). */
-  private append(d: Dir, src: Buffer, start: number, length: number): void {
-    const have = d.end - d.pos;
-    if (d.end + length > d.buf.length) {
-      // Room for twice what is held: a header block arriving in many small segments is copied O(n) times, not O(n^2).
-      const grown = Buffer.allocUnsafe(Math.max(have + length, 2 * have));
-      d.buf.copy(grown, 0, d.pos, d.end);
-      d.buf = grown;
-      d.pos = 0;
-      d.end = have;
-    }
-    src.copy(d.buf, d.end, start, start + length);
-    d.end += length;
+    if (d.buf === src && !ownRest(d)) this.clearPending(d);
   }
 
   /** Drops the unconsumed bytes and the time marks. */
@@ -569,7 +541,7 @@ export class HttpDissector implements TcpDissector {
   }
 
   private clearPending(d: Dir): void {
-    d.buf = EMPTY;
+    d.buf = NO_BYTES;
     d.pos = 0;
     d.end = 0;
     d.headScanned = 0;

@@ -3,6 +3,7 @@ import type { Entry, EntryError, EntryMessage, HeaderList } from './entry';
 import { decodeGrpcMessage, GrpcMessageParser, grpcServiceMethod, grpcStatusName, isGrpcContentType } from './grpc';
 import { HpackDecoder, HpackError } from './hpack';
 import type { HttpTime } from './http1';
+import { NO_BYTES, appendBytes, ownRest, takeBytes } from './pending';
 import type { StreamOpen, TcpDissector, TcpProtocol, Verdict } from './stream';
 import { decodeBody } from './http1';
 
@@ -302,7 +303,6 @@ interface HeaderBlock {
   start: HttpTime;
 }
 
-const EMPTY: Buffer = Buffer.alloc(0);
 
 interface Dir {
   state: DirState;
@@ -461,47 +461,19 @@ export class Http2Dissector implements TcpDissector {
     // lacks, so the rest of the chunk is parsed in place instead of copied behind it.
     while (d.end > d.pos && start < stop && d.state !== 'resync') {
       const take = Math.min(stop - start, Math.max(1, this.wanted(d) - (d.end - d.pos)));
-      this.append(d, src, start, take);
+      appendBytes(d, src, start, take);
       start += take;
       this.run(conn, c.dir);
     }
     if (start === stop) return;
     // Parse from the caller's buffer when nothing is pending; keep a copy of what is left.
-    if (d.end === d.pos) {
-      d.buf = src;
-      d.pos = start;
-      d.end = stop;
-    } else this.append(d, src, start, stop - start);
+    takeBytes(d, src, start, stop - start);
     this.run(conn, c.dir);
-    if (d.buf === src) {
-      if (d.pos < d.end) {
-        const n = d.end - d.pos;
-        const own = Buffer.allocUnsafe(n);
-        src.copy(own, 0, d.pos, d.end);
-        d.buf = own;
-        d.pos = 0;
-        d.end = n;
-      } else this.clearPending(d);
-    }
-  }
-
-  /** Adds bytes after the unconsumed ones (which are ours: copied at the end of the last `onData`). */
-  private append(d: Dir, src: Buffer, start: number, length: number): void {
-    const have = d.end - d.pos;
-    if (d.end + length > d.buf.length) {
-      // Room for twice what is held: a frame arriving in many small segments is copied O(n) times, not O(n^2).
-      const grown = Buffer.allocUnsafe(Math.max(have + length, 2 * have));
-      d.buf.copy(grown, 0, d.pos, d.end);
-      d.buf = grown;
-      d.pos = 0;
-      d.end = have;
-    }
-    src.copy(d.buf, d.end, start, start + length);
-    d.end += length;
+    if (d.buf === src && !ownRest(d)) this.clearPending(d);
   }
 
   private clearPending(d: Dir): void {
-    d.buf = EMPTY;
+    d.buf = NO_BYTES;
     d.pos = 0;
     d.end = 0;
   }
@@ -580,7 +552,7 @@ export class Http2Dissector implements TcpDissector {
   private newConn(id: number, clientDir: TcpDirection | undefined): Conn {
     const dir = (): Dir => ({
       state: 'unknown',
-      buf: EMPTY,
+      buf: NO_BYTES,
       pos: 0,
       end: 0,
       pendingOffset: 0,
