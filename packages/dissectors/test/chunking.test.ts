@@ -1,31 +1,21 @@
-import type { TcpChunk, TcpDirection, TcpEnd, TcpGap } from '@kubeshark-mcp/capture';
+import type { TcpChunk, TcpEnd, TcpGap } from '@kubeshark-mcp/capture';
 import { goldenCaptures } from '@kubeshark-mcp/testkit';
 import {
-  AMQP_PROTOCOL,
   AmqpDissector,
-  DNS_TCP_PROTOCOL,
   DnsDissector,
-  HTTP2_PROTOCOL,
-  HTTP_PROTOCOL,
   Http2Dissector,
   HttpDissector,
-  KAFKA_PROTOCOL,
   KafkaDissector,
-  MONGODB_PROTOCOL,
-  MYSQL_PROTOCOL,
   MongodbDissector,
   MysqlDissector,
-  POSTGRESQL_PROTOCOL,
   PostgresqlDissector,
-  REDIS_PROTOCOL,
   RedisDissector,
-  StreamRouter,
-  WebSocketDissector,
   type Entry,
-  type RoutedProtocol,
   type StreamOpen,
   type TcpDissector,
 } from '../src';
+import { allDissectors } from './support/all-dissectors';
+import { DNS_CAPTURES, HTTP1_CAPTURES, HTTP2_CAPTURES } from './support/captures';
 import { feedCapture } from './support/feed';
 
 /**
@@ -98,61 +88,18 @@ const CASES: Case[] = [
   {
     name: 'http',
     make: (emit) => new HttpDissector(emit),
-    captures: [
-      'zeek/http_get.pcap',
-      'zeek/http_pipelined-requests.pcap',
-      'zeek/http_get-gzip.pcap',
-      'zeek/http_100-continue.pcap',
-      'ndpi/http.pcapng',
-      'zeek/http_1000-requests-one-dropped-response.pcap.gz',
-      'suricata-verify/http-gap-simple.pcap',
-      'zeek/http_docker-http-upgrade.pcap',
-      'zeek/http_http-body-match.pcap',
-      'suricata-verify/http-pipeline-files-with-gap.pcap',
-      'suricata-verify/basic_websockets.pcap',
-      'suricata-verify/decode-sll2-01.pcap',
-      'suricata-verify/syn_retransmit_with_ts.pcap',
-      'zeek/tcp_retransmit-timeout.pcapng',
-      'zeek/tcp_handshake-reorder.pcap',
-      'derived/tcp_handshake-reorder.be-nsec.pcap',
-      'derived/tcp_handshake-reorder.be-usec.pcap',
-      'derived/tcp_handshake-reorder.le-nsec.pcap',
-      'gopacket/test_ethernet.pcap',
-      'gopacket/test_loopback.pcap',
-      'zeek/http-qinq-0.pcap',
-      'zeek/http-vlan-0.pcap',
-      'zeek/nflog-http.pcap',
-    ],
+    captures: HTTP1_CAPTURES,
   },
   {
     name: 'http2',
     make: (emit) => new Http2Dissector(emit),
-    captures: [
-      'grpc-go-book/grpc_Unary.pcapng',
-      'grpc-go-book/grpc_Bidi_Streaming.pcapng',
-      'grpc-go-book/grpc_Client_Streaming.pcapng',
-      'grpc-go-book/grpc_Server_Streaming.pcapng',
-      'ndpi/http2.pcapng',
-      'suricata-verify/http2-keywords.pcap',
-      'suricata-verify/http2-continuation.pcap',
-      'suricata-verify/http2_multiple_headers.pcap',
-      'suricata-verify/dns_over_https.pcap',
-      'derived/grpc-inventory.pcap',
-    ],
+    captures: [...HTTP2_CAPTURES, 'derived/grpc-inventory.pcap'],
   },
   {
     name: 'dns (TCP)',
     make: (emit) => new DnsDissector(emit),
     ports: [53],
-    captures: [
-      'suricata-verify/dns-udp-google.com-a-aaaa-mx.pcap',
-      'gopacket/test_dns.pcap',
-      'ndpi/dns.pcap',
-      'zeek/dns53.pcap',
-      'zeek/ipv6-fragmented-dns.pcap',
-      'suricata-verify/dns-tcp-multirequest-buffer.pcap',
-      'zeek/pcapng-multi-interface.pcapng',
-    ],
+    captures: DNS_CAPTURES,
   },
   {
     name: 'redis',
@@ -204,29 +151,13 @@ async function routed(capture: string, size?: number): Promise<Entry[]> {
   const emit = (e: Entry): void => {
     entries.push(e);
   };
-  const clientDirs = new Map<number, TcpDirection | undefined>();
-  const http2 = new Http2Dissector(emit);
-  const ws = new WebSocketDissector(emit);
-  const holder: { router?: StreamRouter } = {};
-  const protocols: RoutedProtocol[] = [
-    { protocol: HTTP_PROTOCOL, dissector: new HttpDissector(emit, { onUpgrade: (u) => holder.router!.upgrade(u) }) },
-    { protocol: HTTP2_PROTOCOL, dissector: http2 },
-    { protocol: POSTGRESQL_PROTOCOL, dissector: new PostgresqlDissector(emit) },
-    { protocol: AMQP_PROTOCOL, dissector: new AmqpDissector(emit) },
-    { protocol: REDIS_PROTOCOL, dissector: new RedisDissector(emit) },
-    { protocol: MYSQL_PROTOCOL, dissector: new MysqlDissector(emit) },
-    { protocol: MONGODB_PROTOCOL, dissector: new MongodbDissector(emit) },
-    { protocol: KAFKA_PROTOCOL, dissector: new KafkaDissector(emit) },
-    { protocol: DNS_TCP_PROTOCOL, dissector: new DnsDissector(emit) },
-  ];
-  const router = new StreamRouter({ protocols, upgrades: { h2c: http2, websocket: ws }, facts: (s) => ({ clientDir: clientDirs.get(s), ports: [0, 0] }) });
-  holder.router = router;
+  const { router, clientDirs, flush } = allDissectors(emit);
   const front: TcpDissector = {
     open: (s, i) => clientDirs.set(s, i.clientDir),
     onData: (x) => router.onData(x),
     onGap: (g) => router.onGap(g),
     onEnd: (e) => router.onEnd(e),
-    flush: () => [...protocols.map((p) => p.dissector), ws].forEach((d) => d.flush()),
+    flush,
   };
   await feedCapture(capture, size === undefined ? front : cutInto(size, front));
   return entries;

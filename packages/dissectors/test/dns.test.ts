@@ -18,6 +18,7 @@ import {
 } from '@kubeshark-mcp/capture';
 import { GOLDEN_DIR, capturePath } from '@kubeshark-mcp/testkit';
 import { DNS_MALFORMED_REASONS, DnsDissector, parseDnsMessage, type DnsDissectorOptions, type DnsEntry, type DnsMessage } from '../src';
+import { DNS_CAPTURES } from './support/captures';
 
 // ---------------------------------------------------------------------------------------------
 // The pipeline a worker runs, reduced to what DNS needs
@@ -176,15 +177,7 @@ function ours(r: Run): Msg[] {
   return out.sort((x, y) => x.frame - y.frame || x.id - y.id || Number(x.response) - Number(y.response));
 }
 
-const CAPTURES = [
-  'suricata-verify/dns-udp-google.com-a-aaaa-mx.pcap',
-  'gopacket/test_dns.pcap',
-  'ndpi/dns.pcap',
-  'zeek/dns53.pcap',
-  'zeek/ipv6-fragmented-dns.pcap',
-  'suricata-verify/dns-tcp-multirequest-buffer.pcap',
-  'zeek/pcapng-multi-interface.pcapng',
-];
+const CAPTURES = DNS_CAPTURES;
 
 describe('DNS against tshark', () => {
   // pairWith 'latest' is tshark's rule (dns.response_to points at the most recent query with the

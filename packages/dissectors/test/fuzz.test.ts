@@ -1,29 +1,7 @@
 import { decodePacket, FlowTable, IPPROTO_TCP, newL4Packet, packetSide, readCaptureFile, TcpFlag, TcpReassembler, type RawPacket, type TcpDirection } from '@kubeshark-mcp/capture';
 import { capturePath, goldenCaptures } from '@kubeshark-mcp/testkit';
-import {
-  AMQP_PROTOCOL,
-  AmqpDissector,
-  DNS_TCP_PROTOCOL,
-  DnsDissector,
-  HTTP2_PROTOCOL,
-  HTTP_PROTOCOL,
-  Http2Dissector,
-  HttpDissector,
-  KAFKA_PROTOCOL,
-  KafkaDissector,
-  MONGODB_PROTOCOL,
-  MYSQL_PROTOCOL,
-  MongodbDissector,
-  MysqlDissector,
-  POSTGRESQL_PROTOCOL,
-  PostgresqlDissector,
-  REDIS_PROTOCOL,
-  RedisDissector,
-  StreamRouter,
-  WebSocketDissector,
-  type Entry,
-  type RoutedProtocol,
-} from '../src';
+import type { Entry, StreamRouter } from '../src';
+import { allDissectors } from './support/all-dissectors';
 import { prng } from './support/damage';
 
 /**
@@ -53,27 +31,7 @@ interface Pipeline {
 /** Every TCP dissector behind one router, with the upgrade hand-offs, as the worker wires them. */
 function pipeline(): Pipeline {
   const entries: Entry[] = [];
-  const emit = (e: Entry): void => {
-    entries.push(e);
-  };
-  const clientDirs = new Map<number, TcpDirection | undefined>();
-  const http2 = new Http2Dissector(emit);
-  const ws = new WebSocketDissector(emit);
-  const upgrade: { to?: StreamRouter } = {};
-  const protocols: RoutedProtocol[] = [
-    { protocol: HTTP_PROTOCOL, dissector: new HttpDissector(emit, { onUpgrade: (u) => upgrade.to!.upgrade(u) }) },
-    { protocol: HTTP2_PROTOCOL, dissector: http2 },
-    { protocol: POSTGRESQL_PROTOCOL, dissector: new PostgresqlDissector(emit) },
-    { protocol: AMQP_PROTOCOL, dissector: new AmqpDissector(emit) },
-    { protocol: REDIS_PROTOCOL, dissector: new RedisDissector(emit) },
-    { protocol: MYSQL_PROTOCOL, dissector: new MysqlDissector(emit) },
-    { protocol: MONGODB_PROTOCOL, dissector: new MongodbDissector(emit) },
-    { protocol: KAFKA_PROTOCOL, dissector: new KafkaDissector(emit) },
-    { protocol: DNS_TCP_PROTOCOL, dissector: new DnsDissector(emit) },
-  ];
-  const router = new StreamRouter({ protocols, upgrades: { h2c: http2, websocket: ws }, facts: (s) => ({ clientDir: clientDirs.get(s), ports: [0, 0] }) });
-  upgrade.to = router;
-  return { router, clientDirs, entries, flush: () => [...protocols.map((p) => p.dissector), ws].forEach((d) => d.flush()) };
+  return { ...allDissectors((e) => entries.push(e)), entries };
 }
 
 

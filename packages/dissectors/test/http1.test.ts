@@ -4,6 +4,7 @@ import zlib from 'node:zlib';
 import { decodePacket, FlowTable, IPPROTO_TCP, newL4Packet, packetSide, readCaptureFile, TcpReassembler, type TcpChunk, type TcpDirection, type TcpEndReason } from '@kubeshark-mcp/capture';
 import { capturePath, GOLDEN_DIR } from '@kubeshark-mcp/testkit';
 import { HttpDissector, type HttpDissectorOptions, type HttpEntry, type HttpTime, type HttpUpgrade } from '../src';
+import { HTTP1_CAPTURES } from './support/captures';
 
 /**
  * The HTTP/1.x dissector against tshark's HTTP fields for the same captures
@@ -19,33 +20,7 @@ import { HttpDissector, type HttpDissectorOptions, type HttpEntry, type HttpTime
  * http.time exactly when both messages fit in one packet, which is checked too.
  */
 
-const GOLDEN = [
-  'zeek/http_get.pcap',
-  'zeek/http_pipelined-requests.pcap',
-  'zeek/http_get-gzip.pcap',
-  'zeek/http_100-continue.pcap',
-  'ndpi/http.pcapng',
-  'zeek/http_1000-requests-one-dropped-response.pcap.gz',
-  'suricata-verify/http-gap-simple.pcap',
-  // Every other capture with HTTP in its golden data: link types, VLANs, reordered handshakes,
-  // an upgrade, 12 concurrent connections, requests never answered, more gaps.
-  'zeek/http_docker-http-upgrade.pcap',
-  'zeek/http_http-body-match.pcap',
-  'suricata-verify/http-pipeline-files-with-gap.pcap',
-  'suricata-verify/basic_websockets.pcap',
-  'suricata-verify/decode-sll2-01.pcap',
-  'suricata-verify/syn_retransmit_with_ts.pcap',
-  'zeek/tcp_retransmit-timeout.pcapng',
-  'zeek/tcp_handshake-reorder.pcap',
-  'derived/tcp_handshake-reorder.be-nsec.pcap',
-  'derived/tcp_handshake-reorder.be-usec.pcap',
-  'derived/tcp_handshake-reorder.le-nsec.pcap',
-  'gopacket/test_ethernet.pcap',
-  'gopacket/test_loopback.pcap',
-  'zeek/http-qinq-0.pcap',
-  'zeek/http-vlan-0.pcap',
-  'zeek/nflog-http.pcap',
-];
+const GOLDEN = HTTP1_CAPTURES;
 
 /**
  * Where we deliberately answer requests tshark leaves unanswered: responses that lost bytes

@@ -10,6 +10,7 @@ import { HTTP2_ERROR_NAMES, HTTP2_PREFACE, HTTP2_PROTOCOL, Http2Dissector, type 
 import type { StreamOpen, TcpDissector } from '../src/stream';
 import { feedCapture } from './support/feed';
 import { prng } from './support/damage';
+import { HTTP2_CAPTURES } from './support/captures';
 
 /**
  * The HTTP/2 dissector against tshark's HTTP/2 frames for the same captures
@@ -32,18 +33,7 @@ import { prng } from './support/damage';
  * it: tshark shows that response, we report the call as `RST_STREAM CANCEL` without one.
  */
 
-const GOLDEN = [
-  'grpc-go-book/grpc_Unary.pcapng',
-  'grpc-go-book/grpc_Bidi_Streaming.pcapng',
-  'grpc-go-book/grpc_Client_Streaming.pcapng',
-  'grpc-go-book/grpc_Server_Streaming.pcapng',
-  'ndpi/http2.pcapng',
-  'suricata-verify/http2-keywords.pcap',
-  'suricata-verify/http2-continuation.pcap',
-  'suricata-verify/http2_multiple_headers.pcap',
-  // DNS over HTTPS in cleartext (port 80, prior knowledge), two requests in one packet, one cancelled.
-  'suricata-verify/dns_over_https.pcap',
-];
+const GOLDEN = HTTP2_CAPTURES;
 
 interface FrameRow {
   frame: number;
