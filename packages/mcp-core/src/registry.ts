@@ -159,6 +159,7 @@ export type ToolCallContext = Omit<ToolContext, 'budget' | 'filters'> & { budget
 export class ToolRegistry {
   private readonly tools = new Map<string, Registered>();
   private readonly ajv: Ajv;
+  private readonly outputAjv: Ajv;
   readonly budget: OutputBudget;
   readonly filters: FilterComposer;
   readonly jsonText: JsonTextMode;
@@ -177,11 +178,16 @@ export class ToolRegistry {
     } catch (err) {
       throw new ToolDefinitionError(`KFL policy: ${(err as Error).message}`);
     }
+    // Arguments get their defaults filled in; results are only checked (a result is measured and
+    // serialized before it is validated, so validation must not change it).
     this.ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, useDefaults: true });
-    this.ajv.addFormat('ip', { type: 'string', validate: (s: string) => isIP(s) !== 0 });
-    // RFC 3339 date-times with an explicit zone: "14:15" in an unknown zone is a guess, and
-    // Date.parse alone would accept "12" as December 2001.
-    this.ajv.addFormat('timestamp', { type: 'string', validate: (s: string) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)) });
+    this.outputAjv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
+    for (const ajv of [this.ajv, this.outputAjv]) {
+      ajv.addFormat('ip', { type: 'string', validate: (s: string) => isIP(s) !== 0 });
+      // RFC 3339 date-times with an explicit zone: "14:15" in an unknown zone is a guess, and
+      // Date.parse alone would accept "12" as December 2001.
+      ajv.addFormat('timestamp', { type: 'string', validate: (s: string) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)) });
+    }
   }
 
   register<Args>(def: ToolDefinition<Args>): void {
@@ -197,7 +203,7 @@ export class ToolRegistry {
     let validateOutput: ValidateFunction;
     try {
       validateInput = this.ajv.compile(def.inputSchema);
-      validateOutput = this.ajv.compile(def.outputSchema);
+      validateOutput = this.outputAjv.compile(def.outputSchema);
     } catch (err) {
       throw new ToolDefinitionError(`tool "${def.name}": schema does not compile: ${(err as Error).message}`);
     }

@@ -171,3 +171,19 @@ describe('the output budget counts what the model is shown', () => {
     expect(texts(old)).toHaveLength(2);
   });
 });
+
+test('output validation does not change a result: structuredContent and its JSON text stay the same when the output schema has defaults', async () => {
+  const registry = new ToolRegistry({ jsonText: 'always' });
+  registry.register({
+    name: 'with_default',
+    title: 'Output schema with a default',
+    description: 'Returns an object without the property its output schema gives a default.',
+    inputSchema: { type: 'object', properties: {}, additionalProperties: false },
+    outputSchema: { type: 'object', properties: { a: { type: 'integer' }, b: { type: 'string', default: 'filled' } }, required: ['a'] },
+    annotations: { readOnlyHint: true },
+    handler: async () => ({ structured: { a: 1 }, text: 'a=1' }),
+  });
+  const r = await registry.call('with_default', {}, { source: new MemorySource([]), signal: new AbortController().signal });
+  expect(r.structuredContent).toEqual({ a: 1 });
+  expect(JSON.parse(texts(r)[1]!)).toEqual(r.structuredContent);
+});
