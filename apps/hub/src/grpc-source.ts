@@ -40,6 +40,7 @@ import {
 } from '@kubeshark-mcp/mcp-core';
 import type { IpInfo, IpList, IpQuery, WorkloadInfo, WorkloadKind, WorkloadList, WorkloadQuery } from '@kubeshark-mcp/mcp-core/model';
 import {
+  ARGUMENT_METADATA_KEY,
   createWorkerClient,
   type CaptureInfo as ProtoCapture,
   type DataBoundaries as ProtoBoundaries,
@@ -56,6 +57,7 @@ import { mergeApiStats, type ProtoApiStats } from './api-stats-merge';
 import { StaticDiscovery, type WorkerDiscovery, type WorkerSink } from './discovery';
 import { Heap, TOP_TALKER_FACTOR, decodeCompositeCursor, encodeCompositeCursor, mergeFlows, mergeGroups, mergeSummaries, nodeKey } from './merge';
 import { PcapMerger } from './pcap-merge';
+import { ExchangeStream, ExchangeUnsupported, type ExchangeMethod } from './exchange';
 import type { DownloadStore } from './downloads';
 
 // Message types the proto package does not re-export, taken from the client's signatures.
@@ -129,7 +131,6 @@ export function explainTransportError(raw: string): string {
 }
 
 /** Trailing metadata key in which a worker names the request field an error refers to. */
-const ARGUMENT_METADATA_KEY = 'x-argument';
 
 /** How the hub sees one worker: reachable, unreachable, or failing in some other way. */
 export type WorkerStateName = 'connected' | 'unavailable' | 'error';
@@ -149,6 +150,8 @@ export interface WorkerConnection {
   lastError?: string;
   /** Closed when discovery removed the worker. */
   closed: boolean;
+  /** Calls multiplexed over one stream (the separate RPCs when the worker has no Exchange). */
+  exchange: ExchangeStream;
 }
 
 /** The request field a worker named in its trailing metadata, if any. */
@@ -448,16 +451,18 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
   /** WorkerSink: opens a channel to a new worker (and starts connecting right away). */
   add(address: string): void {
     if (this.connections.has(address)) return;
+    const client = createWorkerClient(address, grpc.credentials.createInsecure(), {
+      // Reconnect quickly after a worker restart rather than waiting out a long backoff.
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 5000,
+    });
     const w: WorkerConnection = {
       address,
-      client: createWorkerClient(address, grpc.credentials.createInsecure(), {
-        // Reconnect quickly after a worker restart rather than waiting out a long backoff.
-        'grpc.initial_reconnect_backoff_ms': 200,
-        'grpc.max_reconnect_backoff_ms': 5000,
-      }),
+      client,
       state: 'unavailable',
       lastError: 'not connected yet',
       closed: false,
+      exchange: new ExchangeStream(client),
     };
     this.connections.set(address, w);
     this.watch(w);
@@ -469,6 +474,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     if (!w) return;
     this.connections.delete(address);
     w.closed = true;
+    w.exchange.close();
     w.client.close();
   }
 
@@ -514,13 +520,46 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     return w.node ?? w.address;
   }
 
-  /** Calls one unary method with a deadline, cancellation and error translation. */
+  /**
+   * Calls one unary method with a deadline, cancellation and error translation: over the
+   * worker's Exchange stream when it can take the call, else as a call of its own.
+   */
   private unary<Req, Res>(
     worker: WorkerConnection,
     method: (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall,
     req: Req,
     signal?: AbortSignal,
     deadlineMs = this.deadlineMs,
+  ): Promise<Res> {
+    const settle = (err: unknown, res: Res | undefined): Res => {
+      if (err || res === undefined) {
+        const e = err instanceof TrafficSourceError ? err : toSourceError(err ?? new Error('empty response'), worker);
+        this.mark(worker, e);
+        throw e;
+      }
+      this.mark(worker);
+      return res;
+    };
+    if (worker.exchange.available) {
+      let res: Res | undefined;
+      return worker.exchange.call(method as unknown as ExchangeMethod, req, deadlineMs, (m) => (res = m as Res), signal).then(
+        () => settle(null, res),
+        (err: unknown) => (err instanceof ExchangeUnsupported ? this.separateUnary(worker, method, req, signal, deadlineMs).then((r) => settle(null, r), (e: unknown) => settle(e, undefined)) : settle(err, undefined)),
+      );
+    }
+    return this.separateUnary(worker, method, req, signal, deadlineMs).then(
+      (r) => settle(null, r),
+      (e: unknown) => settle(e, undefined),
+    );
+  }
+
+  /** A unary call of its own: resolves with the response or rejects with the grpc-js error. */
+  private separateUnary<Req, Res>(
+    worker: WorkerConnection,
+    method: (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall,
+    req: Req,
+    signal: AbortSignal | undefined,
+    deadlineMs: number,
   ): Promise<Res> {
     return new Promise<Res>((resolve, reject) => {
       if (signal?.aborted) {
@@ -529,14 +568,8 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       }
       const call = method.call(worker.client, req, { deadline: Date.now() + deadlineMs }, (err, res) => {
         signal?.removeEventListener('abort', onAbort);
-        if (err || !res) {
-          const e = toSourceError(err ?? new Error('empty response'), worker);
-          this.mark(worker, e);
-          reject(e);
-        } else {
-          this.mark(worker);
-          resolve(res);
-        }
+        if (err || !res) reject(err ?? new Error('empty response'));
+        else resolve(res);
       });
       const onAbort = (): void => call.cancel();
       signal?.addEventListener('abort', onAbort, { once: true });
@@ -1172,46 +1205,77 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     return { ips: [...given.values(), ...fromFlows], nodes };
   }
 
-  /** One StreamEntries call read to its end, within the deadline; cancelled with the request. */
-  private collectEntries(w: WorkerConnection, request: object, signal: AbortSignal): Promise<EntryFrame[]> {
-    return new Promise((resolve, reject) => {
-      if (signal.aborted) {
-        reject(cancelled());
+  /**
+   * One StreamEntries call read to its end, within the deadline; cancelled with the request.
+   * Over the worker's Exchange stream when it can take the call, else as a call of its own.
+   */
+  private async collectEntries(w: WorkerConnection, request: object, signal: AbortSignal): Promise<EntryFrame[]> {
+    const frames: EntryFrame[] = [];
+    let bad: TrafficSourceError | undefined;
+    const onFrame = (f: EntryFrame): void => {
+      if (bad) return;
+      if (!f.batch) {
+        frames.push(f);
         return;
       }
+      // A batch frame: its entries one frame each, as a worker that does not batch sends them.
+      const { entries, cursors } = f.batch;
+      if (cursors.length !== entries.length) {
+        bad = new TrafficSourceError(ERROR_CODES.INTERNAL, `worker ${w.address} sent a batch of ${entries.length} entries with ${cursors.length} cursors`);
+        return;
+      }
+      for (let i = 0; i < entries.length; i++) frames.push({ entry: entries[i]!, cursor: cursors[i]! } as EntryFrame);
+    };
+    try {
+      if (signal.aborted) throw cancelled();
+      // Pages with bodies (full) can be megabytes: they get a call of their own rather than
+      // hold up the other calls sharing the Exchange stream.
+      let separate = !w.exchange.available || (request as { full?: boolean }).full === true;
+      if (!separate) {
+        try {
+          await w.exchange.call(w.client.StreamEntries as unknown as ExchangeMethod, request, this.deadlineMs, onFrame as (m: unknown) => void, signal);
+        } catch (err) {
+          if (!(err instanceof ExchangeUnsupported)) throw err;
+          separate = true;
+        }
+      }
+      if (separate) await this.separateEntries(w, request, signal, onFrame, () => bad !== undefined);
+      if (bad) throw bad;
+    } catch (err) {
+      const e = err instanceof TrafficSourceError ? err : toSourceError(err, w);
+      this.mark(w, e);
+      throw e;
+    }
+    this.mark(w);
+    return frames;
+  }
+
+  /** A StreamEntries call of its own, its frames to `onFrame`; `stop` ends it early. */
+  private separateEntries(w: WorkerConnection, request: object, signal: AbortSignal, onFrame: (f: EntryFrame) => void, stop: () => boolean): Promise<void> {
+    return new Promise((resolve, reject) => {
       const call = w.client.StreamEntries(request, { deadline: Date.now() + this.deadlineMs });
-      const frames: EntryFrame[] = [];
       let settled = false;
-      const finish = (err?: TrafficSourceError): void => {
+      const finish = (err?: unknown): void => {
         if (settled) return;
         settled = true;
         signal.removeEventListener('abort', onAbort);
-        if (err === undefined) {
-          this.mark(w);
-          resolve(frames);
-          return;
+        if (err === undefined) resolve();
+        else {
+          call.cancel();
+          reject(err);
         }
-        this.mark(w, err);
-        call.cancel();
-        reject(err);
       };
       const onAbort = (): void => finish(cancelled());
       signal.addEventListener('abort', onAbort, { once: true });
       call.on('data', (f: EntryFrame) => {
         if (settled) return;
-        if (!f.batch) {
-          frames.push(f);
-          return;
+        onFrame(f);
+        if (stop()) {
+          finish();
+          call.cancel();
         }
-        // A batch frame: its entries one frame each, as a worker that does not batch sends them.
-        const { entries, cursors } = f.batch;
-        if (cursors.length !== entries.length) {
-          finish(new TrafficSourceError(ERROR_CODES.INTERNAL, `worker ${w.address} sent a batch of ${entries.length} entries with ${cursors.length} cursors`));
-          return;
-        }
-        for (let i = 0; i < entries.length; i++) frames.push({ entry: entries[i]!, cursor: cursors[i]! } as EntryFrame);
       });
-      call.on('error', (err) => finish(toSourceError(err, w)));
+      call.on('error', (err) => finish(err));
       call.on('end', () => finish());
     });
   }

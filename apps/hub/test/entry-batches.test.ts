@@ -9,7 +9,7 @@ import { GrpcTrafficSource } from '../src';
  * The hub asks workers for batched entry frames (many entries per gRPC message). A worker that
  * predates batching ignores the request field and sends one entry per frame; the hub reads
  * both the same. Here one engine is served twice over real gRPC: as it is, and with the batch
- * field dropped from every StreamEntries request (a worker that does not know it).
+ * field dropped from every StreamEntries request and without Exchange (a worker that knows neither).
  */
 
 const engine = new WorkerEngine('node-b', 'test');
@@ -20,7 +20,8 @@ const sources: GrpcTrafficSource[] = [];
 beforeAll(async () => {
   await engine.replay([capturePath('zeek/http_1000-requests-one-dropped-response.pcap.gz')]);
   current = await startWorkerServer(engine, '127.0.0.1', 0);
-  const handlers = workerHandlers(engine) as unknown as Record<string, (call: { request: { batch?: boolean } }, cb?: unknown) => void>;
+  // A worker that predates batching predates Exchange too: the hub calls StreamEntries on its own.
+  const { Exchange: _exchange, ...handlers } = workerHandlers(engine) as unknown as Record<string, (call: { request: { batch?: boolean } }, cb?: unknown) => void>;
   const server = new grpc.Server();
   server.addService(workerServiceDefinition(), {
     ...handlers,

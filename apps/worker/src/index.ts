@@ -5,6 +5,8 @@ export type { SourceState, FlowListQuery, FlowListResult } from './engine';
 export { startWorkerServer } from './server';
 export type { RunningWorkerServer } from './server';
 export { workerHandlers, ARGUMENT_METADATA_KEY } from './service';
+export { exchangeHandler, EXCHANGE_MAX_IN_FLIGHT } from './exchange';
+export type { ExchangeHandler } from './exchange';
 export { expandInputs, InputError } from './sources';
 export { flowToModel, groupToModel, summaryToModel } from './model';
 export { DEMO_DIR, DEFAULT_LISTEN, main } from './cli';

@@ -1,17 +1,17 @@
 import * as grpc from '@grpc/grpc-js';
 import type { GrpcJsonDecoder } from '@kubeshark-mcp/dissectors';
-import type { WorkerHandlers } from '@kubeshark-mcp/proto';
+import { ARGUMENT_METADATA_KEY, workerServiceDefinition, type WorkerHandlers } from '@kubeshark-mcp/proto';
 import type { Flow, FlowGroup } from '@kubeshark-mcp/mcp-core/model';
 import { QueryError, type WorkerEngine } from './engine';
 import { apiStats } from './api-stats';
 import { CursorError, entryDetail, entrySummary, type StoredEntry } from './entries';
 import { compileKfl, entryRecord } from './kfl-record';
+import { exchangeHandler, type ExchangeHandler } from './exchange';
 import { SnapshotError, type SnapshotInfo } from './snapshots';
 import { CaptureError, type CaptureInfo } from './capture-sessions';
 import type { Identity, IdentityLookup } from './k8s';
 
-/** Trailing metadata key naming the request field an INVALID_ARGUMENT refers to. */
-export const ARGUMENT_METADATA_KEY = 'x-argument';
+export { ARGUMENT_METADATA_KEY };
 
 const DEFAULT_LIMIT = 100;
 const MAX_LIMIT = 10_000;
@@ -181,6 +181,9 @@ function identityMessage(ip: string, atUs: number, id: Identity, seen?: { flows?
 const toProtoFlow = (f: Flow) => ({ ...f, protocol: f.protocol.toUpperCase() as Protocol });
 const toProtoGroup = (g: FlowGroup) => g;
 
+/** The service's handlers but Exchange (which runs them): the typed methods only, without the index signature. */
+type CallHandlers = { [K in keyof WorkerHandlers as string extends K ? never : K extends 'Exchange' ? never : K]: WorkerHandlers[K] };
+
 /** gRPC handlers over the engine. Calls of later milestones answer UNIMPLEMENTED, never fake data. */
 export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
   const guard = <T>(fn: () => T | Promise<T>, callback: grpc.sendUnaryData<T>): void => {
@@ -205,7 +208,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
     };
   };
 
-  return {
+  const handlers: CallHandlers = {
     GetStatus(_call, callback) {
       guard(() => {
         const s = engine.stats();
@@ -525,6 +528,7 @@ export function workerHandlers(engine: WorkerEngine): WorkerHandlers {
       }, callback);
     },
   };
+  return { ...handlers, Exchange: exchangeHandler(workerServiceDefinition(), handlers as unknown as Record<string, ExchangeHandler>) };
 }
 
 function kubernetesStatus(engine: WorkerEngine) {

@@ -5,6 +5,9 @@ import type { ProtoGrpcType } from './gen/worker';
 import type { WorkerClient } from './gen/kubeshark/worker/v1/Worker';
 import type { WorkerHandlers } from './gen/kubeshark/worker/v1/Worker';
 
+/** Trailing metadata key naming the request field an INVALID_ARGUMENT (or NOT_FOUND) refers to. */
+export const ARGUMENT_METADATA_KEY = 'x-argument';
+
 /** Absolute path of worker.proto, shipped next to dist/. */
 export const WORKER_PROTO_PATH = path.join(__dirname, '..', 'worker.proto');
 
@@ -47,6 +50,8 @@ export function createWorkerClient(
 }
 
 export type { WorkerClient, WorkerHandlers };
+export type { ExchangeRequest, ExchangeRequest__Output } from './gen/kubeshark/worker/v1/ExchangeRequest';
+export type { ExchangeReply, ExchangeReply__Output } from './gen/kubeshark/worker/v1/ExchangeReply';
 export type { Flow__Output as Flow } from './gen/kubeshark/worker/v1/Flow';
 export type { FlowGroup__Output as FlowGroup } from './gen/kubeshark/worker/v1/FlowGroup';
 export type { Endpoint__Output as Endpoint } from './gen/kubeshark/worker/v1/Endpoint';
