@@ -8,7 +8,7 @@ import { PromptRegistry } from './prompts';
 import type { PromptDefinition } from './prompt-kit';
 import { ToolRegistry, type JsonTextMode, type ToolDefinition } from './registry';
 import { ResourceExtensions, type StaticResource, type TemplateResource } from './resources';
-import { BoundedEventStore } from './event-store';
+import { BoundedEventStore, DEFAULT_RESUMABLE_BYTES } from './event-store';
 import type { FilterPolicy } from './filters';
 import { selectTool, type Toolset } from './toolsets';
 import { createMcpServer } from './server';
@@ -44,6 +44,8 @@ export interface McpPluginOptions {
    * Last-Event-ID (default 1000; 0 turns resumability off).
    */
   resumableEvents?: number;
+  /** Bound on the JSON characters of the events kept per session (default 4 MiB); the oldest go first. */
+  resumableBytes?: number;
   /**
    * Stateless mode, for several hub replicas behind a load balancer: no sessions (no
    * Mcp-Session-Id), every POST answered with plain JSON, no GET stream and no DELETE.
@@ -331,7 +333,7 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
         onsessionclosed: (sid) => {
           void closeSession(sid);
         },
-        ...(resumableEvents > 0 ? { eventStore: new BoundedEventStore(resumableEvents) } : {}),
+        ...(resumableEvents > 0 ? { eventStore: new BoundedEventStore(resumableEvents, opts.resumableBytes ?? DEFAULT_RESUMABLE_BYTES) } : {}),
       }),
     };
     fresh.transport.onerror = (err) => app.log.warn({ err }, 'MCP transport error');

@@ -157,3 +157,20 @@ test('the event store is bounded and replays only the stream asked for', async (
   await store.replayEventsAfter(ids[0]!, { send: async (_id, m) => void none.push((m as { method: string }).method) });
   expect(none).toEqual([]); // evicted: nothing to replay
 });
+
+test('the event store is bounded by the JSON size of its events too, keeping the newest', async () => {
+  const message = (i: number, chars: number) => ({ jsonrpc: '2.0' as const, method: `m${i}`, params: { pad: 'x'.repeat(chars) } });
+  const one = JSON.stringify(message(0, 100)).length;
+  const store = new BoundedEventStore(1000, one * 3);
+  const ids: string[] = [];
+  for (let i = 0; i < 5; i++) ids.push(await store.storeEvent('a', message(i, 100)));
+  expect(store.size).toBe(3);
+  expect(store.bytes).toBe(one * 3);
+  const got: unknown[] = [];
+  await store.replayEventsAfter(ids[2]!, { send: async (_id, m) => void got.push(m) });
+  // Replayed as sent (kept as JSON text, parsed back).
+  expect(got).toEqual([message(3, 100), message(4, 100)]);
+  // An event larger than the whole bound is still kept, alone.
+  await store.storeEvent('a', message(5, one * 4));
+  expect(store.size).toBe(1);
+});
