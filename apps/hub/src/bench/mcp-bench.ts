@@ -311,6 +311,16 @@ async function child(what: string, arg: string | undefined): Promise<void> {
     process.stdout.write(`LISTENING ${worker.address}\n`);
   } else if (what === 'hub') {
     const hub = await buildHub(validateConfig({ ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, workers: [arg!] }), { logger: false });
+    // A trivial tool through the extension API: the hub's HTTP and MCP layers without a worker call.
+    hub.app.mcp.registerTool({
+      name: 'hub_ping',
+      title: 'Ping',
+      description: 'Answers pong (bench only).',
+      inputSchema: { type: 'object', properties: {}, additionalProperties: false },
+      outputSchema: { type: 'object', properties: { pong: { type: 'boolean' } }, required: ['pong'], additionalProperties: false },
+      annotations: { readOnlyHint: true },
+      handler: async () => ({ structured: { pong: true }, text: 'pong' }),
+    });
     await hub.app.listen({ host: '127.0.0.1', port: 0 });
     closers.push(() => hub.app.close());
     process.stdout.write(`LISTENING http://127.0.0.1:${(hub.app.server.address() as { port: number }).port}/mcp\n`);
@@ -377,12 +387,13 @@ async function main(): Promise<void> {
   const runs: { server: string; url: string; roles: string[]; call: Call }[] = [
     { server: 'bare SDK server', url: bareUrl, roles: ['client', 'bare'], call: { name: 'ping_tool', arguments: {}, check: (r) => { if (r.isError) throw new Error('bare tool failed'); } } },
     { server: 'bare SDK server', url: bareUrl, roles: ['client', 'bare'], call: { name: 'page_tool', arguments: {}, check: pageOf('calls') } },
+    { server: 'hub', url: hubUrl, roles: ['client', 'hub'], call: { name: 'hub_ping', arguments: {}, check: (r) => { if (r.isError) throw new Error('hub_ping failed'); } } },
     { server: 'hub + worker', url: hubUrl, roles: ['client', 'hub', 'worker'], call: { name: 'list_api_calls', arguments: { limit: PAGE }, check: pageOf('calls') } },
     { server: 'hub + worker', url: hubUrl, roles: ['client', 'hub', 'worker'], call: { name: 'list_l4_flows', arguments: { limit: PAGE }, check: pageOf('flows') } },
   ];
   const rows: Row[] = [];
   try {
-    for (const run of runs.filter((r, i) => i < 2 || ONLY.length === 0 || ONLY.includes(r.call.name))) {
+    for (const run of runs.filter((r, i) => i < 3 || ONLY.length === 0 || ONLY.includes(r.call.name))) {
       const lat = await latency(run.url, run.call);
       const { rate, cpu } = await throughput(run.url, run.call, run.roles);
       rows.push({ server: run.server, tool: run.call.name, p50_ms: +lat.p50.toFixed(3), p99_ms: +lat.p99.toFixed(3), mean_ms: +lat.mean.toFixed(3), calls_per_s: Math.round(rate), cpu_ms_per_call: cpu });
@@ -413,7 +424,8 @@ async function main(): Promise<void> {
   );
   const bareRate = rows[0]!.calls_per_s;
   const sameAnswerRate = rows[1]!.calls_per_s;
-  const targets = rows.slice(2).map((r) => {
+  const hubPing = rows[2]!;
+  const targets = rows.slice(3).map((r) => {
     const latencyMet = r.p50_ms < P50_TARGET_MS;
     const rateMet = r.calls_per_s >= RATE_TARGET * bareRate;
     return { tool: r.tool, p50_met: latencyMet, rate_met: rateMet, rate_ratio: +(r.calls_per_s / bareRate).toFixed(3), ratio_to_same_answer: +(r.calls_per_s / sameAnswerRate).toFixed(3) };
@@ -424,6 +436,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${t.tool}: p50 < ${P50_TARGET_MS} ms for a page of ${PAGE}: ${t.p50_met ? 'MET' : 'NOT MET'} (${fmt(r.p50_ms)} ms); `);
     process.stdout.write(`>= ${RATE_TARGET}x the bare server's calls/s: ${t.rate_met ? 'MET' : 'NOT MET'} (${fmtInt(r.calls_per_s)} vs ${fmtInt(bareRate)}, ${t.rate_ratio}x)\n`);
   }
+  process.stdout.write(`context: the hub answering a trivial tool of its own (hub_ping, no worker call) makes ${fmtInt(hubPing.calls_per_s)} calls/s, ${(hubPing.calls_per_s / bareRate).toFixed(3)}x of the bare server's ping_tool\n`);
   process.stdout.write(`context: the bare server sending a recorded list_api_calls page (same bytes, none of the hub's work) makes ${fmtInt(sameAnswerRate)} calls/s, ${(sameAnswerRate / bareRate).toFixed(3)}x of ping_tool\n`);
   process.stdout.write(
     `BENCH_MCP ${JSON.stringify({ entries: ENTRIES + 1, flows: FLOWS, page: PAGE, returned: Object.fromEntries(returned), calls: CALLS, clients: CLIENTS, seconds: SECONDS, node: process.version, rows, targets })}\n`,
