@@ -85,13 +85,6 @@ export function pageFlows(table: FlowTable, filter: FlowFilter, order: FlowOrder
     const all = orderFlows(selectFlows(table, filter), order);
     return { flows: all.slice(offset, offset + limit), total: all.length };
   }
-  const rows: number[] = [];
-  for (let i = 0; i < table.size; i++) {
-    if (filter.protocol && table.protocolOf(i) !== filter.protocol) continue;
-    if (filter.sinceUs && table.lastSeenUs(i) < filter.sinceUs) continue;
-    if (filter.untilUs && table.firstSeenUs(i) > filter.untilUs) continue;
-    rows.push(i);
-  }
   const key =
     order === 'bytes'
       ? (i: number): number => -table.bytesOf(i)
@@ -100,55 +93,93 @@ export function pageFlows(table: FlowTable, filter: FlowFilter, order: FlowOrder
         : order === 'recent'
           ? (i: number): number => -table.lastSeenUs(i)
           : (i: number): number => table.firstSeenUs(i);
-  const keys = new Float64Array(table.size);
-  for (const i of rows) keys[i] = key(i);
-  // Ties go by id (first appearance), so the order is total and pages never overlap.
-  const cmp = (a: number, b: number): number => keys[a]! - keys[b]! || table.idOf(a) - table.idOf(b);
+  // One pass over the columns: count the matches and keep the k best in a bounded max-heap
+  // (worst at the root) of (key, id, row). Ties go by id (first appearance), so the order is
+  // total and pages never overlap.
   const k = offset + limit;
-  if (k * 4 >= rows.length) {
-    rows.sort(cmp);
-    return { flows: rows.slice(offset, offset + limit).map((i) => table.get(i)), total: rows.length };
+  const heap = new TopK(Math.min(k, table.size));
+  let total = 0;
+  for (let i = 0; i < table.size; i++) {
+    if (filter.protocol && table.protocolOf(i) !== filter.protocol) continue;
+    if (filter.sinceUs && table.lastSeenUs(i) < filter.sinceUs) continue;
+    if (filter.untilUs && table.firstSeenUs(i) > filter.untilUs) continue;
+    total++;
+    heap.offer(key(i), table.idOf(i), i);
   }
-  // A first page of a long list: the k best rows by a bounded heap (n log k), then sorted.
-  const best = topK(rows, k, cmp);
-  return { flows: best.slice(offset, offset + limit).map((i) => table.get(i)), total: rows.length };
+  return { flows: heap.sorted().slice(offset, offset + limit).map((i) => table.get(i)), total };
 }
 
-/** The `k` smallest of `rows` by `cmp`, sorted: a max-heap of the best so far, its worst at the root. */
-function topK(rows: readonly number[], k: number, cmp: (a: number, b: number) => number): number[] {
-  const heap = new Int32Array(k);
-  let size = 0;
-  const down = (at: number): void => {
-    for (;;) {
-      const l = 2 * at + 1;
-      if (l >= size) return;
-      const r = l + 1;
-      const worst = r < size && cmp(heap[r]!, heap[l]!) > 0 ? r : l;
-      if (cmp(heap[worst]!, heap[at]!) <= 0) return;
-      const t = heap[at]!;
-      heap[at] = heap[worst]!;
-      heap[worst] = t;
-      at = worst;
-    }
-  };
-  for (const row of rows) {
-    if (size < k) {
-      let at = size++;
-      heap[at] = row;
+/** The `capacity` smallest (key, id) pairs offered, with the row each came with. */
+class TopK {
+  private readonly keys: Float64Array;
+  private readonly ids: Float64Array;
+  private readonly rows: Int32Array;
+  private size = 0;
+
+  constructor(private readonly capacity: number) {
+    this.keys = new Float64Array(capacity);
+    this.ids = new Float64Array(capacity);
+    this.rows = new Int32Array(capacity);
+  }
+
+  /** Whether slot a orders after slot b. */
+  private after(a: number, b: number): boolean {
+    const ka = this.keys[a]!;
+    const kb = this.keys[b]!;
+    return ka > kb || (ka === kb && this.ids[a]! > this.ids[b]!);
+  }
+
+  private swap(a: number, b: number): void {
+    const { keys, ids, rows } = this;
+    const k = keys[a]!;
+    keys[a] = keys[b]!;
+    keys[b] = k;
+    const d = ids[a]!;
+    ids[a] = ids[b]!;
+    ids[b] = d;
+    const r = rows[a]!;
+    rows[a] = rows[b]!;
+    rows[b] = r;
+  }
+
+  offer(key: number, id: number, row: number): void {
+    if (this.capacity === 0) return;
+    if (this.size < this.capacity) {
+      let at = this.size++;
+      this.keys[at] = key;
+      this.ids[at] = id;
+      this.rows[at] = row;
       while (at > 0) {
         const up = (at - 1) >> 1;
-        if (cmp(heap[at]!, heap[up]!) <= 0) break;
-        const t = heap[at]!;
-        heap[at] = heap[up]!;
-        heap[up] = t;
+        if (!this.after(at, up)) break;
+        this.swap(at, up);
         at = up;
       }
-    } else if (cmp(row, heap[0]!) < 0) {
-      heap[0] = row;
-      down(0);
+      return;
+    }
+    const worstKey = this.keys[0]!;
+    if (key > worstKey || (key === worstKey && id > this.ids[0]!)) return;
+    this.keys[0] = key;
+    this.ids[0] = id;
+    this.rows[0] = row;
+    let at = 0;
+    for (;;) {
+      const l = 2 * at + 1;
+      if (l >= this.size) return;
+      const r = l + 1;
+      const worst = r < this.size && this.after(r, l) ? r : l;
+      if (!this.after(worst, at)) return;
+      this.swap(worst, at);
+      at = worst;
     }
   }
-  return Array.from(heap.subarray(0, size)).sort(cmp);
+
+  /** The rows kept, best first. */
+  sorted(): number[] {
+    const slots = Array.from({ length: this.size }, (_, i) => i);
+    slots.sort((a, b) => this.keys[a]! - this.keys[b]! || this.ids[a]! - this.ids[b]!);
+    return slots.map((s) => this.rows[s]!);
+  }
 }
 
 /** Sorts flows in place; ties fall back to table order so results are deterministic. */
