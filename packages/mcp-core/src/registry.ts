@@ -178,10 +178,13 @@ export class ToolRegistry {
     } catch (err) {
       throw new ToolDefinitionError(`KFL policy: ${(err as Error).message}`);
     }
-    // Arguments get their defaults filled in; results are only checked (a result is measured and
-    // serialized before it is validated, so validation must not change it).
+    // Arguments get their defaults filled in, and every error is reported (a model fixes them all
+    // at once). Results are only checked (a result is measured and serialized before it is
+    // validated, so validation must not change it), and a result that fails is our bug: the first
+    // error says enough. Stopping there matters for the cost of every call: with allErrors the
+    // validator of a page of 50 flows took 107 us, without it 22 us.
     this.ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true, useDefaults: true });
-    this.outputAjv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: true });
+    this.outputAjv = new Ajv({ strict: true, allowUnionTypes: true });
     for (const ajv of [this.ajv, this.outputAjv]) {
       ajv.addFormat('ip', { type: 'string', validate: (s: string) => isIP(s) !== 0 });
       // RFC 3339 date-times with an explicit zone: "14:15" in an unknown zone is a guess, and

@@ -101,6 +101,19 @@ describe('ToolRegistry', () => {
   });
 
   describe('call', () => {
+    it('sends no result that breaks its own output schema: an error naming the first problem instead', async () => {
+      registry.register(
+        tool({
+          outputSchema: { type: 'object', properties: { rows: { type: 'array', items: { type: 'object', properties: { n: { type: 'integer' } }, required: ['n'], additionalProperties: false } } }, required: ['rows'] },
+          handler: async () => ({ structured: { rows: [{ n: 1 }, { n: 'two' }, { m: 3 }] }, text: 'rows' }),
+        }),
+      );
+      const result = await registry.call('echo', {}, ctx);
+      expect(result.isError).toBe(true);
+      expect(result.structuredContent).toBeUndefined();
+      expect(textOf(result)).toMatch(/^echo failed \[internal\]: result does not match the output schema: .*rows\.1\.n.*integer/);
+    });
+
     beforeEach(() => registry.register(listL4Flows));
 
     it('throws UnknownToolError for a tool that is not registered', async () => {
