@@ -4,7 +4,7 @@ import { flowGroupView, flowSummaryView, flowView, type FlowGroupView, type Flow
 import { resultChars, type ToolDefinition, type ToolOutput } from '../registry';
 import { FLOW_AGGREGATES, type FlowAggregate, type FlowOrder, type FlowQuery, type L4Protocol } from '../traffic-source';
 import { fitRows, nodesLine, timeWindow, type TimeArgs } from './common';
-import { cursorArg, flowGroupSchema, flowSchema, kflArg, limitArg, nodesSchema, pagingFields, summarySchema, timeArg } from './schemas';
+import { cursorArg, flowRowDefs, kflArg, limitArg, nodesSchema, pagingFields, summarySchema, timeArg } from './schemas';
 
 export { timeWindow };
 
@@ -187,9 +187,10 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
   },
   outputSchema: {
     type: 'object',
+    $defs: flowRowDefs,
     properties: {
-      flows: { type: 'array', items: flowSchema },
-      groups: { type: 'array', items: flowGroupSchema },
+      flows: { type: 'array', items: { $ref: '#/$defs/flow' } },
+      groups: { type: 'array', items: { $ref: '#/$defs/flow_group' } },
       total: { type: 'integer', minimum: 0, description: 'Matching flows or groups, over all pages.' },
       offset: { type: 'integer', minimum: 0, description: 'Position of the first row of this page among all matches.' },
       ...pagingFields,

@@ -142,6 +142,20 @@ export const flowGroupSchema = {
   additionalProperties: false,
 };
 
+/**
+ * Flow rows for a page of flows or groups, as `$defs` referenced with `$ref`. The rows inline
+ * the same direction and TCP-health schemas four times over; inlined, a page's validator is
+ * ~140 KB of generated code, past what V8 optimizes: the SDK client's Ajv (allErrors) took
+ * ~90 us to check a page of 50 flows, ~17 us with these as separate functions.
+ */
+const DIRECTION_REF = { $ref: '#/$defs/direction' };
+export const flowRowDefs = {
+  tcp_health: tcpHealthSchema,
+  direction: { ...ratedDirectionSchema, properties: { ...ratedDirectionSchema.properties, tcp: { $ref: '#/$defs/tcp_health' } } },
+  flow: { ...flowSchema, properties: { ...flowSchema.properties, client_to_server: DIRECTION_REF, server_to_client: DIRECTION_REF } },
+  flow_group: { ...flowGroupSchema, properties: { ...flowGroupSchema.properties, client_to_server: DIRECTION_REF, server_to_client: DIRECTION_REF } },
+};
+
 export const nodesSchema = {
   type: 'array',
   description: 'The nodes this answer covers, and any that were unavailable or failed.',
