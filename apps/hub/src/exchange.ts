@@ -20,6 +20,8 @@ interface Pending {
   reject: (err: Error) => void;
   deserialize: (bytes: Buffer) => unknown;
   timer: NodeJS.Timeout;
+  /** The gRPC stream the call went out on. */
+  stream: grpc.ClientDuplexStream<ExchangeRequest, ExchangeReply__Output>;
   signal?: AbortSignal;
   onAbort?: () => void;
 }
@@ -76,26 +78,28 @@ export class ExchangeStream {
       const id = this.nextId;
       this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
       const name = method.path.slice(method.path.lastIndexOf('/') + 1);
+      const stream = this.open();
       const p: Pending = {
+        stream,
         onMessage,
         resolve,
         reject,
         deserialize: method.responseDeserialize,
         timer: setTimeout(() => {
           this.settle(id, statusError(grpc.status.DEADLINE_EXCEEDED, 'Deadline exceeded'));
-          this.stream?.write({ id, cancel: true });
+          stream.write({ id, cancel: true });
         }, deadlineMs),
       };
       if (signal) {
         p.signal = signal;
         p.onAbort = () => {
           this.settle(id, statusError(grpc.status.CANCELLED, 'Cancelled on client'));
-          this.stream?.write({ id, cancel: true });
+          stream.write({ id, cancel: true });
         };
         signal.addEventListener('abort', p.onAbort, { once: true });
       }
       this.pending.set(id, p);
-      this.open().write({ id, method: name, request: bytes, timeout_ms: Math.max(1, Math.ceil(deadlineMs)) });
+      stream.write({ id, method: name, request: bytes, timeout_ms: Math.max(1, Math.ceil(deadlineMs)) });
     });
   }
 
@@ -116,16 +120,16 @@ export class ExchangeStream {
       if (this.stream === stream) this.stream = undefined;
       if (err.code === grpc.status.UNIMPLEMENTED && /Exchange/i.test(err.details ?? '')) {
         this.unsupported = true;
-        this.fail(new ExchangeUnsupported(err.details));
+        this.fail(new ExchangeUnsupported(err.details), stream);
         return;
       }
       // The stream's status is every call's: the worker went away (it cancels the stream when it
       // shuts down) or the connection failed. Not a cancellation of the calls themselves.
-      this.fail(err.code === grpc.status.CANCELLED && !this.closed ? statusError(grpc.status.UNAVAILABLE, `the worker closed the connection (${err.details})`) : err);
+      this.fail(err.code === grpc.status.CANCELLED && !this.closed ? statusError(grpc.status.UNAVAILABLE, `the worker closed the connection (${err.details})`) : err, stream);
     });
     stream.on('end', () => {
       if (this.stream === stream) this.stream = undefined;
-      this.fail(statusError(grpc.status.UNAVAILABLE, 'the worker ended the Exchange stream'));
+      this.fail(statusError(grpc.status.UNAVAILABLE, 'the worker ended the Exchange stream'), stream);
     });
     return stream;
   }
@@ -139,7 +143,7 @@ export class ExchangeStream {
         message = p.deserialize(r.response);
       } catch (err) {
         this.settle(r.id, statusError(grpc.status.INTERNAL, `response deserialization failure: ${(err as Error).message}`));
-        this.stream?.write({ id: r.id, cancel: true });
+        p.stream.write({ id: r.id, cancel: true });
         return;
       }
       p.onMessage(message);
@@ -157,7 +161,8 @@ export class ExchangeStream {
     else p.resolve();
   }
 
-  private fail(err: Error): void {
-    for (const id of [...this.pending.keys()]) this.settle(id, err);
+  /** Fails the calls in flight (on `stream` only, when given). */
+  private fail(err: Error, stream?: Pending['stream']): void {
+    for (const [id, p] of [...this.pending]) if (!stream || p.stream === stream) this.settle(id, err);
   }
 }

@@ -130,8 +130,6 @@ export function explainTransportError(raw: string): string {
   return raw;
 }
 
-/** Trailing metadata key in which a worker names the request field an error refers to. */
-
 /** How the hub sees one worker: reachable, unreachable, or failing in some other way. */
 export type WorkerStateName = 'connected' | 'unavailable' | 'error';
 
@@ -524,33 +522,44 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
    * Calls one unary method with a deadline, cancellation and error translation: over the
    * worker's Exchange stream when it can take the call, else as a call of its own.
    */
-  private unary<Req, Res>(
+  private async unary<Req, Res>(
     worker: WorkerConnection,
     method: (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall,
     req: Req,
     signal?: AbortSignal,
     deadlineMs = this.deadlineMs,
   ): Promise<Res> {
-    const settle = (err: unknown, res: Res | undefined): Res => {
-      if (err || res === undefined) {
-        const e = err instanceof TrafficSourceError ? err : toSourceError(err ?? new Error('empty response'), worker);
-        this.mark(worker, e);
-        throw e;
-      }
-      this.mark(worker);
-      return res;
-    };
+    let res: Res;
+    try {
+      res = await this.oneUnary(worker, method, req, signal, deadlineMs);
+    } catch (err) {
+      const e = err instanceof TrafficSourceError ? err : toSourceError(err, worker);
+      this.mark(worker, e);
+      throw e;
+    }
+    this.mark(worker);
+    return res;
+  }
+
+  /** The call over Exchange when the worker's stream can take it, else on its own; rejects with the grpc-js error. */
+  private async oneUnary<Req, Res>(
+    worker: WorkerConnection,
+    method: (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall,
+    req: Req,
+    signal: AbortSignal | undefined,
+    deadlineMs: number,
+  ): Promise<Res> {
     if (worker.exchange.available) {
       let res: Res | undefined;
-      return worker.exchange.call(method as unknown as ExchangeMethod, req, deadlineMs, (m) => (res = m as Res), signal).then(
-        () => settle(null, res),
-        (err: unknown) => (err instanceof ExchangeUnsupported ? this.separateUnary(worker, method, req, signal, deadlineMs).then((r) => settle(null, r), (e: unknown) => settle(e, undefined)) : settle(err, undefined)),
-      );
+      try {
+        await worker.exchange.call(method as unknown as ExchangeMethod, req, deadlineMs, (m) => (res = m as Res), signal);
+        if (res === undefined) throw new Error('empty response');
+        return res;
+      } catch (err) {
+        if (!(err instanceof ExchangeUnsupported)) throw err;
+      }
     }
-    return this.separateUnary(worker, method, req, signal, deadlineMs).then(
-      (r) => settle(null, r),
-      (e: unknown) => settle(e, undefined),
-    );
+    return this.separateUnary(worker, method, req, signal, deadlineMs);
   }
 
   /** A unary call of its own: resolves with the response or rejects with the grpc-js error. */
