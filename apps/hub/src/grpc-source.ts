@@ -529,9 +529,14 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     signal?: AbortSignal,
     deadlineMs = this.deadlineMs,
   ): Promise<Res> {
-    let res: Res;
+    return this.recorded(worker, () => this.oneUnary(worker, method, req, signal, deadlineMs));
+  }
+
+  /** Runs calls to a worker: their outcome goes into its state, their errors become TrafficSource errors. */
+  private async recorded<T>(worker: WorkerConnection, run: () => Promise<T>): Promise<T> {
+    let res: T;
     try {
-      res = await this.oneUnary(worker, method, req, signal, deadlineMs);
+      res = await run();
     } catch (err) {
       const e = err instanceof TrafficSourceError ? err : toSourceError(err, worker);
       this.mark(worker, e);
@@ -1235,7 +1240,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       }
       for (let i = 0; i < entries.length; i++) frames.push({ entry: entries[i]!, cursor: cursors[i]! } as EntryFrame);
     };
-    try {
+    return this.recorded(w, async () => {
       if (signal.aborted) throw cancelled();
       // Pages with bodies (full) can be megabytes: they get a call of their own rather than
       // hold up the other calls sharing the Exchange stream.
@@ -1250,13 +1255,8 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       }
       if (separate) await this.separateEntries(w, request, signal, onFrame, () => bad !== undefined);
       if (bad) throw bad;
-    } catch (err) {
-      const e = err instanceof TrafficSourceError ? err : toSourceError(err, w);
-      this.mark(w, e);
-      throw e;
-    }
-    this.mark(w);
-    return frames;
+      return frames;
+    });
   }
 
   /** A StreamEntries call of its own, its frames to `onFrame`; `stop` ends it early. */
