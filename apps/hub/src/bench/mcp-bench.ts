@@ -42,7 +42,9 @@ const ENTRIES = Number(process.env.MCP_BENCH_ENTRIES ?? 1_000_000);
 const FLOWS = Number(process.env.MCP_BENCH_FLOWS ?? 10_000);
 const CALLS = Number(process.env.MCP_BENCH_CALLS ?? 2_000);
 const CLIENTS = Number(process.env.MCP_BENCH_CLIENTS ?? 8);
-const SECONDS = Number(process.env.MCP_BENCH_SECONDS ?? 3);
+const SECONDS = Number(process.env.MCP_BENCH_SECONDS ?? 6);
+/** Throughput rounds: each row runs SECONDS / ROUNDS at a time, the rows taking turns. */
+const ROUNDS = Math.max(1, Number(process.env.MCP_BENCH_ROUNDS ?? 3));
 /** Comma-separated tools to measure besides the bare server (default both); for profiling one of them. */
 const ONLY = (process.env.MCP_BENCH_TOOLS ?? '').split(',').filter(Boolean);
 const PAGE = 50;
@@ -223,14 +225,21 @@ const processes = new Map<string, number | 'self'>([['client', 'self']]);
 type CpuPerCall = Record<string, number | null>;
 
 /** `CLIENTS` sessions calling back to back for `SECONDS`: calls per second over all of them, and CPU ms per call of each process. */
-async function throughput(url: string, call: Call, roles: string[]): Promise<{ rate: number; cpu: CpuPerCall }> {
+/** One throughput slice: calls made, seconds taken, CPU ms each process spent (null where unknown). */
+interface Slice {
+  done: number;
+  elapsed: number;
+  cpu: Record<string, number | null>;
+}
+
+async function throughput(url: string, call: Call, roles: string[], seconds: number): Promise<Slice> {
   const clients = await Promise.all(Array.from({ length: CLIENTS }, () => connect(url)));
   try {
     for (const c of clients) await callOnce(c, call);
     let done = 0;
     const cpu0 = roles.map((r) => cpuMs(processes.get(r)!));
     const start = performance.now();
-    const deadline = start + SECONDS * 1000;
+    const deadline = start + seconds * 1000;
     await Promise.all(
       clients.map(async (c) => {
         while (performance.now() < deadline) {
@@ -240,16 +249,28 @@ async function throughput(url: string, call: Call, roles: string[]): Promise<{ r
       }),
     );
     const elapsed = (performance.now() - start) / 1000;
-    const cpu: CpuPerCall = {};
+    const cpu: Record<string, number | null> = {};
     roles.forEach((r, i) => {
       const a = cpu0[i];
       const b = cpuMs(processes.get(r)!);
-      cpu[r] = a === null || a === undefined || b === null ? null : +((b - a) / done).toFixed(3);
+      cpu[r] = a === null || a === undefined || b === null ? null : b - a;
     });
-    return { rate: done / elapsed, cpu };
+    return { done, elapsed, cpu };
   } finally {
     await Promise.all(clients.map((c) => c.close()));
   }
+}
+
+/** Slices of one row added up: calls per second and CPU ms per call of each process. */
+function sumSlices(slices: Slice[]): { rate: number; cpu: CpuPerCall } {
+  const done = slices.reduce((n, x) => n + x.done, 0);
+  const elapsed = slices.reduce((n, x) => n + x.elapsed, 0);
+  const cpu: CpuPerCall = {};
+  for (const role of Object.keys(slices[0]!.cpu)) {
+    const parts = slices.map((x) => x.cpu[role]);
+    cpu[role] = parts.some((v) => v === null || v === undefined) ? null : +((parts as number[]).reduce((a, b) => a + b, 0) / done).toFixed(3);
+  }
+  return { rate: done / elapsed, cpu };
 }
 
 /** Items per page the hub actually returned, per tool output key. */
@@ -393,18 +414,27 @@ async function main(): Promise<void> {
   ];
   const rows: Row[] = [];
   try {
-    for (const run of runs.filter((r, i) => i < 3 || ONLY.length === 0 || ONLY.includes(r.call.name))) {
-      const lat = await latency(run.url, run.call);
-      const { rate, cpu } = await throughput(run.url, run.call, run.roles);
-      rows.push({ server: run.server, tool: run.call.name, p50_ms: +lat.p50.toFixed(3), p99_ms: +lat.p99.toFixed(3), mean_ms: +lat.mean.toFixed(3), calls_per_s: Math.round(rate), cpu_ms_per_call: cpu });
+    const chosen = runs.filter((r, i) => i < 3 || ONLY.length === 0 || ONLY.includes(r.call.name));
+    const latencies: Awaited<ReturnType<typeof latency>>[] = [];
+    for (const run of chosen) latencies.push(await latency(run.url, run.call));
+    // Throughput in rounds, every row once a round, so that a change in the machine's other load
+    // falls on all rows alike instead of on whichever ran during it.
+    const slices: Slice[][] = chosen.map(() => []);
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const [i, run] of chosen.entries()) slices[i]!.push(await throughput(run.url, run.call, run.roles, SECONDS / ROUNDS));
     }
+    chosen.forEach((run, i) => {
+      const lat = latencies[i]!;
+      const { rate, cpu } = sumSlices(slices[i]!);
+      rows.push({ server: run.server, tool: run.call.name, p50_ms: +lat.p50.toFixed(3), p99_ms: +lat.p99.toFixed(3), mean_ms: +lat.mean.toFixed(3), calls_per_s: Math.round(rate), cpu_ms_per_call: cpu });
+    });
   } finally {
     await Promise.all(servers.map(stop));
   }
 
   const perPage = `list_api_calls returned ${returned.get('calls') ?? 0} calls a page, list_l4_flows ${returned.get('flows') ?? 0} flows a page (the rest cut by the hub's size budget, truncated: true)`;
   process.stdout.write(
-    `${perPage}\n${fmtInt(ENTRIES)} (+1) API calls and ${fmtInt(FLOWS)} flows stored; pages of ${PAGE}; latency over ${fmtInt(CALLS)} sequential calls, throughput with ${CLIENTS} concurrent clients for ${SECONDS} s\n\n`,
+    `${perPage}\n${fmtInt(ENTRIES)} (+1) API calls and ${fmtInt(FLOWS)} flows stored; pages of ${PAGE}; latency over ${fmtInt(CALLS)} sequential calls, throughput with ${CLIENTS} concurrent clients for ${SECONDS} s a row, in ${ROUNDS} rounds taking turns\n\n`,
   );
   process.stdout.write(
     table(
