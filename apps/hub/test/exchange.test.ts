@@ -4,6 +4,7 @@ import { capturePath } from '@kubeshark-mcp/testkit';
 import { ERROR_CODES, TrafficSourceError } from '@kubeshark-mcp/mcp-core';
 import { WorkerEngine, exchangeHandler, workerHandlers, type ExchangeHandler } from '@kubeshark-mcp/worker';
 import { GrpcTrafficSource } from '../src';
+import { EXCHANGE_IN_FLIGHT } from '../src/exchange';
 
 /**
  * The hub's calls to a worker go over the worker's Exchange stream (many calls, one gRPC
@@ -111,6 +112,19 @@ test('the hub makes its calls over one Exchange stream, with the answers separat
   expect(old.streams).toBe(0);
   expect(old.separate.get('StreamEntries')).toBe(2);
   expect([...old.exchanged.keys()]).toEqual([]);
+});
+
+test('beyond the calls one stream may carry at once, the hub makes calls of their own', async () => {
+  const current = await serve({ exchange: true });
+  const s = source(current.address);
+  await s.listApiCalls({ limit: 1 }, ctx()); // learns the node name and opens the stream
+  // All 100 reach the stream before any answer is back: 64 go on it (EXCHANGE_IN_FLIGHT), the rest on their own.
+  const pages = await Promise.all(Array.from({ length: 100 }, (_, i) => s.listApiCalls({ limit: 1 + (i % 7) }, ctx())));
+  pages.forEach((p, i) => expect(p.calls).toHaveLength(1 + (i % 7)));
+  expect(EXCHANGE_IN_FLIGHT).toBe(64);
+  expect(current.exchanged.get('StreamEntries')).toBe(1 + 64);
+  expect(current.separate.get('StreamEntries')).toBe(36);
+  expect(current.streams).toBe(1);
 });
 
 test('a call that outlives its deadline fails alone and is cancelled on the worker; the stream goes on', async () => {
