@@ -1,4 +1,4 @@
-import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv-provider.js';
 import { TOOL_CATALOGUE, ToolRegistry, listL4Flows } from '../src/index';
 import { MemorySource, ipPairGroup, tcpFlow, udpFlow } from './memory-source';
 
