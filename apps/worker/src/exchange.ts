@@ -34,14 +34,22 @@ export function exchangeHandler(definition: grpc.ServiceDefinition, handlers: Re
     let halfClosed = false;
 
     const send = (reply: ExchangeReply): boolean => (closed ? false : stream.write(reply));
-    const finish = (id: number, status?: Partial<grpc.StatusObject>): void => {
+    /** Ends call `id` with its status (OK when none), carrying a unary method's response if given. */
+    const finish = (id: number, status?: Partial<grpc.StatusObject>, response?: Buffer): void => {
       const r = running.get(id);
       if (!r) return;
       running.delete(id);
       if (r.timer) clearTimeout(r.timer);
       const code = status?.code ?? grpc.status.OK;
       const argument = status?.metadata?.get(ARGUMENT_METADATA_KEY)[0];
-      send({ id, end: true, code, details: code === grpc.status.OK ? '' : (status?.details ?? ''), argument: argument ? String(argument) : '' });
+      send({
+        id,
+        ...(response ? { response, has_response: true } : {}),
+        end: true,
+        code,
+        details: code === grpc.status.OK ? '' : (status?.details ?? ''),
+        argument: argument ? String(argument) : '',
+      });
       if (halfClosed && running.size === 0) stream.end();
     };
     const refuse = (id: number, code: grpc.status, details: string): void => {
@@ -113,10 +121,7 @@ export function exchangeHandler(definition: grpc.ServiceDefinition, handlers: Re
             } catch (e) {
               return finish(id, { code: grpc.status.INTERNAL, details: `the ${req.method} response did not encode: ${(e as Error).message}` });
             }
-            running.delete(id);
-            if (r.timer) clearTimeout(r.timer);
-            send({ id, response, has_response: true, end: true, code: grpc.status.OK });
-            if (halfClosed && running.size === 0) stream.end();
+            finish(id, undefined, response);
           });
         }
       } catch (err) {
