@@ -3,8 +3,8 @@ import { Resolver } from 'node:dns/promises';
 /**
  * Where the hub learns its workers' addresses. A discovery source tells a sink which addresses
  * appeared and which went away; the sink (the worker pool) keeps one gRPC channel per address.
- * Static lists and DNS live here; another source (Kubernetes EndpointSlices, say) only has to
- * implement this interface.
+ * Static lists and DNS live here; a source that is asked for the whole set from time to time
+ * (DNS, Kubernetes EndpointSlices) extends PollingDiscovery and only says how to ask.
  */
 export interface WorkerSink {
   /** A worker at `address` (host:port) exists; adding one already known does nothing. */
@@ -38,24 +38,90 @@ export class StaticDiscovery implements WorkerDiscovery {
   stop(): void {}
 }
 
+/** What every polling discovery reports to besides the sink. */
+export interface PollingOptions {
+  /** How often the source is asked again. */
+  intervalMs: number;
+  /** Called when a lookup fails; the known workers are kept meanwhile. */
+  onError?: (err: Error) => void;
+  /** Called after each lookup with the addresses it found. */
+  onResolved?: (addresses: string[]) => void;
+}
+
+/**
+ * A discovery that asks its source for the whole address set every `intervalMs` and adds or
+ * removes workers as the set changes. A failed lookup changes nothing: only an answer removes
+ * workers, so a hiccup of the source never drops every channel.
+ */
+export abstract class PollingDiscovery implements WorkerDiscovery {
+  abstract readonly description: string;
+  private timer: NodeJS.Timeout | undefined;
+  private known = new Set<string>();
+  private running = false;
+  private inFlight: Promise<void> | undefined;
+  private first: Promise<void> | undefined;
+
+  constructor(private readonly polling: PollingOptions) {}
+
+  /** The addresses (host:port) the source names now; throws when it cannot tell. */
+  protected abstract lookup(): Promise<string[]>;
+
+  start(sink: WorkerSink): void {
+    this.running = true;
+    const tick = (): void => {
+      this.inFlight = this.refresh(sink).finally(() => {
+        this.inFlight = undefined;
+        if (this.running) this.timer = setTimeout(tick, this.polling.intervalMs);
+      });
+      this.first ??= this.inFlight;
+    };
+    tick();
+  }
+
+  async ready(): Promise<void> {
+    await this.first;
+  }
+
+  /** Looks up once now and applies the answer (while started); for tests and for start. */
+  async refresh(sink: WorkerSink): Promise<void> {
+    let addresses: string[];
+    try {
+      addresses = await this.lookup();
+    } catch (err) {
+      this.polling.onError?.(err as Error);
+      return;
+    }
+    if (!this.running) return;
+    const next = new Set(addresses);
+    for (const a of this.known) if (!next.has(a)) sink.remove(a);
+    for (const a of next) if (!this.known.has(a)) sink.add(a);
+    this.known = next;
+    this.polling.onResolved?.([...next]);
+  }
+
+  /** Resolves when the lookup under way, if any, is done. */
+  async settled(): Promise<void> {
+    await this.inFlight;
+  }
+
+  stop(): void {
+    this.running = false;
+    clearTimeout(this.timer);
+  }
+}
+
 /** The part of `dns.promises.Resolver` DNS discovery uses; tests inject their own. */
 export interface AddressResolver {
   resolve4(name: string): Promise<string[]>;
   resolve6(name: string): Promise<string[]>;
 }
 
-export interface DnsDiscoveryOptions {
+export interface DnsDiscoveryOptions extends PollingOptions {
   /** The headless Service's DNS name. */
   name: string;
   /** The workers' gRPC port. */
   port: number;
-  /** How often the name is resolved again. */
-  intervalMs: number;
   resolver?: AddressResolver;
-  /** Called when a resolution fails; the known workers are kept meanwhile. */
-  onError?: (err: Error) => void;
-  /** Called after each resolution with the addresses it found. */
-  onResolved?: (addresses: string[]) => void;
 }
 
 /** DNS codes that mean "the name has no records of this type", not "DNS failed". */
@@ -67,39 +133,18 @@ const NO_RECORDS = new Set(['ENODATA', 'ENOTFOUND']);
  * an answer removes workers, so a DNS hiccup never drops every channel. A name with no records
  * at all does remove them: the Service has no ready pods.
  */
-export class DnsDiscovery implements WorkerDiscovery {
+export class DnsDiscovery extends PollingDiscovery {
   readonly description: string;
   private readonly resolver: AddressResolver;
-  private timer: NodeJS.Timeout | undefined;
-  private known = new Set<string>();
-  private running = false;
-  private inFlight: Promise<void> | undefined;
-  private first: Promise<void> | undefined;
 
   constructor(private readonly options: DnsDiscoveryOptions) {
+    super(options);
     this.resolver = options.resolver ?? new Resolver();
     this.description = `dns ${options.name}:${options.port} every ${options.intervalMs} ms`;
   }
 
-  start(sink: WorkerSink): void {
-    this.running = true;
-    const tick = (): void => {
-      this.inFlight = this.refresh(sink).finally(() => {
-        this.inFlight = undefined;
-        if (this.running) this.timer = setTimeout(tick, this.options.intervalMs);
-      });
-      this.first ??= this.inFlight;
-    };
-    tick();
-  }
-
-  async ready(): Promise<void> {
-    await this.first;
-  }
-
-  /** Resolves once now and applies the answer; for tests and for start. */
-  async refresh(sink: WorkerSink): Promise<void> {
-    const lookup = async (family: 4 | 6): Promise<string[]> => {
+  protected async lookup(): Promise<string[]> {
+    const resolve = async (family: 4 | 6): Promise<string[]> => {
       try {
         return await (family === 4 ? this.resolver.resolve4(this.options.name) : this.resolver.resolve6(this.options.name));
       } catch (err) {
@@ -107,29 +152,7 @@ export class DnsDiscovery implements WorkerDiscovery {
         throw err;
       }
     };
-    let addresses: string[];
-    try {
-      const [v4, v6] = await Promise.all([lookup(4), lookup(6)]);
-      addresses = [...v4.map((ip) => `${ip}:${this.options.port}`), ...v6.map((ip) => `[${ip}]:${this.options.port}`)];
-    } catch (err) {
-      this.options.onError?.(err as Error);
-      return;
-    }
-    if (!this.running) return;
-    const next = new Set(addresses);
-    for (const a of this.known) if (!next.has(a)) sink.remove(a);
-    for (const a of next) if (!this.known.has(a)) sink.add(a);
-    this.known = next;
-    this.options.onResolved?.([...next]);
-  }
-
-  /** Resolves when the lookup under way, if any, is done. */
-  async settled(): Promise<void> {
-    await this.inFlight;
-  }
-
-  stop(): void {
-    this.running = false;
-    clearTimeout(this.timer);
+    const [v4, v6] = await Promise.all([resolve(4), resolve(6)]);
+    return [...v4.map((ip) => `${ip}:${this.options.port}`), ...v6.map((ip) => `[${ip}]:${this.options.port}`)];
   }
 }

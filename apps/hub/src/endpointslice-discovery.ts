@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
-import type { WorkerDiscovery, WorkerSink } from './discovery';
+import { PollingDiscovery, type PollingOptions } from './discovery';
 
 /**
  * Workers from the EndpointSlices of their Kubernetes Service: every `intervalMs` the hub lists
@@ -20,20 +20,17 @@ import type { WorkerDiscovery, WorkerSink } from './discovery';
 
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
-export interface EndpointSliceDiscoveryOptions {
+export interface EndpointSliceDiscoveryOptions extends PollingOptions {
   namespace: string;
   service: string;
   /** The workers' gRPC port (a slice port named `grpc` wins when present). */
   port: number;
-  intervalMs: number;
   /** API server base URL; default: in-cluster from the environment. */
   apiUrl?: string;
   /** Bearer token file; default: the service account's. */
   tokenFile?: string;
   /** CA bundle file for https; default: the service account's (when it exists). */
   caFile?: string;
-  onError?: (err: Error) => void;
-  onResolved?: (addresses: string[]) => void;
 }
 
 interface SliceList {
@@ -44,15 +41,12 @@ interface SliceList {
   }[];
 }
 
-export class EndpointSliceDiscovery implements WorkerDiscovery {
+export class EndpointSliceDiscovery extends PollingDiscovery {
   readonly description: string;
-  private timer: NodeJS.Timeout | undefined;
-  private known = new Set<string>();
-  private running = false;
-  private first: Promise<void> | undefined;
   private readonly base: URL;
 
   constructor(private readonly options: EndpointSliceDiscoveryOptions) {
+    super(options);
     this.description = `endpointslices ${options.namespace}/${options.service}:${options.port} every ${options.intervalMs} ms`;
     const host = process.env.KUBERNETES_SERVICE_HOST;
     const port = process.env.KUBERNETES_SERVICE_PORT ?? '443';
@@ -61,41 +55,9 @@ export class EndpointSliceDiscovery implements WorkerDiscovery {
     this.base = new URL(url);
   }
 
-  start(sink: WorkerSink): void {
-    this.running = true;
-    const tick = (): void => {
-      const p = this.refresh(sink).finally(() => {
-        if (this.running) this.timer = setTimeout(tick, this.options.intervalMs);
-      });
-      this.first ??= p;
-    };
-    tick();
-  }
-
-  async ready(): Promise<void> {
-    await this.first;
-  }
-
-  stop(): void {
-    this.running = false;
-    clearTimeout(this.timer);
-  }
-
-  /** Lists once and applies the answer. */
-  async refresh(sink: WorkerSink): Promise<void> {
-    let addresses: string[];
-    try {
-      addresses = addressesOf(await this.list(), this.options.port);
-    } catch (err) {
-      this.options.onError?.(err as Error);
-      return;
-    }
-    if (!this.running) return;
-    const next = new Set(addresses);
-    for (const a of this.known) if (!next.has(a)) sink.remove(a);
-    for (const a of next) if (!this.known.has(a)) sink.add(a);
-    this.known = next;
-    this.options.onResolved?.([...next]);
+  /** One list of the Service's slices: its ready endpoints' addresses. */
+  protected async lookup(): Promise<string[]> {
+    return addressesOf(await this.list(), this.options.port);
   }
 
   private list(): Promise<SliceList> {
