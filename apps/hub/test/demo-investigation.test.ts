@@ -1,11 +1,11 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { capturePath, waitFor } from '@kubeshark-mcp/testkit';
+import { capturePath, startWorkerProcess, waitFor } from '@kubeshark-mcp/testkit';
 import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
 
 /**
@@ -17,7 +17,6 @@ import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
  */
 
 const WORKER_DIR = path.dirname(require.resolve('@kubeshark-mcp/worker/package.json'));
-const WORKER_CLI = path.join(WORKER_DIR, 'dist', 'cli.js');
 const CAPTURE = path.join(WORKER_DIR, 'demo', 'demo_shop-checkout.pcap.gz');
 const CLUSTER_MAP = path.join(WORKER_DIR, 'demo', 'shop-cluster-map.json');
 
@@ -79,23 +78,9 @@ let client: Client;
 const DATA_DIR = mkdtempSync(path.join(tmpdir(), 'hub-demo-'));
 
 beforeAll(async () => {
-  worker = spawn(process.execPath, [WORKER_CLI, 'serve', '--listen', '127.0.0.1:0', '--node', 'shop-node-a', '--data-dir', DATA_DIR, '--capture', CAPTURE, '--cluster-map', CLUSTER_MAP], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const address = await new Promise<string>((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`worker did not start: ${out}`)), 10_000);
-    worker.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = / listening on (\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    worker.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    worker.on('exit', (code) => reject(new Error(`worker exited with ${code}: ${out}`)));
-  });
+  const started = await startWorkerProcess(['--listen', '127.0.0.1:0', '--node', 'shop-node-a', '--data-dir', DATA_DIR, '--capture', CAPTURE, '--cluster-map', CLUSTER_MAP]);
+  worker = started.proc;
+  const address = started.address;
   hub = await buildHub(validateConfig({ ...DEFAULT_CONFIG, host: '127.0.0.1', port: 0, workers: [address], workerDeadlineMs: 5000 }), { logger: false });
   await hub.app.listen({ host: '127.0.0.1', port: 0 });
   const url = new URL(`http://127.0.0.1:${(hub.app.server.address() as { port: number }).port}/mcp`);

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { GOLDEN_DIR, capturePath, loadGolden, type Golden, waitFor } from '@kubeshark-mcp/testkit';
+import { GOLDEN_DIR, capturePath, loadGolden, startWorkerProcess, type Golden, waitFor } from '@kubeshark-mcp/testkit';
 import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
 
 /**
@@ -16,7 +16,6 @@ import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
  */
 
 const WORKER_DIR = path.dirname(require.resolve('@kubeshark-mcp/worker/package.json'));
-const WORKER_CLI = path.join(WORKER_DIR, 'dist', 'cli.js');
 const DEMO_DIR = path.join(WORKER_DIR, 'demo');
 /** The descriptor set of the greet service the demo's gRPC capture calls (fixtures/protos/greet.proto). */
 const GREET_DESCRIPTORS = path.join(GOLDEN_DIR, '..', 'protos', 'greet.binpb');
@@ -29,21 +28,7 @@ interface Started {
 const DATA_DIR = mkdtempSync(path.join(tmpdir(), 'hub-e2e-'));
 
 function startWorker(listen = '127.0.0.1:0'): Promise<Started> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [WORKER_CLI, 'serve', '--listen', listen, '--node', 'node-e2e', '--data-dir', DATA_DIR, '--grpc-descriptor-set', GREET_DESCRIPTORS], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`worker did not start: ${out}`)), 10_000);
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = / listening on (\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve({ proc, address: m[1]! });
-      }
-    });
-    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    proc.on('exit', (code) => reject(new Error(`worker exited with ${code}: ${out}`)));
-  });
+  return startWorkerProcess(['--listen', listen, '--node', 'node-e2e', '--data-dir', DATA_DIR, '--grpc-descriptor-set', GREET_DESCRIPTORS]);
 }
 
 function stopWorker(w: Started): Promise<void> {

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -8,7 +8,7 @@ import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/
 import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { CaptureReader, type RawPacket } from '@kubeshark-mcp/capture';
 import { TrafficSourceError, isoMicros } from '@kubeshark-mcp/mcp-core';
-import { GOLDEN_DIR, capturePath, formatEpoch, loadFrames, loadGolden, type GoldenFrame, waitFor } from '@kubeshark-mcp/testkit';
+import { GOLDEN_DIR, capturePath, formatEpoch, loadFrames, loadGolden, startWorkerProcess, type GoldenFrame, waitFor } from '@kubeshark-mcp/testkit';
 import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub, type HubConfig } from '../src';
 
 /**
@@ -46,7 +46,6 @@ const REQUEST_US = CAPTURES.flatMap((c) => {
   return [...http, ...h2, ...pg];
 });
 
-const WORKER_CLI = path.join(path.dirname(require.resolve('@kubeshark-mcp/worker/package.json')), 'dist', 'cli.js');
 const TMP = mkdtempSync(path.join(tmpdir(), 'hub-tools-'));
 const DATA_DIR = path.join(TMP, 'worker');
 const EXPORTS = path.join(TMP, 'exports');
@@ -93,23 +92,10 @@ const clients: Client[] = [];
 let hub: Hub;
 let client: Client;
 
-function startWorker(): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const args = [WORKER_CLI, 'serve', '--listen', '127.0.0.1:0', '--node', NODE, '--data-dir', DATA_DIR, ...CAPTURES.flatMap((c) => ['--capture', capturePath(c)])];
-    worker = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`worker did not start: ${out}`)), 10_000);
-    worker.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = / listening on (\S+)/.exec(out);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]!);
-      }
-    });
-    worker.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    worker.on('exit', (code) => reject(new Error(`worker exited with ${code}: ${out}`)));
-  });
+async function startWorker(): Promise<string> {
+  const started = await startWorkerProcess(['--listen', '127.0.0.1:0', '--node', NODE, '--data-dir', DATA_DIR, ...CAPTURES.flatMap((c) => ['--capture', capturePath(c)])]);
+  worker = started.proc;
+  return started.address;
 }
 
 async function startHub(overrides: Partial<HubConfig>): Promise<{ hub: Hub; client: Client }> {

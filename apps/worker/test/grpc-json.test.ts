@@ -1,10 +1,10 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
-import { GOLDEN_DIR, REPO_ROOT, capturePath, grpcUnary, waitFor } from '@kubeshark-mcp/testkit';
+import { GOLDEN_DIR, REPO_ROOT, capturePath, grpcUnary, startWorkerProcess, waitFor } from '@kubeshark-mcp/testkit';
 import { WorkerEngine, entryDetail, startWorkerServer, type RunningWorkerServer } from '../src';
 import { loadGrpcDescriptorSet } from '../src/cli';
 
@@ -148,19 +148,9 @@ describe('the CLI', () => {
   });
 
   test('serve with no capture (the demo) decodes the demo gRPC call with the shipped descriptor set', async () => {
-    const proc = spawn(process.execPath, [CLI, 'serve', '--listen', '127.0.0.1:0', '--node', 'demo', '--data-dir', path.join(dir, 'demo')], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
+    const { proc, address } = await startWorkerProcess(['--listen', '127.0.0.1:0', '--node', 'demo', '--data-dir', path.join(dir, 'demo')]);
     let client: WorkerClient | undefined;
     try {
-      const address = await new Promise<string>((resolve, reject) => {
-        proc.stdout!.on('data', (d: Buffer) => {
-          out += d.toString();
-          const m = / listening on (\S+)/.exec(out);
-          if (m) resolve(m[1]!);
-        });
-        proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-        proc.on('exit', (code) => reject(new Error(`worker exited ${code}: ${out}`)));
-      });
       client = createWorkerClient(address);
       const c = client;
       await waitFor('the demo replay', async () => {

@@ -5,7 +5,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
-import { capturePath, grpcUnary, waitFor } from '@kubeshark-mcp/testkit';
+import { capturePath, grpcUnary, startWorkerProcess, waitFor } from '@kubeshark-mcp/testkit';
 
 /**
  * `kubeshark-worker serve` with a Kubernetes source, as a real process: --kube-watch against a
@@ -50,19 +50,10 @@ api.on('connection', (s) => {
 });
 const procs: ChildProcess[] = [];
 
-function start(args: string[]): Promise<{ client: WorkerClient; output: () => string }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, 'serve', '--listen', '127.0.0.1:0', '--node', 'k8s-serve', '--data-dir', path.join(tmp, String(procs.length)), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    procs.push(proc);
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = / listening on (\S+)/.exec(out);
-      if (m) resolve({ client: createWorkerClient(m[1]!), output: () => out });
-    });
-    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    proc.on('exit', (code) => reject(new Error(`worker exited ${code}: ${out}`)));
-  });
+async function start(args: string[]): Promise<{ client: WorkerClient; output: () => string }> {
+  const { proc, address, output } = await startWorkerProcess(['--listen', '127.0.0.1:0', '--node', 'k8s-serve', '--data-dir', path.join(tmp, String(procs.length)), ...args]);
+  procs.push(proc);
+  return { client: createWorkerClient(address), output };
 }
 
 beforeAll(async () => {

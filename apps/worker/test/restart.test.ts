@@ -1,27 +1,17 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
-import { capturePath, grpcUnary, waitFor } from '@kubeshark-mcp/testkit';
+import { capturePath, grpcUnary, startWorkerProcess, waitFor } from '@kubeshark-mcp/testkit';
 import { PacketStore } from '../src';
 
 /** Persistence across a real process restart (kill -9), and the ring's retention. */
 
-const CLI = path.join(__dirname, '..', 'dist', 'cli.js');
 
-function start(dataDir: string, extra: string[]): Promise<{ proc: ChildProcess; client: WorkerClient }> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [CLI, 'serve', '--listen', '127.0.0.1:0', '--node', 'restart', '--data-dir', dataDir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = / listening on (\S+)/.exec(out);
-      if (m && /replayed|listening/.test(out)) resolve({ proc, client: createWorkerClient(m[1]!) });
-    });
-    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    proc.on('exit', (code) => reject(new Error(`worker exited ${code}: ${out}`)));
-  });
+async function start(dataDir: string, extra: string[]): Promise<{ proc: ChildProcess; client: WorkerClient }> {
+  const { proc, address } = await startWorkerProcess(['--listen', '127.0.0.1:0', '--node', 'restart', '--data-dir', dataDir, ...extra]);
+  return { proc, client: createWorkerClient(address) };
 }
 
 const unary = <Res>(client: WorkerClient, method: string, req: object): Promise<Res> => grpcUnary<Res>(client, method, req);

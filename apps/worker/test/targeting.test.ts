@@ -1,10 +1,10 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createWorkerClient, type Flow, type WorkerClient, type WorkerStatus } from '@kubeshark-mcp/proto';
-import { grpcUnary, waitFor } from '@kubeshark-mcp/testkit';
+import { grpcUnary, startWorkerProcess, waitFor } from '@kubeshark-mcp/testkit';
 import { DEFAULT_LIVE_OPTIONS, WorkerEngine, clusterMapSource, hostFilter, startWorkerServer, type RunningWorkerServer } from '../src';
 import { parseKubeObject } from '../src/k8s';
 
@@ -103,22 +103,10 @@ live('serve --target-namespaces on lo', () => {
   let grpcPort = '';
 
   beforeAll(async () => {
-    proc = spawn(process.execPath, [CLI, 'serve', '--listen', '127.0.0.1:0', '--node', NODE, '--interface', 'lo', '--bpf', 'udp', '--cluster-map', mapFile, '--target-namespaces', 'shop', '--data-dir', path.join(tmp, 'serve')], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    client = await new Promise<WorkerClient>((resolve, reject) => {
-      proc.stdout!.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = / listening on (\S+)/.exec(out);
-        if (m) {
-          grpcPort = /:(\d+)$/.exec(m[1]!)![1]!;
-          resolve(createWorkerClient(m[1]!));
-        }
-      });
-      proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-      proc.on('exit', (code) => reject(new Error(`worker exited ${code}: ${out}`)));
-    });
+    const started = await startWorkerProcess(['--listen', '127.0.0.1:0', '--node', NODE, '--interface', 'lo', '--bpf', 'udp', '--cluster-map', mapFile, '--target-namespaces', 'shop', '--data-dir', path.join(tmp, 'serve')]);
+    proc = started.proc;
+    grpcPort = /:(\d+)$/.exec(started.address)![1]!;
+    client = createWorkerClient(started.address);
   });
 
   afterAll(async () => {

@@ -1,3 +1,4 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
@@ -274,5 +275,45 @@ export function rawHttp(port: number, method: string, path: string, headers: Rec
     );
     req.on('error', reject);
     req.end(body);
+  });
+}
+
+/** The worker's command line, built (apps/worker/dist/cli.js). */
+export const WORKER_CLI = path.join(REPO_ROOT, 'apps', 'worker', 'dist', 'cli.js');
+
+/** A worker process started by `startWorkerProcess`. */
+export interface WorkerProcess {
+  proc: ChildProcess;
+  /** host:port its gRPC server listens on. */
+  address: string;
+  /** Everything it printed so far, stdout and stderr. */
+  output: () => string;
+}
+
+/**
+ * Runs `worker serve` with `args` and resolves once it says where it listens. Rejects with what
+ * it printed when it exits first or does not listen within `timeoutMs`.
+ */
+export function startWorkerProcess(args: readonly string[], timeoutMs = 10_000): Promise<WorkerProcess> {
+  const proc = spawn(process.execPath, [WORKER_CLI, 'serve', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      proc.kill('SIGKILL');
+      reject(new Error(`worker did not start within ${timeoutMs} ms: ${out}`));
+    }, timeoutMs);
+    proc.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = / listening on (\S+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve({ proc, address: m[1]!, output: () => out });
+      }
+    });
+    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+    proc.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`worker exited with ${code}: ${out}`));
+    });
   });
 }
