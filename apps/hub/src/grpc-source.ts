@@ -130,6 +130,9 @@ export function explainTransportError(raw: string): string {
   return raw;
 }
 
+/** A generated client's unary method. */
+type UnaryMethod<Req, Res> = (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall;
+
 /** How the hub sees one worker: reachable, unreachable, or failing in some other way. */
 export type WorkerStateName = 'connected' | 'unavailable' | 'error';
 
@@ -524,7 +527,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
    */
   private async unary<Req, Res>(
     worker: WorkerConnection,
-    method: (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall,
+    method: UnaryMethod<Req, Res>,
     req: Req,
     signal?: AbortSignal,
     deadlineMs = this.deadlineMs,
@@ -549,7 +552,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
   /** The call over Exchange when the worker's stream can take it, else on its own; rejects with the grpc-js error. */
   private async oneUnary<Req, Res>(
     worker: WorkerConnection,
-    method: (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall,
+    method: UnaryMethod<Req, Res>,
     req: Req,
     signal: AbortSignal | undefined,
     deadlineMs: number,
@@ -570,7 +573,7 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
   /** A unary call of its own: resolves with the response or rejects with the grpc-js error. */
   private separateUnary<Req, Res>(
     worker: WorkerConnection,
-    method: (req: Req, opts: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: Res) => void) => grpc.ClientUnaryCall,
+    method: UnaryMethod<Req, Res>,
     req: Req,
     signal: AbortSignal | undefined,
     deadlineMs: number,
