@@ -103,6 +103,22 @@ export class ExchangeStream {
     });
   }
 
+  /**
+   * `call` when the stream can take it. Resolves true when the call was made over the stream,
+   * false when the caller must make it on its own (the stream is full, closed, or the worker has
+   * no Exchange); rejects as `call` does otherwise.
+   */
+  async tryCall(method: ExchangeMethod, request: unknown, deadlineMs: number, onMessage: (message: unknown) => void, signal?: AbortSignal): Promise<boolean> {
+    if (!this.available) return false;
+    try {
+      await this.call(method, request, deadlineMs, onMessage, signal);
+      return true;
+    } catch (err) {
+      if (err instanceof ExchangeUnsupported) return false;
+      throw err;
+    }
+  }
+
   /** Ends the stream; calls in flight fail as cancelled. */
   close(): void {
     this.closed = true;

@@ -57,7 +57,7 @@ import { mergeApiStats, type ProtoApiStats } from './api-stats-merge';
 import { StaticDiscovery, type WorkerDiscovery, type WorkerSink } from './discovery';
 import { Heap, TOP_TALKER_FACTOR, decodeCompositeCursor, encodeCompositeCursor, mergeFlows, mergeGroups, mergeSummaries, nodeKey } from './merge';
 import { PcapMerger } from './pcap-merge';
-import { ExchangeStream, ExchangeUnsupported, type ExchangeMethod } from './exchange';
+import { ExchangeStream, type ExchangeMethod } from './exchange';
 import type { DownloadStore } from './downloads';
 
 // Message types the proto package does not re-export, taken from the client's signatures.
@@ -557,17 +557,12 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
     signal: AbortSignal | undefined,
     deadlineMs: number,
   ): Promise<Res> {
-    if (worker.exchange.available) {
-      let res: Res | undefined;
-      try {
-        await worker.exchange.call(method as unknown as ExchangeMethod, req, deadlineMs, (m) => (res = m as Res), signal);
-        if (res === undefined) throw new Error('empty response');
-        return res;
-      } catch (err) {
-        if (!(err instanceof ExchangeUnsupported)) throw err;
-      }
+    let res: Res | undefined;
+    if (!(await worker.exchange.tryCall(method as unknown as ExchangeMethod, req, deadlineMs, (m) => (res = m as Res), signal))) {
+      return this.separateUnary(worker, method, req, signal, deadlineMs);
     }
-    return this.separateUnary(worker, method, req, signal, deadlineMs);
+    if (res === undefined) throw new Error('empty response');
+    return res;
   }
 
   /** A unary call of its own: resolves with the response or rejects with the grpc-js error. */
@@ -1247,16 +1242,10 @@ export class GrpcTrafficSource implements TrafficSource, WorkerSink {
       if (signal.aborted) throw cancelled();
       // Pages with bodies (full) can be megabytes: they get a call of their own rather than
       // hold up the other calls sharing the Exchange stream.
-      let separate = !w.exchange.available || (request as { full?: boolean }).full === true;
-      if (!separate) {
-        try {
-          await w.exchange.call(w.client.StreamEntries as unknown as ExchangeMethod, request, this.deadlineMs, onFrame as (m: unknown) => void, signal);
-        } catch (err) {
-          if (!(err instanceof ExchangeUnsupported)) throw err;
-          separate = true;
-        }
+      const full = (request as { full?: boolean }).full === true;
+      if (full || !(await w.exchange.tryCall(w.client.StreamEntries as unknown as ExchangeMethod, request, this.deadlineMs, onFrame as (m: unknown) => void, signal))) {
+        await this.separateEntries(w, request, signal, onFrame, () => bad !== undefined);
       }
-      if (separate) await this.separateEntries(w, request, signal, onFrame, () => bad !== undefined);
       if (bad) throw bad;
       return frames;
     });
