@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,7 +6,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult, Progress } from '@modelcontextprotocol/sdk/types.js';
 import { CaptureReader, decodePacket, newL4Packet, type RawPacket } from '@kubeshark-mcp/capture';
-import { waitFor } from '@kubeshark-mcp/testkit';
+import { canCaptureLive, waitFor } from '@kubeshark-mcp/testkit';
 import { DEFAULT_LIVE_OPTIONS, PacketStore, SnapshotStore, WorkerEngine, clusterMapSource, startWorkerServer, type RunningWorkerServer } from '@kubeshark-mcp/worker';
 import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
 
@@ -21,12 +20,7 @@ import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
  * Needs tcpdump and root (CI has both, .ci/run); elsewhere the suite is skipped with the reason printed.
  */
 
-const tcpdumpOk = spawnSync('tcpdump', ['--version']).status === 0;
-const canCapture = tcpdumpOk && process.getuid?.() === 0;
-if (!canCapture) {
-  if (process.env.CI) throw new Error('capture_traffic tests need tcpdump and root in CI: see .ci/run');
-  console.warn(`capture_traffic tests skipped: ${tcpdumpOk ? 'not running as root' : 'tcpdump is not installed'}`);
-}
+const canCapture = canCaptureLive('capture_traffic tests');
 const suite = canCapture ? describe : describe.skip;
 
 const TMP = mkdtempSync(path.join(tmpdir(), 'hub-capture-'));

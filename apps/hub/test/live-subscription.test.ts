@@ -1,10 +1,9 @@
-import { spawnSync } from 'node:child_process';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ResourceUpdatedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
-import { waitFor } from '@kubeshark-mcp/testkit';
+import { canCaptureLive, waitFor } from '@kubeshark-mcp/testkit';
 import { DEFAULT_LIVE_OPTIONS, WorkerEngine, startWorkerServer, type RunningWorkerServer } from '@kubeshark-mcp/worker';
 import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
 
@@ -15,12 +14,7 @@ import { buildHub, validateConfig, DEFAULT_CONFIG, type Hub } from '../src';
  * Needs tcpdump and root (CI has both); elsewhere skipped with the reason.
  */
 
-const tcpdumpOk = spawnSync('tcpdump', ['--version']).status === 0;
-const canCapture = tcpdumpOk && process.getuid?.() === 0;
-if (!canCapture) {
-  if (process.env.CI) throw new Error('the live subscription test needs tcpdump and root in CI: see .ci/run');
-  console.warn(`live subscription test skipped: ${tcpdumpOk ? 'not running as root' : 'tcpdump is not installed'}`);
-}
+const canCapture = canCaptureLive('the live subscription tests');
 const suite = canCapture ? describe : describe.skip;
 
 suite('subscribing to live traffic', () => {

@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -7,7 +6,7 @@ import { Readable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { decodePacket, newL4Packet, readCaptureStream } from '@kubeshark-mcp/capture';
 import { createWorkerClient, type CaptureInfo, type Flow, type WorkerClient } from '@kubeshark-mcp/proto';
-import { grpcUnary, waitFor } from '@kubeshark-mcp/testkit';
+import { canCaptureLive, grpcUnary, waitFor } from '@kubeshark-mcp/testkit';
 import { DEFAULT_LIVE_OPTIONS, PacketStore, SnapshotStore, WorkerEngine, clusterMapSource, startWorkerServer, type RunningWorkerServer } from '../src';
 
 /**
@@ -20,12 +19,7 @@ import { DEFAULT_LIVE_OPTIONS, PacketStore, SnapshotStore, WorkerEngine, cluster
  * skipped with the reason printed. The refusals that need no tcpdump always run.
  */
 
-const tcpdumpOk = spawnSync('tcpdump', ['--version']).status === 0;
-const canCapture = tcpdumpOk && process.getuid?.() === 0;
-if (!canCapture) {
-  if (process.env.CI) throw new Error('capture tests need tcpdump and root in CI: see .ci/run');
-  console.warn(`targeted capture tests skipped: ${tcpdumpOk ? 'not running as root' : 'tcpdump is not installed'}`);
-}
+const canCapture = canCaptureLive('targeted capture tests');
 const suite = canCapture ? describe : describe.skip;
 
 const NODE = 'cap-node';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { createWorkerClient, type Flow, type WorkerClient, type WorkerStatus } from '@kubeshark-mcp/proto';
-import { grpcUnary, waitFor } from '@kubeshark-mcp/testkit';
+import { canCaptureLive, grpcUnary, waitFor } from '@kubeshark-mcp/testkit';
 import { DEFAULT_LIVE_OPTIONS, WorkerEngine, startWorkerServer, type LiveCapture, type RunningWorkerServer } from '../src';
 
 /**
@@ -17,12 +17,7 @@ import { DEFAULT_LIVE_OPTIONS, WorkerEngine, startWorkerServer, type LiveCapture
  * runs as root (.ci/run); elsewhere the suite is skipped with the reason printed.
  */
 
-const tcpdumpOk = spawnSync('tcpdump', ['--version']).status === 0;
-const canCapture = tcpdumpOk && process.getuid?.() === 0;
-if (!canCapture) {
-  if (process.env.CI) throw new Error('live capture tests need tcpdump and root in CI: see .ci/run');
-  console.warn(`live capture tests skipped: ${tcpdumpOk ? 'not running as root' : 'tcpdump is not installed'}`);
-}
+const canCapture = canCaptureLive('live capture tests');
 const suite = canCapture ? describe : describe.skip;
 
 suite('live capture with tcpdump on loopback', () => {

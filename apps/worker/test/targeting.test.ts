@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { createWorkerClient, type Flow, type WorkerClient, type WorkerStatus } from '@kubeshark-mcp/proto';
-import { grpcUnary, startWorkerProcess, waitFor } from '@kubeshark-mcp/testkit';
+import { canCaptureLive, grpcUnary, startWorkerProcess, waitFor } from '@kubeshark-mcp/testkit';
 import { DEFAULT_LIVE_OPTIONS, WorkerEngine, clusterMapSource, hostFilter, startWorkerServer, type RunningWorkerServer } from '../src';
 import { parseKubeObject } from '../src/k8s';
 
@@ -17,12 +17,7 @@ import { parseKubeObject } from '../src/k8s';
  * Needs tcpdump and root (CI has both); elsewhere the live part is skipped with the reason printed.
  */
 
-const tcpdumpOk = spawnSync('tcpdump', ['--version']).status === 0;
-const canCapture = tcpdumpOk && process.getuid?.() === 0;
-if (!canCapture) {
-  if (process.env.CI) throw new Error('targeting tests need tcpdump and root in CI: see .ci/run');
-  console.warn(`targeting tests skipped: ${tcpdumpOk ? 'not running as root' : 'tcpdump is not installed'}`);
-}
+const canCapture = canCaptureLive('targeting tests');
 const live = canCapture ? describe : describe.skip;
 
 const CLI = path.join(__dirname, '..', 'dist', 'cli.js');

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import path from 'node:path';
@@ -316,4 +316,19 @@ export function startWorkerProcess(args: readonly string[], timeoutMs = 10_000):
       reject(new Error(`worker exited with ${code}: ${out}`));
     });
   });
+}
+
+/**
+ * Whether live capture can run here: tcpdump installed and running as root. When not, prints
+ * that `what` is skipped and why; in CI (CI set) it throws instead, since .ci/run installs
+ * tcpdump and runs as root and a silently skipped suite would hide a broken setup.
+ */
+export function canCaptureLive(what: string): boolean {
+  const tcpdumpOk = spawnSync('tcpdump', ['--version']).status === 0;
+  const ok = tcpdumpOk && process.getuid?.() === 0;
+  if (!ok) {
+    if (process.env.CI) throw new Error(`${what} need tcpdump and root in CI: see .ci/run`);
+    console.warn(`${what} skipped: ${tcpdumpOk ? 'not running as root' : 'tcpdump is not installed'}`);
+  }
+  return ok;
 }
