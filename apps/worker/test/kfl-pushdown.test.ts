@@ -1,7 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { KflError, compile } from '@kubeshark-mcp/kfl';
 import { createWorkerClient, type WorkerClient } from '@kubeshark-mcp/proto';
-import { capturePath, grpcUnary } from '@kubeshark-mcp/testkit';
+import { capturePath, grpcUnary, prng } from '@kubeshark-mcp/testkit';
 import { WorkerEngine, startWorkerServer, type RunningWorkerServer } from '../src';
 import { entryRecord } from '../src/kfl-record';
 
@@ -37,18 +37,6 @@ function stream(req: object): Promise<string[]> {
     call.on('error', reject);
     call.on('end', () => resolve(ids));
   });
-}
-
-/** mulberry32 */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** Random well-typed filters over fields these captures fill, with values some entries have. */

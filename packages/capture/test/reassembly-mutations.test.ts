@@ -1,4 +1,4 @@
-import { capturePath } from '@kubeshark-mcp/testkit';
+import { capturePath, prng } from '@kubeshark-mcp/testkit';
 import { decodePacket, FlowTable, IPPROTO_TCP, newL4Packet, readCaptureFile, TcpFlag } from '../src';
 import { packetSide, TcpReassembler, type TcpDirection, type TcpReassemblerOptions, type TcpReassemblerStats, type TcpStreamConsumer } from '../src/reassembly';
 
@@ -40,18 +40,6 @@ interface Result {
   streams: Map<string, Dir>;
   violations: string[];
   stats: TcpReassemblerStats;
-}
-
-/** mulberry32: small, fast, and the same on every platform. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const randInt = (rng: () => number, n: number): number => Math.floor(rng() * n);

@@ -1,27 +1,16 @@
 import { percentilesNs } from '../src/flow-query';
 import { DEFAULT_MAX_BUCKETS, MAX_MAX_BUCKETS, MIN_INDEXABLE_US, RttSketch, SketchError } from '../src/sketch';
+import { prng } from '@kubeshark-mcp/testkit';
 
 // Expected values come from sorting the inputs (nearest rank: the value at rank ceil(q * n),
 // 1-based) and, for the encoding, from an encoder written here from the documented layout.
-
-/** mulberry32: a small seeded PRNG, so every run sees the same values. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normal(r: () => number): number {
   return Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
 }
 
 const gen = (n: number, seed: number, f: (r: () => number) => number): number[] => {
-  const r = mulberry32(seed);
+  const r = prng(seed);
   return Array.from({ length: n }, () => f(r));
 };
 
@@ -176,7 +165,7 @@ describe('merging', () => {
 
   for (const [name, values, cap] of cases) {
     test(`parts merged in any order equal the sketch of the union: ${name}`, () => {
-      const r = mulberry32(13);
+      const r = prng(13);
       const union = build(values, 0.01, cap);
       const partValues: number[][] = [[], [], [], [], [], []]; // the last part stays empty
       for (const v of values) partValues[Math.floor(r() * 5)]!.push(v);
@@ -459,7 +448,7 @@ describe('binary encoding', () => {
   });
 
   test('random bytes throw or decode to a well-formed sketch', () => {
-    const r = mulberry32(18);
+    const r = prng(18);
     for (let k = 0; k < 5000; k++) {
       const bytes = Uint8Array.from({ length: Math.floor(r() * 80) }, () => Math.floor(r() * 256));
       if (k % 2 === 0 && bytes.length >= 9) {

@@ -332,3 +332,15 @@ export function canCaptureLive(what: string): boolean {
   }
   return ok;
 }
+
+/** A seeded PRNG (mulberry32) giving numbers in [0, 1): the same "random" inputs on every run. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

@@ -1,17 +1,9 @@
 import type { TcpChunk, TcpEnd, TcpGap } from '@kubeshark-mcp/capture';
 import type { StreamOpen, TcpDissector } from '../../src/stream';
+import { prng } from '@kubeshark-mcp/testkit';
 
-/** A seeded PRNG (mulberry32): the same damage on every run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The seeded PRNG of the damage (the same damage on every run), for the tests that use this module.
+export { prng };
 
 export type DamageMode = 'flip' | 'gap' | 'truncate';
 
