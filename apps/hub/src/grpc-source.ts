@@ -86,15 +86,18 @@ function entryFilter(q: { kfl?: string; protocol?: string }): string {
  * and `failure` in fields of their own.
  */
 function fromProtoEntry(e: ProtoEntry, cursor: string): ApiCall {
-  let extra: { url?: unknown; error?: unknown; failure?: unknown; request?: unknown; response?: unknown } = {};
+  let extra: { url?: unknown; error?: unknown; failure?: unknown; request?: unknown; response?: unknown } | undefined;
   if (e.json) {
     try {
       extra = JSON.parse(e.json) as typeof extra;
     } catch {
       // A summary without its JSON still lists.
     }
-  } else extra = { url: e.url, error: e.error, failure: e.failure };
-  return {
+  }
+  const url = extra ? extra.url : e.url;
+  const error = extra ? extra.error : e.error;
+  const failure = extra ? extra.failure : e.failure;
+  const call: ApiCall = {
     id: e.id,
     node: e.node,
     protocol: e.protocol,
@@ -104,15 +107,16 @@ function fromProtoEntry(e: ProtoEntry, cursor: string): ApiCall {
     dst: endpoint(e.dst),
     method: e.method,
     path: e.path,
-    url: typeof extra.url === 'string' ? extra.url : e.path,
+    url: typeof url === 'string' ? url : e.path,
     status_code: e.status_code,
     flow_id: e.flow_id,
-    ...(typeof extra.error === 'string' && extra.error ? { error: extra.error } : {}),
-    ...(typeof extra.failure === 'string' && extra.failure ? { failure: extra.failure } : {}),
-    // Full records (ApiCallQuery.full) carry the messages: headers and body previews.
-    ...(extra.request !== undefined || extra.response !== undefined ? { messages: { request: extra.request ?? null, response: extra.response ?? null } } : {}),
     cursor,
   };
+  if (typeof error === 'string' && error) call.error = error;
+  if (typeof failure === 'string' && failure) call.failure = failure;
+  // Full records (ApiCallQuery.full) carry the messages: headers and body previews.
+  if (extra && (extra.request !== undefined || extra.response !== undefined)) call.messages = { request: extra.request ?? null, response: extra.response ?? null };
+  return call;
 }
 
 /** Plain words for the socket errors grpc-js passes through, keeping the original text. */

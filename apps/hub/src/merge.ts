@@ -206,7 +206,16 @@ function namespaces(parts: readonly SummaryPart[], top: number): Pick<SummaryPar
  * cursor holds a position for every node that has had calls consumed: about 30 characters a
  * node, around a hundred nodes).
  */
-export const nodeKey = (node: string): string => createHash('sha256').update(node).digest('base64url').slice(0, 8);
+export function nodeKey(node: string): string {
+  let key = nodeKeys.get(node);
+  if (key === undefined) {
+    key = createHash('sha256').update(node).digest('base64url').slice(0, 8);
+    if (nodeKeys.size >= 4096) nodeKeys.clear();
+    nodeKeys.set(node, key);
+  }
+  return key;
+}
+const nodeKeys = new Map<string, string>();
 
 /**
  * The source cursor of list_api_calls across workers: per node (keyed by `nodeKey`), the
@@ -217,8 +226,15 @@ export const nodeKey = (node: string): string => createHash('sha256').update(nod
  * start with timestamps, compress well).
  */
 export function encodeCompositeCursor(positions: ReadonlyMap<string, string>): string {
-  const parts = [...positions].sort(([a], [b]) => cmp(a, b)).map(([node, c]) => `${encodeURIComponent(node)}=${encodeURIComponent(c)}`);
-  const plain = ['v1', ...parts].join(',');
+  let plain: string;
+  if (positions.size === 1) {
+    // One node (every call of a one-worker hub): no sorting, no arrays.
+    const [node, c] = positions.entries().next().value as [string, string];
+    plain = `v1,${encodeURIComponent(node)}=${encodeURIComponent(c)}`;
+  } else {
+    const parts = [...positions].sort(([a], [b]) => cmp(a, b)).map(([node, c]) => `${encodeURIComponent(node)}=${encodeURIComponent(c)}`);
+    plain = ['v1', ...parts].join(',');
+  }
   if (plain.length < 200) return plain;
   const packed = `z1,${deflateRawSync(plain).toString('base64url')}`;
   return packed.length < plain.length ? packed : plain;

@@ -95,6 +95,11 @@ export interface EntrySummary {
   failure?: string;
 }
 
+/** An entry's endpoint with, given `ids`, its Kubernetes identity at the request time. */
+export function endpointAt(ep: StoredEntry['src'], s: StoredEntry, ids?: IdentityLookup): StoredEntry['src'] {
+  return ids && ep.ip ? { ...ep, ...ids.endpoint(ep.ip, s.entry.timestamp) } : ep;
+}
+
 /** With `ids`, src and dst carry their Kubernetes identities at the request time. */
 export function entrySummary(s: StoredEntry, ids?: IdentityLookup): EntrySummary {
   const e = s.entry;
@@ -102,8 +107,8 @@ export function entrySummary(s: StoredEntry, ids?: IdentityLookup): EntrySummary
     id: s.id,
     node: s.node,
     protocol: e.protocol,
-    src: ids && s.src.ip ? { ...s.src, ...ids.endpoint(s.src.ip, e.timestamp) } : s.src,
-    dst: ids && s.dst.ip ? { ...s.dst, ...ids.endpoint(s.dst.ip, e.timestamp) } : s.dst,
+    src: endpointAt(s.src, s, ids),
+    dst: endpointAt(s.dst, s, ids),
     flow_id: s.flow_id,
     method: e.method,
     path: e.path,

@@ -4,7 +4,7 @@ import { ARGUMENT_METADATA_KEY, workerServiceDefinition, type WorkerHandlers } f
 import type { Flow, FlowGroup } from '@kubeshark-mcp/mcp-core/model';
 import { QueryError, type WorkerEngine } from './engine';
 import { apiStats } from './api-stats';
-import { CursorError, entryDetail, entrySummary, type StoredEntry } from './entries';
+import { CursorError, endpointAt, entryDetail, entrySummary, type StoredEntry } from './entries';
 import { compileKfl, entryRecord } from './kfl-record';
 import { exchangeHandler, type ExchangeHandler } from './exchange';
 import { SnapshotError, type SnapshotInfo } from './snapshots';
@@ -127,15 +127,14 @@ const BATCH_BYTES = 512 * 1024;
  */
 const toProtoEntry = (s: StoredEntry, detail: boolean, ids?: IdentityLookup, grpcDecoder?: GrpcJsonDecoder, bare = false) => {
   const e = s.entry;
-  const summary = entrySummary(s, ids);
   return {
     id: s.id,
     node: s.node,
     timestamp_us: e.timestamp,
     elapsed_time_us: e.elapsed_time,
     protocol: e.protocol,
-    src: summary.src,
-    dst: summary.dst,
+    src: endpointAt(s.src, s, ids),
+    dst: endpointAt(s.dst, s, ids),
     method: e.method,
     path: e.path,
     status_code: e.status_code,
@@ -143,7 +142,7 @@ const toProtoEntry = (s: StoredEntry, detail: boolean, ids?: IdentityLookup, grp
     url: e.url,
     error: e.error ?? '',
     failure: e.failure ?? '',
-    json: detail ? JSON.stringify(entryDetail(s, ids, grpcDecoder)) : bare ? '' : JSON.stringify(summary),
+    json: detail ? JSON.stringify(entryDetail(s, ids, grpcDecoder)) : bare ? '' : JSON.stringify(entrySummary(s, ids)),
   };
 };
 

@@ -4,6 +4,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import type { ProtoGrpcType } from './gen/worker';
 import type { WorkerClient } from './gen/kubeshark/worker/v1/Worker';
 import type { WorkerHandlers } from './gen/kubeshark/worker/v1/Worker';
+import { decodeEntryFrame, decodeFlowList, encodeEntryFrame, encodeFlowList } from './page-codec';
 
 /** Trailing metadata key naming the request field an INVALID_ARGUMENT (or NOT_FOUND) refers to. */
 export const ARGUMENT_METADATA_KEY = 'x-argument';
@@ -29,9 +30,28 @@ let cached: ProtoGrpcType | undefined;
 export function loadWorkerProto(): ProtoGrpcType {
   if (!cached) {
     const def = protoLoader.loadSync(WORKER_PROTO_PATH, LOADER_OPTIONS);
+    usePageCodec(def);
     cached = grpc.loadPackageDefinition(def) as unknown as ProtoGrpcType;
   }
   return cached;
+}
+
+/**
+ * The answers that carry pages, StreamEntries' (API calls) and ListFlows' (flows), go through the
+ * hand-written codec both ways (page-codec.ts), with protobufjs for what it leaves alone.
+ * Client and server are made from this one definition, so the worker and the hub both use it.
+ */
+function usePageCodec(def: protoLoader.PackageDefinition): void {
+  const service = def['kubeshark.worker.v1.Worker'] as protoLoader.ServiceDefinition;
+  const codecs = [
+    [service.StreamEntries!, encodeEntryFrame, decodeEntryFrame],
+    [service.ListFlows!, encodeFlowList, decodeFlowList],
+  ] as const;
+  for (const [method, encode, decode] of codecs) {
+    const { responseSerialize: serialize, responseDeserialize: deserialize } = method;
+    (method as { responseSerialize: typeof serialize }).responseSerialize = (value) => encode(value) ?? serialize(value);
+    (method as { responseDeserialize: typeof deserialize }).responseDeserialize = (bytes) => decode(bytes) ?? deserialize(bytes);
+  }
 }
 
 /** The Worker service definition, for `server.addService`. */
@@ -50,6 +70,7 @@ export function createWorkerClient(
 }
 
 export type { WorkerClient, WorkerHandlers };
+export { decodeEntryFrame, decodeFlowList, encodeEntryFrame, encodeFlowList } from './page-codec';
 export type { ExchangeRequest, ExchangeRequest__Output } from './gen/kubeshark/worker/v1/ExchangeRequest';
 export type { ExchangeReply, ExchangeReply__Output } from './gen/kubeshark/worker/v1/ExchangeReply';
 export type { Flow__Output as Flow } from './gen/kubeshark/worker/v1/Flow';
