@@ -1,5 +1,6 @@
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import type { EventId, EventStore, StreamId } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
+import { knownStructuredJson } from './registry';
 
 /** Default bound on the serialized size of a session's kept events. */
 export const DEFAULT_RESUMABLE_BYTES = 4 * 1024 * 1024;
@@ -15,7 +16,12 @@ export const DEFAULT_RESUMABLE_BYTES = 4 * 1024 * 1024;
  * move for as long as the event is kept, on every call.
  */
 export class BoundedEventStore implements EventStore {
-  private readonly events: { id: EventId; stream: StreamId; json: string }[] = [];
+  /**
+   * `json` is the message's; for a tool result whose structured content the registry has
+   * serialized already (measuring it against the output budget), `json` leaves that out and
+   * `structured` holds its JSON, so a page of results is serialized once here, not twice.
+   */
+  private readonly events: { id: EventId; stream: StreamId; json: string; structured?: string; chars: number }[] = [];
   private head = 0;
   private seq = 0;
   private chars = 0;
@@ -27,11 +33,11 @@ export class BoundedEventStore implements EventStore {
 
   async storeEvent(streamId: StreamId, message: JSONRPCMessage): Promise<EventId> {
     const id = `${streamId}:${++this.seq}`;
-    const json = JSON.stringify(message);
-    this.events.push({ id, stream: streamId, json });
-    this.chars += json.length;
+    const event = toEvent(message);
+    this.events.push({ id, stream: streamId, ...event });
+    this.chars += event.chars;
     while (this.size > 1 && (this.size > this.maxEvents || this.chars > this.maxBytes)) {
-      this.chars -= this.events[this.head]!.json.length;
+      this.chars -= this.events[this.head]!.chars;
       this.head++;
     }
     if (this.head > 1024 && this.head * 2 > this.events.length) {
@@ -52,7 +58,7 @@ export class BoundedEventStore implements EventStore {
     while (i < this.events.length && this.events[i]!.id !== lastEventId) i++;
     for (i++; i < this.events.length; i++) {
       const e = this.events[i]!;
-      if (e.stream === stream) await send(e.id, JSON.parse(e.json) as JSONRPCMessage);
+      if (e.stream === stream) await send(e.id, fromEvent(e));
     }
     return stream;
   }
@@ -66,4 +72,25 @@ export class BoundedEventStore implements EventStore {
   get bytes(): number {
     return this.chars;
   }
+}
+
+type Event = { json: string; structured?: string; chars: number };
+
+function toEvent(message: JSONRPCMessage): Event {
+  const result = (message as { result?: { structuredContent?: unknown } }).result;
+  const sc = result?.structuredContent;
+  const known = typeof sc === 'object' && sc !== null ? knownStructuredJson(sc as Record<string, unknown>) : undefined;
+  if (known === undefined) {
+    const json = JSON.stringify(message);
+    return { json, chars: json.length };
+  }
+  const { structuredContent: _, ...rest } = result!;
+  const json = JSON.stringify({ ...message, result: rest });
+  return { json, structured: known, chars: json.length + known.length };
+}
+
+function fromEvent(e: Event): JSONRPCMessage {
+  const message = JSON.parse(e.json) as JSONRPCMessage & { result: Record<string, unknown> };
+  if (e.structured !== undefined) message.result.structuredContent = JSON.parse(e.structured);
+  return message;
 }

@@ -3,7 +3,7 @@ export { TOOLSETS, toolsetOf, selectTool, parseToolsets } from './toolsets';
 export type { Toolset, ToolSelection } from './toolsets';
 export { BoundedEventStore, DEFAULT_RESUMABLE_BYTES } from './event-store';
 export type { McpPluginOptions, McpHandle } from './plugin';
-export { ToolRegistry, UnknownToolError, describeErrors, resultChars, structuredJson, wantsJsonText, STRUCTURED_CONTENT_SINCE, DEFAULT_MAX_RESULT_TOKENS, MIN_MAX_RESULT_TOKENS, CHARS_PER_TOKEN } from './registry';
+export { ToolRegistry, UnknownToolError, describeErrors, knownStructuredJson, resultChars, structuredJson, wantsJsonText, STRUCTURED_CONTENT_SINCE, DEFAULT_MAX_RESULT_TOKENS, MIN_MAX_RESULT_TOKENS, CHARS_PER_TOKEN } from './registry';
 export type { ToolDefinition, ToolContext, ToolCallContext, ToolOutput, ToolLink, ProgressUpdate, JsonSchema, OutputBudget, ToolRegistryOptions, JsonTextMode } from './registry';
 export { PromptRegistry, BUILTIN_PROMPTS, networkHealthPrompt, debugConnectionPrompt, showTopologyPrompt } from './prompts';
 export { compareTrafficPrompt, findErrorsPrompt, investigateFailedRequestPrompt, latencyAnalysisPrompt, securityAuditPrompt, traceRequestPrompt } from './prompts-l7';

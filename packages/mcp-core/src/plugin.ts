@@ -9,6 +9,7 @@ import type { PromptDefinition } from './prompt-kit';
 import { ToolRegistry, type JsonTextMode, type ToolDefinition } from './registry';
 import { ResourceExtensions, type StaticResource, type TemplateResource } from './resources';
 import { BoundedEventStore, DEFAULT_RESUMABLE_BYTES } from './event-store';
+import { coalesceStart } from './coalesce';
 import type { FilterPolicy } from './filters';
 import { selectTool, type Toolset } from './toolsets';
 import { createMcpServer } from './server';
@@ -264,6 +265,7 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
     session.inflight++;
     session.lastActivity = Date.now();
     reply.hijack();
+    if (request.method === 'POST') coalesceStart(reply.raw);
     try {
       await session.transport.handleRequest(request.raw, reply.raw, request.body);
     } finally {

@@ -60,14 +60,49 @@ export interface ToolRegistryOptions {
 /** JSON text of structured results, computed once per object (results are not changed once rendered). */
 const jsonCache = new WeakMap<object, string>();
 
+/**
+ * Structured results by their first object-valued property (the page's array of rows): the SDK
+ * validates a tool's result into a copy, whose properties are the very values the tool made,
+ * and `knownStructuredJson` finds the original, and its JSON, from that copy.
+ */
+const byFirstObject = new WeakMap<object, Record<string, unknown>>();
+
+function firstObject(structured: Record<string, unknown>): object | undefined {
+  for (const k in structured) {
+    const v = structured[k];
+    if (typeof v === 'object' && v !== null) return v;
+  }
+  return undefined;
+}
+
 /** `JSON.stringify(structured)`, cached for the object: measuring a result and sending it serialize it once. */
 export function structuredJson(structured: Record<string, unknown>): string {
   let json = jsonCache.get(structured);
   if (json === undefined) {
     json = JSON.stringify(structured);
     jsonCache.set(structured, json);
+    const first = firstObject(structured);
+    if (first) byFirstObject.set(first, structured);
   }
   return json;
+}
+
+/**
+ * The JSON of a structured result already serialized here, given the object or a shallow copy
+ * of it (the same keys, in the same order, holding the same values: then its JSON is the same
+ * text); undefined for anything else.
+ */
+export function knownStructuredJson(structured: Record<string, unknown>): string | undefined {
+  const own = jsonCache.get(structured);
+  if (own !== undefined) return own;
+  const first = firstObject(structured);
+  const original = first && byFirstObject.get(first);
+  if (!original) return undefined;
+  const a = Object.keys(structured);
+  const b = Object.keys(original);
+  if (a.length !== b.length) return undefined;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] || structured[a[i]!] !== original[b[i]!]) return undefined;
+  return jsonCache.get(original);
 }
 
 /**

@@ -3,7 +3,7 @@ import Fastify, { type FastifyInstance } from 'fastify';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
-import { BoundedEventStore, mcpFastifyPlugin, parseToolsets, type McpPluginOptions, type ToolDefinition } from '../src/index';
+import { BoundedEventStore, knownStructuredJson, mcpFastifyPlugin, structuredJson, parseToolsets, type McpPluginOptions, type ToolDefinition } from '../src/index';
 import { CapableSource } from './memory-source';
 
 /** Toolsets, read-only mode, stateless mode and resumable streams, over real HTTP with the SDK client. */
@@ -156,6 +156,30 @@ test('the event store is bounded and replays only the stream asked for', async (
   const none: string[] = [];
   await store.replayEventsAfter(ids[0]!, { send: async (_id, m) => void none.push((m as { method: string }).method) });
   expect(none).toEqual([]); // evicted: nothing to replay
+});
+
+test('a tool result is kept with the JSON the registry made of its structured content, and replays as sent', async () => {
+  const structured = { calls: [{ id: 'n/1/0', status_code: 500, path: '/pay' }], returned: 1, truncated: false, nodes: [{ node: 'n', state: 'ok' }] };
+  const json = structuredJson(structured);
+  // The SDK validates a result into a copy: the same values under the same keys.
+  const copy = { ...structured };
+  expect(knownStructuredJson(copy)).toBe(json);
+  expect(knownStructuredJson({ ...structured, returned: 2 })).toBeUndefined();
+  expect(knownStructuredJson({ truncated: false, calls: structured.calls, returned: 1, nodes: structured.nodes })).toBeUndefined(); // another key order, another text
+  expect(knownStructuredJson({ calls: [...structured.calls], returned: 1, truncated: false, nodes: structured.nodes })).toBeUndefined();
+  const message = { jsonrpc: '2.0' as const, id: 7, result: { content: [{ type: 'text' as const, text: '1 API call' }], structuredContent: copy } };
+  const store = new BoundedEventStore();
+  const first = await store.storeEvent('a', { jsonrpc: '2.0', method: 'notifications/progress', params: { progress: 1, progressToken: 't' } });
+  await store.storeEvent('a', message);
+  await store.storeEvent('a', { ...message, id: 8, result: { ...message.result, structuredContent: { ...structured, returned: 2 } } });
+  const got: unknown[] = [];
+  await store.replayEventsAfter(first, { send: async (_id, m) => void got.push(m) });
+  expect(got).toEqual([message, { ...message, id: 8, result: { ...message.result, structuredContent: { ...structured, returned: 2 } } }]);
+  // Counted at about its JSON's size either way.
+  const sizes = [message, got[1]].map((m) => JSON.stringify(m).length);
+  const progress = JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progress: 1, progressToken: 't' } }).length;
+  expect(store.bytes - progress).toBeLessThanOrEqual(sizes[0]! + sizes[1]!);
+  expect(store.bytes - progress).toBeGreaterThan(sizes[0]! + sizes[1]! - 50);
 });
 
 test('the event store is bounded by the JSON size of its events too, keeping the newest', async () => {
