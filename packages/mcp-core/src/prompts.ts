@@ -14,7 +14,8 @@ import { compareTrafficPrompt, findErrorsPrompt, investigateFailedRequestPrompt,
 const TCP_HEALTH_COUNTERS =
   'client_to_server.tcp and server_to_client.tcp: retransmissions (with fast_retransmissions and spurious_retransmissions), ' +
   'out_of_order, duplicate_acks, zero_windows, window_full, keep_alives (normal, not a problem), and lost_segments / ' +
-  'acked_unseen_segments (these usually mean the capture missed packets, not that the network lost them)';
+  'acked_unseen_segments (these usually mean the capture missed packets, not that the network lost them); a counter that is ' +
+  'not listed is zero';
 
 export const networkHealthPrompt: PromptDefinition = {
   name: 'network_health',

@@ -293,6 +293,21 @@ describe('list_l4_flows', () => {
   });
 });
 
+describe('TCP health counters in flow rows', () => {
+  it('lists only the counters above zero ({} for a clean direction), and the row still passes its output schema', async () => {
+    const health = { retransmissions: 3, fast_retransmissions: 0, spurious_retransmissions: 1, out_of_order: 0, duplicate_acks: 7, zero_windows: 0, keep_alives: 0, window_full: 0, lost_segments: 0, acked_unseen_segments: 0 };
+    const clean = { retransmissions: 0, fast_retransmissions: 0, spurious_retransmissions: 0, out_of_order: 0, duplicate_acks: 0, zero_windows: 0, keep_alives: 0, window_full: 0, lost_segments: 0, acked_unseen_segments: 0 };
+    const flow = { ...tcpFlow, client_to_server: { ...tcpFlow.client_to_server, tcp: health }, server_to_client: { ...tcpFlow.server_to_client, tcp: clean } };
+    const { client } = await connect(new MemorySource([flow, udpFlow]));
+    const result = await call(client, 'list_l4_flows', { order_by: 'recent' });
+    expect(result.isError).toBeFalsy(); // the SDK client checked structuredContent against the output schema
+    const [tcp, udp] = (result.structuredContent as { flows: Record<string, Record<string, unknown>>[] }).flows;
+    expect(tcp!.client_to_server!.tcp).toStrictEqual({ retransmissions: 3, spurious_retransmissions: 1, duplicate_acks: 7 });
+    expect(tcp!.server_to_client!.tcp).toStrictEqual({});
+    expect(udp!.client_to_server).not.toHaveProperty('tcp');
+  });
+});
+
 describe('get_l4_flow_summary', () => {
   it('passes top, protocol and window to the source', async () => {
     const source = new MemorySource([], [], summaryWithHandshake(500));

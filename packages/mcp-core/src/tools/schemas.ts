@@ -40,8 +40,8 @@ export const endpointSchema = {
 const tcpHealthSchema = {
   type: 'object',
   description:
-    "Segments of this direction carrying each of tshark's tcp.analysis flags. retransmissions includes fast and spurious ones; " +
-    'lost_segments and acked_unseen_segments usually mean the capture missed packets, not the network.',
+    "Segments of this direction carrying each of tshark's tcp.analysis flags, the counters above zero only ({}: none was seen). " +
+    'retransmissions includes fast and spurious ones; lost_segments and acked_unseen_segments usually mean the capture missed packets, not the network.',
   properties: {
     retransmissions: int,
     fast_retransmissions: int,
@@ -54,18 +54,6 @@ const tcpHealthSchema = {
     lost_segments: int,
     acked_unseen_segments: int,
   },
-  required: [
-    'retransmissions',
-    'fast_retransmissions',
-    'spurious_retransmissions',
-    'out_of_order',
-    'duplicate_acks',
-    'zero_windows',
-    'keep_alives',
-    'window_full',
-    'lost_segments',
-    'acked_unseen_segments',
-  ],
   additionalProperties: false,
 };
 
