@@ -127,14 +127,16 @@ const BATCH_BYTES = 512 * 1024;
  */
 const toProtoEntry = (s: StoredEntry, detail: boolean, ids?: IdentityLookup, grpcDecoder?: GrpcJsonDecoder, bare = false) => {
   const e = s.entry;
+  // Unbatched summaries carry the summary as JSON too: its endpoints serve both.
+  const summary = detail || bare ? undefined : entrySummary(s, ids);
   return {
     id: s.id,
     node: s.node,
     timestamp_us: e.timestamp,
     elapsed_time_us: e.elapsed_time,
     protocol: e.protocol,
-    src: endpointAt(s.src, s, ids),
-    dst: endpointAt(s.dst, s, ids),
+    src: summary ? summary.src : endpointAt(s.src, s, ids),
+    dst: summary ? summary.dst : endpointAt(s.dst, s, ids),
     method: e.method,
     path: e.path,
     status_code: e.status_code,
@@ -142,7 +144,7 @@ const toProtoEntry = (s: StoredEntry, detail: boolean, ids?: IdentityLookup, grp
     url: e.url,
     error: e.error ?? '',
     failure: e.failure ?? '',
-    json: detail ? JSON.stringify(entryDetail(s, ids, grpcDecoder)) : bare ? '' : JSON.stringify(entrySummary(s, ids)),
+    json: summary ? JSON.stringify(summary) : detail ? JSON.stringify(entryDetail(s, ids, grpcDecoder)) : '',
   };
 };
 

@@ -21,7 +21,7 @@ export class BoundedEventStore implements EventStore {
    * serialized already (measuring it against the output budget), `json` leaves that out and
    * `structured` holds its JSON, so a page of results is serialized once here, not twice.
    */
-  private readonly events: { id: EventId; stream: StreamId; json: string; structured?: string; chars: number }[] = [];
+  private readonly events: (Event & { id: EventId; stream: StreamId })[] = [];
   private head = 0;
   private seq = 0;
   private chars = 0;

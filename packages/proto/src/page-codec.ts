@@ -319,6 +319,14 @@ function putTag(field: number, wire: number): void {
   putVarint((field << 3) | wire);
 }
 
+/** A proto3 `optional double`: written whenever it is a number (0 included). */
+function putOptDouble(field: number, v: unknown): void {
+  if (typeof v !== 'number') return;
+  putTag(field, 1);
+  out.writeDoubleLE(v, pos);
+  pos += 8;
+}
+
 function putDirection(field: number, v: unknown, sizes: number[], at: number): void {
   const size = sizes[at]!;
   if (size < 0) return;
@@ -349,15 +357,8 @@ function putFlow(f: Obj, sizes: number[], at: number): void {
   putU64(8, f.first_seen_us);
   putU64(9, f.last_seen_us);
   putString(10, f.state);
-  for (const [field, v] of [
-    [11, f.tcp_handshake_client_us],
-    [12, f.tcp_handshake_server_us],
-  ] as const) {
-    if (typeof v !== 'number') continue;
-    putTag(field, 1);
-    out.writeDoubleLE(v, pos);
-    pos += 8;
-  }
+  putOptDouble(11, f.tcp_handshake_client_us);
+  putOptDouble(12, f.tcp_handshake_server_us);
   putU32(13, f.syn_count);
   putU32(14, f.fin_count);
   putU32(15, f.rst_count);
