@@ -1,6 +1,6 @@
 import type { JSONRPCMessage } from '@modelcontextprotocol/sdk/types.js';
 import type { EventId, EventStore, StreamId } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { knownStructuredJson } from './registry';
+import { messageJson } from './wire';
 
 /** Default bound on the serialized size of a session's kept events. */
 export const DEFAULT_RESUMABLE_BYTES = 4 * 1024 * 1024;
@@ -16,11 +16,6 @@ export const DEFAULT_RESUMABLE_BYTES = 4 * 1024 * 1024;
  * move for as long as the event is kept, on every call.
  */
 export class BoundedEventStore implements EventStore {
-  /**
-   * `json` is the message's; for a tool result whose structured content the registry has
-   * serialized already (measuring it against the output budget), `json` leaves that out and
-   * `structured` holds its JSON, so a page of results is serialized once here, not twice.
-   */
   private readonly events: (Event & { id: EventId; stream: StreamId })[] = [];
   private head = 0;
   private seq = 0;
@@ -74,23 +69,14 @@ export class BoundedEventStore implements EventStore {
   }
 }
 
-type Event = { json: string; structured?: string; chars: number };
+/** A message as its JSON text (the very text the transport writes: see `messageJson`). */
+type Event = { json: string; chars: number };
 
 function toEvent(message: JSONRPCMessage): Event {
-  const result = (message as { result?: { structuredContent?: unknown } }).result;
-  const sc = result?.structuredContent;
-  const known = typeof sc === 'object' && sc !== null ? knownStructuredJson(sc as Record<string, unknown>) : undefined;
-  if (known === undefined) {
-    const json = JSON.stringify(message);
-    return { json, chars: json.length };
-  }
-  const { structuredContent: _, ...rest } = result!;
-  const json = JSON.stringify({ ...message, result: rest });
-  return { json, structured: known, chars: json.length + known.length };
+  const json = messageJson(message);
+  return { json, chars: json.length };
 }
 
 function fromEvent(e: Event): JSONRPCMessage {
-  const message = JSON.parse(e.json) as JSONRPCMessage & { result: Record<string, unknown> };
-  if (e.structured !== undefined) message.result.structuredContent = JSON.parse(e.structured);
-  return message;
+  return JSON.parse(e.json) as JSONRPCMessage;
 }

@@ -10,6 +10,7 @@ import { ToolRegistry, type JsonTextMode, type ToolDefinition } from './registry
 import { ResourceExtensions, type StaticResource, type TemplateResource } from './resources';
 import { BoundedEventStore, DEFAULT_RESUMABLE_BYTES } from './event-store';
 import { coalesceStart } from './coalesce';
+import { serializeOnce } from './wire';
 import type { FilterPolicy } from './filters';
 import { selectTool, type Toolset } from './toolsets';
 import { createMcpServer } from './server';
@@ -339,6 +340,7 @@ const mcpPlugin: FastifyPluginAsync<McpPluginOptions> = async (app: FastifyInsta
       }),
     };
     fresh.transport.onerror = (err) => app.log.warn({ err }, 'MCP transport error');
+    serializeOnce(fresh.transport);
     await server.connect(fresh.transport);
     return serve(fresh, request, reply);
   });
