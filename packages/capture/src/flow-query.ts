@@ -85,69 +85,84 @@ export function pageFlows(table: FlowTable, filter: FlowFilter, order: FlowOrder
     const all = orderFlows(selectFlows(table, filter), order);
     return { flows: all.slice(offset, offset + limit), total: all.length };
   }
-  const key =
-    order === 'bytes'
-      ? (i: number): number => -table.bytesOf(i)
-      : order === 'packets'
-        ? (i: number): number => -table.packetsOf(i)
-        : order === 'recent'
-          ? (i: number): number => -table.lastSeenUs(i)
-          : (i: number): number => table.firstSeenUs(i);
   // One pass over the columns: count the matches and keep the k best in a bounded max-heap
-  // (worst at the root) of (key, id, row). Ties go by id (first appearance), so the order is
-  // total and pages never overlap.
-  const k = offset + limit;
-  const heap = new TopK(Math.min(k, table.size));
-  let total = 0;
-  for (let i = 0; i < table.size; i++) {
-    if (filter.protocol && table.protocolOf(i) !== filter.protocol) continue;
-    if (filter.sinceUs && table.lastSeenUs(i) < filter.sinceUs) continue;
-    if (filter.untilUs && table.firstSeenUs(i) > filter.untilUs) continue;
-    total++;
-    heap.offer(key(i), table.idOf(i), i);
-  }
-  return { flows: heap.sorted().slice(offset, offset + limit).map((i) => table.get(i)), total };
+  // (worst at the root) of (key, row). Rows are in order of first appearance (ids increase with
+  // the row), so ties go by row: the order is total and pages never overlap.
+  const n = table.size;
+  if (sortKeys.length < n) sortKeys = new Float64Array(Math.max(n, 2 * sortKeys.length));
+  const keys = sortKeys;
+  table.sortKeys(order, keys);
+  const heap = new TopK(Math.min(offset + limit, n));
+  const total = scan(table, keys, filter, heap);
+  const rows = heap.sorted();
+  const flows: FlowRecord[] = [];
+  for (let j = offset; j < rows.length; j++) flows.push(table.get(rows[j]!));
+  return { flows, total };
 }
 
-/** The `capacity` smallest (key, id) pairs offered, with the row each came with. */
+/** Offers every flow that passes the filter to the heap, by its key; returns how many passed. */
+function scan(table: FlowTable, keys: Float64Array, filter: FlowFilter, heap: TopK): number {
+  const n = table.size;
+  const { protocol, sinceUs, untilUs } = filter;
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    if (protocol && table.protocolOf(i) !== protocol) continue;
+    if (sinceUs && table.lastSeenUs(i) < sinceUs) continue;
+    if (untilUs && table.firstSeenUs(i) > untilUs) continue;
+    total++;
+    const key = keys[i]!;
+    // Rows come in increasing order: a key no better than the worst kept cannot get in.
+    if (heap.full && key >= heap.worstKey) continue;
+    heap.offer(key, i);
+  }
+  return total;
+}
+
+/** Scratch for `pageFlows`' sort keys, grown as the table grows (queries run one at a time). */
+let sortKeys = new Float64Array(1024);
+
+/** The `capacity` smallest (key, row) pairs offered (ties: the smaller row), best first by `sorted`. */
 class TopK {
   private readonly keys: Float64Array;
-  private readonly ids: Float64Array;
   private readonly rows: Int32Array;
   private size = 0;
 
   constructor(private readonly capacity: number) {
     this.keys = new Float64Array(capacity);
-    this.ids = new Float64Array(capacity);
     this.rows = new Int32Array(capacity);
+  }
+
+  /** Whether as many pairs are kept as asked for. */
+  get full(): boolean {
+    return this.size === this.capacity;
+  }
+
+  /** The largest key kept (meaningful once `full`). */
+  get worstKey(): number {
+    return this.keys[0]!;
   }
 
   /** Whether slot a orders after slot b. */
   private after(a: number, b: number): boolean {
     const ka = this.keys[a]!;
     const kb = this.keys[b]!;
-    return ka > kb || (ka === kb && this.ids[a]! > this.ids[b]!);
+    return ka > kb || (ka === kb && this.rows[a]! > this.rows[b]!);
   }
 
   private swap(a: number, b: number): void {
-    const { keys, ids, rows } = this;
+    const { keys, rows } = this;
     const k = keys[a]!;
     keys[a] = keys[b]!;
     keys[b] = k;
-    const d = ids[a]!;
-    ids[a] = ids[b]!;
-    ids[b] = d;
     const r = rows[a]!;
     rows[a] = rows[b]!;
     rows[b] = r;
   }
 
-  offer(key: number, id: number, row: number): void {
-    if (this.capacity === 0) return;
+  offer(key: number, row: number): void {
     if (this.size < this.capacity) {
       let at = this.size++;
       this.keys[at] = key;
-      this.ids[at] = id;
       this.rows[at] = row;
       while (at > 0) {
         const up = (at - 1) >> 1;
@@ -157,10 +172,10 @@ class TopK {
       }
       return;
     }
+    if (this.capacity === 0) return;
     const worstKey = this.keys[0]!;
-    if (key > worstKey || (key === worstKey && id > this.ids[0]!)) return;
+    if (key > worstKey || (key === worstKey && row > this.rows[0]!)) return;
     this.keys[0] = key;
-    this.ids[0] = id;
     this.rows[0] = row;
     let at = 0;
     for (;;) {
@@ -175,10 +190,13 @@ class TopK {
   }
 
   /** The rows kept, best first. */
-  sorted(): number[] {
-    const slots = Array.from({ length: this.size }, (_, i) => i);
-    slots.sort((a, b) => this.keys[a]! - this.keys[b]! || this.ids[a]! - this.ids[b]!);
-    return slots.map((s) => this.rows[s]!);
+  sorted(): Int32Array {
+    const { keys, rows } = this;
+    const slots = new Int32Array(this.size);
+    for (let i = 0; i < slots.length; i++) slots[i] = i;
+    slots.sort((a, b) => keys[a]! - keys[b]! || rows[a]! - rows[b]!);
+    for (let i = 0; i < slots.length; i++) slots[i] = rows[slots[i]!]!;
+    return slots;
   }
 }
 

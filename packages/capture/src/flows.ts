@@ -843,6 +843,27 @@ export class FlowTable {
     return this.lastSec[i]! * 1e6 + Math.floor(this.lastNsec[i]! / 1000);
   }
 
+  /**
+   * The sort key of every flow for an order, smallest first, in one pass over the columns:
+   * minus the frame bytes or packets of both directions, minus the last-seen time, or the
+   * first-seen time (both in microseconds, as `lastSeenUs` and `firstSeenUs`). Written to
+   * `out[0 .. size)`; `out` must be at least `size` long.
+   */
+  sortKeys(order: 'bytes' | 'packets' | 'recent' | 'oldest', out: Float64Array): void {
+    const n = this.n;
+    if (out.length < n) throw new RangeError(`sortKeys needs room for ${n} keys (got ${out.length})`);
+    if (order === 'bytes' || order === 'packets') {
+      const c = order === 'bytes' ? this.bytes : this.pkts;
+      for (let i = 0; i < n; i++) out[i] = -(c[2 * i]! + c[2 * i + 1]!);
+      return;
+    }
+    const recent = order === 'recent';
+    const sec = recent ? this.lastSec : this.firstSec;
+    const nsec = recent ? this.lastNsec : this.firstNsec;
+    const sign = recent ? -1 : 1;
+    for (let i = 0; i < n; i++) out[i] = sign * (sec[i]! * 1e6 + Math.floor(nsec[i]! / 1000));
+  }
+
   /** The id (`FlowRecord.index`) of flow `i`. */
   idOf(i: number): number {
     return this.ids[i]!;

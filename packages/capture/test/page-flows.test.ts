@@ -74,4 +74,29 @@ test('a first page of many flows with many ties (the bounded top-k path) is the 
       expect({ order, offset, total: page.total, ids: page.flows.map((f) => f.index) }).toEqual({ order, offset, total: 3000, ids: reference.slice(offset, offset + limit).map((f) => f.index) });
     }
   }
+  // Eviction moves rows (ids stay): ties still go by first appearance.
+  expect(table.evict(1_700_000_000 + 5, 3000)).toBeGreaterThan(0);
+  for (const order of ['bytes', 'packets', 'recent', 'oldest'] as FlowOrder[]) {
+    const reference = orderFlows(selectFlows(table), order);
+    const page = pageFlows(table, { protocol: 'udp' }, order, 10, 40);
+    expect({ order, total: page.total, ids: page.flows.map((f) => f.index) }).toEqual({ order, total: table.size, ids: reference.slice(10, 50).map((f) => f.index) });
+  }
+});
+
+test('sort keys are written for every row and need room for them', () => {
+  const table = new FlowTable();
+  const l4 = newL4Packet();
+  for (let i = 0; i < 5; i++) {
+    const p = { ...udp(i, 10 * (i + 1), 1_700_000_000 + i), tsNsec: 1500 * i }; // sub-microsecond parts, cut as lastSeenUs cuts them
+    decodePacket(p, l4);
+    table.add(p, l4);
+  }
+  const keys = new Float64Array(6).fill(7);
+  table.sortKeys('bytes', keys);
+  expect([...keys]).toEqual([...[0, 1, 2, 3, 4].map((i) => -table.bytesOf(i)), 7]);
+  table.sortKeys('recent', keys);
+  expect([...keys.subarray(0, 5)]).toEqual([0, 1, 2, 3, 4].map((i) => -table.lastSeenUs(i)));
+  table.sortKeys('oldest', keys);
+  expect([...keys.subarray(0, 5)]).toEqual([0, 1, 2, 3, 4].map((i) => table.firstSeenUs(i)));
+  expect(() => table.sortKeys('packets', new Float64Array(4))).toThrow('sortKeys needs room for 5 keys (got 4)');
 });
