@@ -51,10 +51,23 @@ export function isoMicros(us: number): string {
 
 const round2 = (x: number): number => Math.round(x * 100) / 100;
 
+/**
+ * Rates are given for flows and groups seen over more than this many seconds (5 ms, the
+ * threshold of Wireshark's Conversations table, which leaves the bits/s of shorter conversations
+ * empty): over a shorter span a per-second rate extrapolates from a packet or two (a DNS
+ * exchange of 0.5 ms would read as thousands of packets a second) and misleads more than it tells.
+ */
+export const MIN_RATE_SECONDS = 0.005;
+
+/** Packets and bits per second over `seconds`; none when the span is too short to say. */
+function rates(packets: number, bytes: number, seconds: number): { pps?: number; bps?: number } {
+  return seconds > MIN_RATE_SECONDS ? { pps: round2(packets / seconds), bps: round2((bytes * 8) / seconds) } : {};
+}
+
 export interface RatedDirection extends Omit<DirectionStats, 'tcp'> {
-  /** Packets and bits per second, averaged over first -> last seen (0 for an instant). */
-  pps: number;
-  bps: number;
+  /** Packets and bits per second, averaged over first -> last seen; absent for a span of 5 ms or less (`MIN_RATE_SECONDS`). */
+  pps?: number;
+  bps?: number;
   /** The TCP health counters above zero (`{}`: none of the flags was seen). */
   tcp?: Partial<TcpHealth>;
 }
@@ -76,30 +89,21 @@ export function nonZeroCounters(h: TcpHealth): Partial<TcpHealth> {
 export interface Totals {
   packets: number;
   bytes: number;
-  pps: number;
-  bps: number;
+  /** As in `RatedDirection`: absent for a span of 5 ms or less. */
+  pps?: number;
+  bps?: number;
 }
 
 function rated(d: DirectionStats, seconds: number): RatedDirection {
-  return {
-    packets: d.packets,
-    bytes: d.bytes,
-    payload_bytes: d.payload_bytes,
-    pps: seconds > 0 ? round2(d.packets / seconds) : 0,
-    bps: seconds > 0 ? round2((d.bytes * 8) / seconds) : 0,
-    ...(d.tcp ? { tcp: nonZeroCounters(d.tcp) } : {}),
-  };
+  const out: RatedDirection = { packets: d.packets, bytes: d.bytes, payload_bytes: d.payload_bytes, ...rates(d.packets, d.bytes, seconds) };
+  if (d.tcp) out.tcp = nonZeroCounters(d.tcp);
+  return out;
 }
 
 function totals(a: DirectionStats, b: DirectionStats, seconds: number): Totals {
   const packets = a.packets + b.packets;
   const bytes = a.bytes + b.bytes;
-  return {
-    packets,
-    bytes,
-    pps: seconds > 0 ? round2(packets / seconds) : 0,
-    bps: seconds > 0 ? round2((bytes * 8) / seconds) : 0,
-  };
+  return { packets, bytes, ...rates(packets, bytes, seconds) };
 }
 
 export interface HandshakePercentiles {

@@ -145,7 +145,7 @@ export const listL4Flows: ToolDefinition<ListFlowsArgs> = {
   name: 'list_l4_flows',
   title: 'List L4 flows',
   description:
-    'TCP and UDP connections seen on the network: client and server endpoints, packets and bytes per direction with rates, ' +
+    'TCP and UDP connections seen on the network: client and server endpoints, packets and bytes per direction with rates (for flows seen over more than 5 ms), ' +
     'connection state, and TCP handshake times (tcp_handshake_p50_us/p90_us/p99_us: SYN -> ACK as Wireshark measures it; ' +
     '< 1 ms excellent, 1-10 ms good, 10-100 ms elevated, > 100 ms high). Use aggregate="ip_pair" to get one row per ' +
     'client/server address pair with handshake percentiles, aggregate="node" for one row per node, or aggregate="namespace", "pod" or "service" ' +

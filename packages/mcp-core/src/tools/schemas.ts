@@ -57,17 +57,24 @@ const tcpHealthSchema = {
   additionalProperties: false,
 };
 
+/** A rate over first -> last seen, present only for spans over 5 ms. */
+const rate = (what: string): Record<string, unknown> => ({
+  type: 'number',
+  minimum: 0,
+  description: `Average ${what} per second from first to last seen; absent when that span is 5 ms or less (too short for a rate).`,
+});
+
 export const ratedDirectionSchema = {
   type: 'object',
-  properties: { packets: int, bytes: int, payload_bytes: int, pps: num, bps: num, tcp: tcpHealthSchema },
-  required: ['packets', 'bytes', 'payload_bytes', 'pps', 'bps'],
+  properties: { packets: int, bytes: int, payload_bytes: int, pps: rate('packets'), bps: rate('bits'), tcp: tcpHealthSchema },
+  required: ['packets', 'bytes', 'payload_bytes'],
   additionalProperties: false,
 };
 
 export const totalsSchema = {
   type: 'object',
-  properties: { packets: int, bytes: int, pps: num, bps: num },
-  required: ['packets', 'bytes', 'pps', 'bps'],
+  properties: { packets: int, bytes: int, pps: rate('packets'), bps: rate('bits') },
+  required: ['packets', 'bytes'],
   additionalProperties: false,
 };
 
