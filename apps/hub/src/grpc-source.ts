@@ -38,7 +38,7 @@ import {
   type TrafficSource,
   type WorkerState,
 } from '@kubeshark-mcp/mcp-core';
-import type { IpInfo, IpList, IpQuery, WorkloadInfo, WorkloadKind, WorkloadList, WorkloadQuery } from '@kubeshark-mcp/mcp-core/model';
+import type { DirectionStats, IpInfo, IpList, IpQuery, WorkloadInfo, WorkloadKind, WorkloadList, WorkloadQuery } from '@kubeshark-mcp/mcp-core/model';
 import {
   ARGUMENT_METADATA_KEY,
   createWorkerClient,
@@ -197,18 +197,25 @@ export function toSourceError(err: unknown, worker: WorkerConnection): TrafficSo
   }
 }
 
+/** An endpoint with only the identity fields the worker filled (one property at a time: this runs for every row of a page). */
 function endpoint(e: ProtoEndpoint | null): Flow['client'] {
-  const out: Flow['client'] = { ip: e?.ip ?? '', port: e?.port ?? 0 };
-  for (const k of ['name', 'namespace', 'pod', 'service', 'node', 'unresolved'] as const) if (e?.[k]) out[k] = e[k];
+  if (!e) return { ip: '', port: 0 };
+  const out: Flow['client'] = { ip: e.ip, port: e.port };
+  if (e.name) out.name = e.name;
+  if (e.namespace) out.namespace = e.namespace;
+  if (e.pod) out.pod = e.pod;
+  if (e.service) out.service = e.service;
+  if (e.node) out.node = e.node;
+  if (e.unresolved) out.unresolved = e.unresolved;
   return out;
 }
 
-const stats = (d: { packets: number; bytes: number; payload_bytes: number; tcp?: TcpHealth | null } | null) => ({
-  packets: d?.packets ?? 0,
-  bytes: d?.bytes ?? 0,
-  payload_bytes: d?.payload_bytes ?? 0,
-  ...(d?.tcp ? { tcp: { ...d.tcp } } : {}),
-});
+function stats(d: { packets: number; bytes: number; payload_bytes: number; tcp?: TcpHealth | null } | null): DirectionStats {
+  if (!d) return { packets: 0, bytes: 0, payload_bytes: 0 };
+  const out: DirectionStats = { packets: d.packets, bytes: d.bytes, payload_bytes: d.payload_bytes };
+  if (d.tcp) out.tcp = { ...d.tcp };
+  return out;
+}
 
 const percentiles = (p: { count: number; p50_us: number; p90_us: number; p99_us: number; sketch?: Uint8Array } | null) => ({
   count: p?.count ?? 0,
