@@ -18,6 +18,9 @@ type End = ServerResponse['end'];
  * results. Held back, headers, priming event and result leave in one write. A long call (a
  * capture with progress notifications) starts streaming after `holdMs`, with the priming event
  * first, as before. A response whose client went away in the meantime is dropped, never written.
+ * What was held goes out as one body chunk (with chunked encoding each write is a chunk of its
+ * own, and a client's fetch passes each through its stream machinery): priming event and result
+ * reach the client as one piece, as a server without an event store sends its one event.
  */
 export function coalesceStart(res: ServerResponse, holdMs = COALESCE_MS): void {
   let held: Parameters<Write>[] | undefined = [];
@@ -36,7 +39,10 @@ export function coalesceStart(res: ServerResponse, holdMs = COALESCE_MS): void {
   };
   const release = (): void => {
     if (held === undefined) return;
-    for (const args of stopHolding()) write.apply(res, args);
+    const writes = stopHolding();
+    const merged = writes.length > 1 ? concat(writes) : undefined;
+    if (merged) (write as (chunk: Buffer, cb: Callback) => boolean).call(res, merged.bytes, merged.done);
+    else for (const args of writes) write.apply(res, args);
   };
   res.flushHeaders = () => undefined; // sent with the first body bytes instead
   res.write = function (this: ServerResponse, ...args: Parameters<Write>): boolean {
@@ -57,4 +63,27 @@ export function coalesceStart(res: ServerResponse, holdMs = COALESCE_MS): void {
       if (callback) process.nextTick(callback, new Error('the response was closed before it was sent'));
     }
   });
+}
+
+type Callback = (err?: Error | null) => void;
+
+/**
+ * The held writes as one: their bytes in order, and a callback that calls each of theirs.
+ * Undefined when one of them is not bytes or text (left to write as it was held).
+ */
+function concat(writes: Parameters<Write>[]): { bytes: Buffer; done: Callback } | undefined {
+  const parts: Buffer[] = [];
+  const callbacks: Callback[] = [];
+  for (const args of writes) {
+    const [chunk, second, third] = args as unknown[];
+    const encoding = typeof second === 'string' ? (second as BufferEncoding) : undefined;
+    const callback = typeof second === 'function' ? second : third;
+    if (typeof chunk === 'string') {
+      if (encoding !== undefined && !Buffer.isEncoding(encoding)) return undefined;
+      parts.push(Buffer.from(chunk, encoding));
+    } else if (chunk instanceof Uint8Array) parts.push(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+    else return undefined;
+    if (typeof callback === 'function') callbacks.push(callback as Callback);
+  }
+  return { bytes: Buffer.concat(parts), done: (err) => callbacks.forEach((cb) => cb(err)) };
 }

@@ -1,5 +1,5 @@
 import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
 import { coalesceStart } from '../src/coalesce';
 
 /** A server on loopback whose handler gets each request; closed after the test. */
@@ -131,4 +131,50 @@ test('a client that leaves while the response is held: nothing is written, write
   expect(err).toBeInstanceOf(Error);
   expect(threw).toBe(false);
   await srv.close();
+});
+
+/** The chunks of a chunked HTTP response, as they were framed on the wire (read over a raw socket). */
+async function rawChunks(url: string): Promise<string[]> {
+  const { hostname, port } = new URL(url);
+  const raw = await new Promise<Buffer>((resolve, reject) => {
+    const parts: Buffer[] = [];
+    const socket = net.connect(Number(port), hostname, () => socket.end(`GET / HTTP/1.1\r\nHost: ${hostname}\r\nConnection: close\r\n\r\n`));
+    socket.on('data', (d: Buffer) => parts.push(d));
+    socket.on('end', () => resolve(Buffer.concat(parts)));
+    socket.on('error', reject);
+  });
+  let at = raw.indexOf('\r\n\r\n') + 4;
+  const chunks: string[] = [];
+  for (;;) {
+    const eol = raw.indexOf('\r\n', at);
+    const size = parseInt(raw.subarray(at, eol).toString(), 16);
+    if (size === 0) return chunks;
+    chunks.push(raw.subarray(eol + 2, eol + 2 + size).toString('latin1'));
+    at = eol + 2 + size + 2;
+  }
+}
+
+test('what was held reaches the client as one chunk: text, bytes and encodings in order, every callback called', async () => {
+  const called: string[] = [];
+  const srv = await serve((_req, res) => {
+    coalesceStart(res, 1000);
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write('id: 1\ndata: \n\n', () => called.push('first'));
+    res.write(new TextEncoder().encode('data: é'));
+    res.write('e9', 'hex', () => called.push('third'));
+    res.end('\n\n');
+  });
+  const held = Buffer.concat([Buffer.from('id: 1\ndata: \n\ndata: é'), Buffer.from([0xe9])]).toString('latin1');
+  expect(await rawChunks(srv.url)).toEqual([held, '\n\n']); // end's own data follows the release
+  expect(called).toEqual(['first', 'third']);
+  // Without the hold, each write is a chunk of its own (what the client would otherwise take apart).
+  const plain = await serve((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    res.write('id: 1\ndata: \n\n');
+    res.write('data: x');
+    res.end('\n\n');
+  });
+  expect(await rawChunks(plain.url)).toEqual(['id: 1\ndata: \n\n', 'data: x', '\n\n']);
+  await srv.close();
+  await plain.close();
 });
