@@ -100,10 +100,24 @@ export function pageFlows(table: FlowTable, filter: FlowFilter, order: FlowOrder
   return { flows, total };
 }
 
-/** Offers every flow that passes the filter to the heap, by its key; returns how many passed. */
+/**
+ * Offers every flow that passes the filter to the heap, by its key; returns how many passed.
+ * Rows come in increasing order, so once the heap is full a key no better than the worst kept
+ * cannot get in: most rows cost one comparison.
+ */
 function scan(table: FlowTable, keys: Float64Array, filter: FlowFilter, heap: TopK): number {
   const n = table.size;
   const { protocol, sinceUs, untilUs } = filter;
+  let worst = heap.full ? heap.worstKey : Infinity;
+  if (!protocol && !sinceUs && !untilUs) {
+    for (let i = 0; i < n; i++) {
+      const key = keys[i]!;
+      if (key >= worst) continue;
+      heap.offer(key, i);
+      if (heap.full) worst = heap.worstKey;
+    }
+    return n;
+  }
   let total = 0;
   for (let i = 0; i < n; i++) {
     if (protocol && table.protocolOf(i) !== protocol) continue;
@@ -111,9 +125,9 @@ function scan(table: FlowTable, keys: Float64Array, filter: FlowFilter, heap: To
     if (untilUs && table.firstSeenUs(i) > untilUs) continue;
     total++;
     const key = keys[i]!;
-    // Rows come in increasing order: a key no better than the worst kept cannot get in.
-    if (heap.full && key >= heap.worstKey) continue;
+    if (key >= worst) continue;
     heap.offer(key, i);
+    if (heap.full) worst = heap.worstKey;
   }
   return total;
 }
