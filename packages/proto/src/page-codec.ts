@@ -116,11 +116,14 @@ let out: Buffer = Buffer.alloc(0);
 let pos = 0;
 
 function putVarint(n: number): void {
+  const o = out;
+  let p = pos;
   while (n >= 0x80) {
-    out[pos++] = (n & 0x7f) | 0x80;
+    o[p++] = (n & 0x7f) | 0x80;
     n >>>= 7;
   }
-  out[pos++] = n;
+  o[p++] = n;
+  pos = p;
 }
 
 function putVarint64(n: number): void {
@@ -155,8 +158,11 @@ function putString(field: number, v: unknown, keepEmpty = false): void {
   const n = utf8Length(v);
   putVarint(n);
   if (n === v.length) {
-    // ASCII: one byte a character.
-    for (let i = 0; i < v.length; i++) out[pos++] = v.charCodeAt(i);
+    // ASCII: one byte a character (the buffer and position in locals for the loop).
+    const o = out;
+    let p = pos;
+    for (let i = 0; i < n; i++) o[p++] = v.charCodeAt(i);
+    pos = p;
   } else pos += out.write(v, pos, n, 'utf8');
 }
 
