@@ -9,19 +9,24 @@
 // MCP URL. Ctrl-C stops both; if either exits, the other is stopped too.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const workerCli = path.join(root, 'apps/worker/dist/cli.js');
 const hubMain = path.join(root, 'apps/hub/dist/main.js');
+const nodeFlags = path.join(root, 'apps/hub/dist/node-flags.js');
 
-for (const f of [workerCli, hubMain]) {
+for (const f of [workerCli, hubMain, nodeFlags]) {
   if (!existsSync(f)) {
     console.error(`start: ${path.relative(root, f)} is missing; run "npm ci && npm run build" first.`);
     process.exit(1);
   }
 }
+
+/** The Node flags hub and worker run with (apps/hub/src/node-flags.ts says why). */
+const { SERVER_NODE_FLAGS } = createRequire(import.meta.url)(nodeFlags);
 
 const children = new Set();
 let stopping = false;
@@ -37,7 +42,7 @@ function stopAll(code) {
 }
 
 function run(name, args, env, onLine) {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   children.add(child);
   let buf = '';
   child.stdout.on('data', (d) => {

@@ -7,3 +7,4 @@ export type { HubConfig } from './config';
 export { GrpcTrafficSource, toSourceError } from './grpc-source';
 export type { WorkerConnection, WorkerStateName } from './grpc-source';
 export { VERSION } from './version';
+export { SERVER_NODE_FLAGS } from './node-flags';

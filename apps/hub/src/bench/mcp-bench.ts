@@ -10,7 +10,8 @@
  * of a real capture, copied with shifted timestamps and rotating paths and statuses) and its
  * flow table MCP_BENCH_FLOWS UDP conversations (default 10,000, built packet by packet through
  * the flow tracker). The worker, the hub and the bare server each run in a child process of
- * their own (this script with `--serve`), the clients in this one, all on loopback; each call
+ * their own (this script with `--serve`, with the Node flags `npm start` gives hub and worker:
+ * SERVER_NODE_FLAGS), the clients in this one, all on loopback; each call
  * asks for a page of 50 calls or flows. Latency: MCP_BENCH_CALLS sequential calls (default 2,000) on one session
  * after a warm-up. Throughput: MCP_BENCH_CLIENTS concurrent clients (default 8), each with its
  * own session, calling for MCP_BENCH_SECONDS (default 3).
@@ -36,7 +37,7 @@ import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { RawPacket } from '@kubeshark-mcp/capture';
 import { capturePath } from '@kubeshark-mcp/testkit';
 import { WorkerEngine, startWorkerServer, type StoredEntry } from '@kubeshark-mcp/worker';
-import { buildHub, validateConfig, DEFAULT_CONFIG } from '../index';
+import { buildHub, validateConfig, DEFAULT_CONFIG, SERVER_NODE_FLAGS } from '../index';
 
 const ENTRIES = Number(process.env.MCP_BENCH_ENTRIES ?? 1_000_000);
 const FLOWS = Number(process.env.MCP_BENCH_FLOWS ?? 10_000);
@@ -297,7 +298,8 @@ interface Served {
 
 function serve(what: string, ...args: string[]): Promise<Served> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [...process.execArgv, __filename, '--serve', what, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // Every server, the bare one too, runs with the flags `npm start` gives hub and worker; the clients run in this process, as launched.
+    const proc = spawn(process.execPath, [...process.execArgv, ...SERVER_NODE_FLAGS, __filename, '--serve', what, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     proc.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
@@ -375,7 +377,7 @@ function quietFetchAbortWarning(): void {
 async function main(): Promise<void> {
   quietFetchAbortWarning();
   process.stdout.write(`== MCP tool calls through the hub (SDK client -> Streamable HTTP -> hub -> gRPC -> worker) ==\n`);
-  process.stdout.write(`load average (1 min) before: ${os.loadavg()[0]!.toFixed(2)} on ${os.availableParallelism()} cores; ${process.version}; worker, hub, bare server and clients each in a process of their own\n`);
+  process.stdout.write(`load average (1 min) before: ${os.loadavg()[0]!.toFixed(2)} on ${os.availableParallelism()} cores; ${process.version}; worker, hub, bare server and clients each in a process of their own; the servers with ${SERVER_NODE_FLAGS.join(' ') || 'no flags'} (as npm start runs hub and worker), the clients with ${process.execArgv.join(' ') || 'none'}\n`);
   const servers: Served[] = [];
   let hubUrl: string;
   let bareUrl: string;
