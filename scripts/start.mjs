@@ -35,7 +35,11 @@ function stopAll(code) {
   if (stopping) return;
   stopping = true;
   for (const c of children) c.kill('SIGTERM');
-  setTimeout(() => process.exit(code), 3000).unref();
+  // Whatever has not stopped within 5 s is killed, so that nothing outlives this script.
+  setTimeout(() => {
+    for (const c of children) c.kill('SIGKILL');
+    process.exit(code);
+  }, 5000).unref();
   const done = () => children.size === 0 && process.exit(code);
   for (const c of children) c.once('exit', () => (children.delete(c), done()));
   done();
