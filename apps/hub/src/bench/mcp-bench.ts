@@ -14,7 +14,7 @@
  * SERVER_NODE_FLAGS), the clients in this one, all on loopback; each call
  * asks for a page of 50 calls or flows. Latency: MCP_BENCH_CALLS sequential calls (default 2,000) on one session
  * after a warm-up. Throughput: MCP_BENCH_CLIENTS concurrent clients (default 8), each with its
- * own session, calling for MCP_BENCH_SECONDS (default 3).
+ * own session, calling for MCP_BENCH_SECONDS (default 6, in MCP_BENCH_ROUNDS rounds of turns, default 3).
  *
  * Targets (issue 6): p50 under 5 ms for a page of 50 calls from 1,000,000 stored entries, and at
  * least half the bare server's calls per second. For context the bare server also answers
