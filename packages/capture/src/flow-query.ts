@@ -108,16 +108,7 @@ export function pageFlows(table: FlowTable, filter: FlowFilter, order: FlowOrder
 function scan(table: FlowTable, keys: Float64Array, filter: FlowFilter, heap: TopK): number {
   const n = table.size;
   const { protocol, sinceUs, untilUs } = filter;
-  let worst = heap.full ? heap.worstKey : Infinity;
-  if (!protocol && !sinceUs && !untilUs) {
-    for (let i = 0; i < n; i++) {
-      const key = keys[i]!;
-      if (key >= worst) continue;
-      heap.offer(key, i);
-      if (heap.full) worst = heap.worstKey;
-    }
-    return n;
-  }
+  let worst = Infinity;
   let total = 0;
   for (let i = 0; i < n; i++) {
     if (protocol && table.protocolOf(i) !== protocol) continue;
