@@ -59,9 +59,13 @@ const round2 = (x: number): number => Math.round(x * 100) / 100;
  */
 export const MIN_RATE_SECONDS = 0.005;
 
-/** Packets and bits per second over `seconds`; none when the span is too short to say. */
-function rates(packets: number, bytes: number, seconds: number): { pps?: number; bps?: number } {
-  return seconds > MIN_RATE_SECONDS ? { pps: round2(packets / seconds), bps: round2((bytes * 8) / seconds) } : {};
+/** Sets packets and bits per second over `seconds` on `out`, unless the span is too short to say. */
+function addRates<T extends { packets: number; bytes: number; pps?: number; bps?: number }>(out: T, seconds: number): T {
+  if (seconds > MIN_RATE_SECONDS) {
+    out.pps = round2(out.packets / seconds);
+    out.bps = round2((out.bytes * 8) / seconds);
+  }
+  return out;
 }
 
 export interface RatedDirection extends Omit<DirectionStats, 'tcp'> {
@@ -95,15 +99,13 @@ export interface Totals {
 }
 
 function rated(d: DirectionStats, seconds: number): RatedDirection {
-  const out: RatedDirection = { packets: d.packets, bytes: d.bytes, payload_bytes: d.payload_bytes, ...rates(d.packets, d.bytes, seconds) };
+  const out = addRates<RatedDirection>({ packets: d.packets, bytes: d.bytes, payload_bytes: d.payload_bytes }, seconds);
   if (d.tcp) out.tcp = nonZeroCounters(d.tcp);
   return out;
 }
 
 function totals(a: DirectionStats, b: DirectionStats, seconds: number): Totals {
-  const packets = a.packets + b.packets;
-  const bytes = a.bytes + b.bytes;
-  return { packets, bytes, ...rates(packets, bytes, seconds) };
+  return addRates<Totals>({ packets: a.packets + b.packets, bytes: a.bytes + b.bytes }, seconds);
 }
 
 export interface HandshakePercentiles {
