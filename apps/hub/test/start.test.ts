@@ -20,11 +20,11 @@ afterEach(() => {
   if (start && start.exitCode === null) start.kill('SIGKILL');
 });
 
-/** The command lines of a process's children (Linux: /proc/<pid>/task/<pid>/children). */
-function childCommands(pid: number): string[][] {
-  const ids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean);
-  return ids.map((id) => readFileSync(`/proc/${id}/cmdline`, 'utf8').split('\0').filter(Boolean));
-}
+/** A process's children (Linux: /proc/<pid>/task/<pid>/children). */
+const childPids = (pid: number): number[] => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+
+/** A process's command line, as its arguments. */
+const commandLine = (pid: number): string[] => readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
 
 test('npm start serves the demo over MCP, hub and worker with the server Node flags, and stops both on SIGINT', async () => {
   start = spawn(process.execPath, [path.join(REPO_ROOT, 'scripts', 'start.mjs')], {
@@ -48,7 +48,8 @@ test('npm start serves the demo over MCP, hub and worker with the server Node fl
   });
   expect(url).toMatch(/^http:\/\/localhost:\d+\/mcp$/);
 
-  const commands = childCommands(proc.pid!);
+  const pids = childPids(proc.pid!);
+  const commands = pids.map(commandLine);
   expect(commands).toHaveLength(2);
   for (const cmd of commands) expect(cmd.slice(1, 1 + SERVER_NODE_FLAGS.length)).toEqual([...SERVER_NODE_FLAGS]);
   expect(commands.map((c) => path.basename(c[1 + SERVER_NODE_FLAGS.length]!)).sort()).toEqual(['cli.js', 'main.js']);
@@ -66,7 +67,6 @@ test('npm start serves the demo over MCP, hub and worker with the server Node fl
     await client.close();
   }
 
-  const pids = commands.length ? readFileSync(`/proc/${proc.pid}/task/${proc.pid}/children`, 'utf8').trim().split(/\s+/).map(Number) : [];
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   proc.kill('SIGINT');
   expect(await exited).toBe(0);
